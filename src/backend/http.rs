@@ -1,0 +1,140 @@
+//! Nodes that take `GET / PUT / DELETE <url>/kv/<key>` over HTTP/1.1 with pooled keep-alive.
+
+use std::error::Error as _;
+use std::io;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use super::{Backend, BackendError, BoxFuture};
+use crate::key;
+
+#[derive(Debug)]
+pub struct HttpBackend {
+    base: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl HttpBackend {
+    pub fn new(base: &str, connect_timeout: Duration) -> HttpBackend {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        HttpBackend {
+            base: base.to_owned(),
+            client,
+        }
+    }
+
+    fn kv_uri(&self, key: &[u8]) -> String {
+        let mut uri = String::with_capacity(self.base.len() + 4 + key.len() * 3);
+        uri.push_str(&self.base);
+        uri.push_str(key::KV_PREFIX);
+        key::encode_into(key, &mut uri);
+        uri
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        uri: String,
+        body: Bytes,
+    ) -> Result<(StatusCode, Bytes), BackendError> {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Full::new(body))
+            .map_err(|e| BackendError::Protocol(e.to_string()))?;
+        let response = self.client.request(request).await.map_err(classify)?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| BackendError::Io(e.to_string()))?
+            .to_bytes();
+        Ok((status, body))
+    }
+}
+
+/// Sorts a client error into the shared classes: refused, other connect failure, or a
+/// connection that broke mid-request.
+fn classify(err: hyper_util::client::legacy::Error) -> BackendError {
+    let mut source = err.source();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<io::Error>() {
+            if io.kind() == io::ErrorKind::ConnectionRefused {
+                return BackendError::Refused;
+            }
+            if io.kind() == io::ErrorKind::TimedOut && err.is_connect() {
+                return BackendError::Connect("connect timed out".into());
+            }
+        }
+        source = cause.source();
+    }
+    let reason = match err.source() {
+        Some(cause) => cause.to_string(),
+        None => err.to_string(),
+    };
+    if err.is_connect() {
+        BackendError::Connect(reason)
+    } else {
+        BackendError::Io(reason)
+    }
+}
+
+fn unexpected(status: StatusCode) -> BackendError {
+    if status.is_server_error() {
+        BackendError::Server(status.as_u16())
+    } else {
+        BackendError::Rejected(status.as_u16())
+    }
+}
+
+impl Backend for HttpBackend {
+    fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Bytes>, BackendError>> {
+        Box::pin(async move {
+            match self.send(Method::GET, self.kv_uri(key), Bytes::new()).await? {
+                (StatusCode::OK, body) => Ok(Some(body)),
+                (StatusCode::NOT_FOUND, _) => Ok(None),
+                (status, _) => Err(unexpected(status)),
+            }
+        })
+    }
+
+    fn put<'a>(&'a self, key: &'a [u8], value: Bytes) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async move {
+            match self.send(Method::PUT, self.kv_uri(key), value).await? {
+                (status, _) if status.is_success() => Ok(()),
+                (status, _) => Err(unexpected(status)),
+            }
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async move {
+            match self.send(Method::DELETE, self.kv_uri(key), Bytes::new()).await? {
+                (status, _) if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
+                (status, _) => Err(unexpected(status)),
+            }
+        })
+    }
+
+    fn health(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            let uri = format!("{}/health", self.base);
+            match self.send(Method::GET, uri, Bytes::new()).await? {
+                (StatusCode::OK, _) => Ok(()),
+                (status, _) => Err(unexpected(status)),
+            }
+        })
+    }
+}

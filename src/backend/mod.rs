@@ -1,0 +1,69 @@
+//! The storage a node speaks, behind one trait, and how its failures are classified.
+
+mod http;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::config::{NodeSpec, Scheme, Timeouts};
+
+pub use self::http::HttpBackend;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One node's storage. Implementations keep their own connection pools and reconnect by
+/// themselves; the proxy applies the per-attempt timeout around each call.
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// The value, or `None` when the node does not have the key.
+    fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Bytes>, BackendError>>;
+    fn put<'a>(&'a self, key: &'a [u8], value: Bytes) -> BoxFuture<'a, Result<(), BackendError>>;
+    /// Succeeds whether or not the key existed.
+    fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), BackendError>>;
+    /// A cheap liveness probe.
+    fn health(&self) -> BoxFuture<'_, Result<(), BackendError>>;
+}
+
+/// Why an attempt on a node failed, the same classes whatever the protocol.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    #[error("connection refused")]
+    Refused,
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("timed out after {0} ms")]
+    Timeout(u64),
+    #[error("connection failed: {0}")]
+    Io(String),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("server error: status {0}")]
+    Server(u16),
+    #[error("rejected: status {0}")]
+    Rejected(u16),
+}
+
+impl BackendError {
+    /// A short stable name for logs and error bodies.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BackendError::Refused => "refused",
+            BackendError::Connect(_) => "connect",
+            BackendError::Timeout(_) => "timeout",
+            BackendError::Io(_) => "io",
+            BackendError::Protocol(_) => "protocol",
+            BackendError::Server(_) => "server",
+            BackendError::Rejected(_) => "rejected",
+        }
+    }
+}
+
+/// Opens a client for a node (connections are made lazily, on first use).
+pub fn connect(spec: &NodeSpec, timeouts: &Timeouts) -> Arc<dyn Backend> {
+    match spec.url.scheme {
+        Scheme::Http => Arc::new(HttpBackend::new(&spec.url.base, timeouts.connect())),
+    }
+}

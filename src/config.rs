@@ -1,0 +1,487 @@
+//! The YAML configuration: parse with unknown fields rejected, validate, and say where it is wrong.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+use crate::routing::{Ring, MAX_REPLICAS};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_REPLICAS: usize = 2;
+pub const DEFAULT_CONNECT_MS: u64 = 250;
+pub const DEFAULT_REQUEST_MS: u64 = 2000;
+pub const DEFAULT_MAX_KEY_BYTES: usize = 1024;
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 8 * 1024 * 1024;
+
+/// A validated configuration: every field has its value and every rule holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// r: each key lives on its top-r nodes.
+    pub replicas: usize,
+    /// Acks a PUT or DELETE needs before it is answered 2xx.
+    pub write_quorum: usize,
+    pub timeouts: Timeouts,
+    pub max_key_bytes: usize,
+    pub max_value_bytes: usize,
+    pub nodes: Vec<NodeSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    #[serde(default = "default_connect_ms")]
+    pub connect_ms: u64,
+    #[serde(default = "default_request_ms")]
+    pub request_ms: u64,
+}
+
+impl Timeouts {
+    pub fn connect(&self) -> Duration {
+        Duration::from_millis(self.connect_ms)
+    }
+    pub fn request(&self) -> Duration {
+        Duration::from_millis(self.request_ms)
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect_ms: DEFAULT_CONNECT_MS,
+            request_ms: DEFAULT_REQUEST_MS,
+        }
+    }
+}
+
+/// One backend node. Its `id` alone decides placement; its `url` only says where it is.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    pub id: NodeId,
+    pub url: NodeUrl,
+    #[serde(default = "default_weight")]
+    pub weight: Weight,
+}
+
+/// A non-empty node id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct NodeId(String);
+
+impl TryFrom<String> for NodeId {
+    type Error = String;
+    fn try_from(id: String) -> Result<Self, String> {
+        if id.is_empty() {
+            Err("id: node id must not be empty".into())
+        } else {
+            Ok(NodeId(id))
+        }
+    }
+}
+
+impl NodeId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A finite weight greater than zero.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(try_from = "f64")]
+pub struct Weight(f64);
+
+impl TryFrom<f64> for Weight {
+    type Error = String;
+    fn try_from(w: f64) -> Result<Self, String> {
+        if w.is_finite() && w > 0.0 {
+            Ok(Weight(w))
+        } else {
+            Err(format!("weight: {w} must be finite and greater than 0"))
+        }
+    }
+}
+
+impl Weight {
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+/// The protocols a node can speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+}
+
+/// A node address: `http://host[:port]`, with no path, query or credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct NodeUrl {
+    pub scheme: Scheme,
+    pub host: String,
+    pub port: u16,
+    /// `scheme://host:port` with no trailing slash: the prefix of every request URL.
+    pub base: String,
+}
+
+impl TryFrom<String> for NodeUrl {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, String> {
+        let uri: http::Uri = raw
+            .parse()
+            .map_err(|e| format!("url: bad URL {raw:?}: {e}"))?;
+        let scheme = match uri.scheme_str() {
+            Some("http") => Scheme::Http,
+            Some(other) => {
+                return Err(format!(
+                    "url: unsupported scheme {other:?} in {raw:?} (supported: http)"
+                ))
+            }
+            None => return Err(format!("url: bad URL {raw:?}: expected http://host:port")),
+        };
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("url: bad URL {raw:?}: no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(format!("url: bad URL {raw:?}: credentials are not supported"));
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(format!(
+                "url: bad URL {raw:?}: must have no path or query (requests go to <url>/kv/<key>)"
+            ));
+        }
+        let host = authority.host().to_owned();
+        if host.is_empty() {
+            return Err(format!("url: bad URL {raw:?}: no host"));
+        }
+        let port = authority.port_u16().unwrap_or(80);
+        Ok(NodeUrl {
+            scheme,
+            base: format!("http://{}:{port}", authority.host()),
+            host,
+            port,
+        })
+    }
+}
+
+impl NodeUrl {
+    /// The socket address when the host is a loopback IP literal or `localhost`: a node the
+    /// demo can run itself.
+    pub fn loopback_addr(&self) -> Option<SocketAddr> {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        let ip: IpAddr = if host.eq_ignore_ascii_case("localhost") {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            host.parse().ok()?
+        };
+        ip.is_loopback().then_some(SocketAddr::new(ip, self.port))
+    }
+}
+
+impl fmt::Display for NodeUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.base)
+    }
+}
+
+fn default_connect_ms() -> u64 {
+    DEFAULT_CONNECT_MS
+}
+fn default_request_ms() -> u64 {
+    DEFAULT_REQUEST_MS
+}
+fn default_weight() -> Weight {
+    Weight(1.0)
+}
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN.parse().expect("default listen address")
+}
+fn default_max_key_bytes() -> usize {
+    DEFAULT_MAX_KEY_BYTES
+}
+fn default_max_value_bytes() -> usize {
+    DEFAULT_MAX_VALUE_BYTES
+}
+
+/// The file as written: optional fields still optional.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default = "default_listen")]
+    listen: SocketAddr,
+    replicas: Option<usize>,
+    write_quorum: Option<usize>,
+    #[serde(default)]
+    timeouts: Timeouts,
+    #[serde(default = "default_max_key_bytes")]
+    max_key_bytes: usize,
+    #[serde(default = "default_max_value_bytes")]
+    max_value_bytes: usize,
+    nodes: Vec<NodeSpec>,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Config::from_yaml(&text)
+    }
+
+    /// Parses and validates YAML text. Errors name the field and, where known, line and column.
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| {
+            let loc = e.location();
+            // serde_yaml appends " at line L column C"; we report the position separately.
+            let msg = e.to_string();
+            let msg = match msg.rfind(" at line ") {
+                Some(at) if loc.is_some() => msg[..at].to_owned(),
+                _ => msg,
+            };
+            ConfigError::Invalid {
+                message: msg,
+                line: loc.as_ref().map(|l| l.line()),
+                column: loc.as_ref().map(|l| l.column()),
+            }
+        })?;
+        let at_key = |key: &str, message: String| {
+            let line = top_level_key_line(text, key);
+            ConfigError::Invalid {
+                message,
+                line,
+                column: line.map(|_| 1),
+            }
+        };
+        let n = raw.nodes.len();
+        if n == 0 {
+            return Err(at_key("nodes", "nodes: at least one node is required".into()));
+        }
+        for (i, node) in raw.nodes.iter().enumerate() {
+            if raw.nodes[..i].iter().any(|n| n.id == node.id) {
+                let line = id_line(text, node.id.as_str(), 2);
+                return Err(ConfigError::Invalid {
+                    message: format!("nodes[{i}].id: duplicate node id {:?}", node.id.as_str()),
+                    line,
+                    column: None,
+                });
+            }
+        }
+        let replicas = raw.replicas.unwrap_or(DEFAULT_REPLICAS.min(n));
+        if replicas == 0 || replicas > n {
+            return Err(at_key(
+                "replicas",
+                format!("replicas: {replicas} must be between 1 and the number of nodes ({n})"),
+            ));
+        }
+        if replicas > MAX_REPLICAS {
+            return Err(at_key(
+                "replicas",
+                format!("replicas: {replicas} is more than the supported maximum {MAX_REPLICAS}"),
+            ));
+        }
+        let write_quorum = raw.write_quorum.unwrap_or(replicas / 2 + 1);
+        if write_quorum == 0 || write_quorum > replicas {
+            return Err(at_key(
+                "write_quorum",
+                format!("write_quorum: {write_quorum} must be between 1 and replicas ({replicas})"),
+            ));
+        }
+        if raw.timeouts.connect_ms == 0 || raw.timeouts.request_ms == 0 {
+            return Err(at_key(
+                "timeouts",
+                "timeouts: connect_ms and request_ms must be greater than 0".into(),
+            ));
+        }
+        if raw.max_key_bytes == 0 {
+            return Err(at_key(
+                "max_key_bytes",
+                "max_key_bytes: must be at least 1".into(),
+            ));
+        }
+        Ok(Config {
+            listen: raw.listen,
+            replicas,
+            write_quorum,
+            timeouts: raw.timeouts,
+            max_key_bytes: raw.max_key_bytes,
+            max_value_bytes: raw.max_value_bytes,
+            nodes: raw.nodes,
+        })
+    }
+
+    /// The placement table for these nodes.
+    pub fn ring(&self) -> Ring {
+        Ring::new(self.nodes.iter().map(|n| (n.id.as_str(), n.weight.get())))
+            .expect("a validated config has unique ids and valid weights")
+    }
+}
+
+/// The 1-based line of a top-level `key:` in block-style YAML, for errors found after parsing.
+fn top_level_key_line(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|line| {
+            line.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        })
+        .map(|i| i + 1)
+}
+
+/// The 1-based line of the `nth` (1-based) `id: <id>` entry, for errors found after parsing.
+fn id_line(text: &str, id: &str, nth: usize) -> Option<usize> {
+    let is_id = |line: &str| {
+        line.match_indices("id:").any(|(at, _)| {
+            let before_ok = at == 0 || !line.as_bytes()[at - 1].is_ascii_alphanumeric();
+            let value = line[at + 3..].trim_start();
+            let value = value.trim_start_matches(['"', '\'']);
+            before_ok
+                && value.strip_prefix(id).is_some_and(|rest| {
+                    rest.is_empty() || rest.starts_with(['"', '\'', ',', '}', ' ', '#'])
+                })
+        })
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| is_id(line))
+        .nth(nth - 1)
+        .map(|(i, _)| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::from_yaml(text).unwrap_err().to_string()
+    }
+
+    const TWO: &str = "nodes:\n  - { id: a, url: \"http://127.0.0.1:7001\" }\n  - { id: b, url: \"http://127.0.0.1:7002\" }\n";
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_yaml(TWO).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!((c.replicas, c.write_quorum), (2, 2));
+        assert_eq!(c.timeouts, Timeouts::default());
+        assert_eq!(c.max_key_bytes, 1024);
+        assert_eq!(c.max_value_bytes, 8388608);
+        assert_eq!(c.nodes[1].weight.get(), 1.0);
+        assert_eq!(c.nodes[1].url.base, "http://127.0.0.1:7002");
+    }
+
+    #[test]
+    fn majority_quorum_by_default() {
+        let text = "replicas: 3\nnodes:\n  - { id: a, url: \"http://h:1\" }\n  - { id: b, url: \"http://h:2\" }\n  - { id: c, url: \"http://h:3\" }\n";
+        assert_eq!(Config::from_yaml(text).unwrap().write_quorum, 2);
+        let one = "nodes:\n  - { id: a, url: \"http://h:1\" }\n";
+        let c = Config::from_yaml(one).unwrap();
+        assert_eq!((c.replicas, c.write_quorum), (1, 1));
+    }
+
+    #[test]
+    fn full_shape_from_the_docs() {
+        let text = "listen: 127.0.0.1:9000\nreplicas: 2\nwrite_quorum: 1\ntimeouts: { connect_ms: 100, request_ms: 500 }\nmax_key_bytes: 64\nmax_value_bytes: 10\nnodes:\n  - { id: a, url: \"http://127.0.0.1:7001\", weight: 1.0 }\n  - { id: b, url: \"http://127.0.0.1:7002\", weight: 2.5 }\n";
+        let c = Config::from_yaml(text).unwrap();
+        assert_eq!(c.write_quorum, 1);
+        assert_eq!(c.timeouts.request_ms, 500);
+        assert_eq!(c.nodes[1].weight.get(), 2.5);
+    }
+
+    #[test]
+    fn rejections_name_field_and_line() {
+        let cases: &[(&str, &str)] = &[
+            ("nodes: []\n", "line 1 column 1: nodes: at least one node"),
+            ("replicas: 2\n", "missing field `nodes`"),
+            (
+                "nodes:\n  - { id: a, url: \"http://h:1\" }\n  - { id: a, url: \"http://h:2\" }\n",
+                "line 3: nodes[1].id: duplicate node id \"a\"",
+            ),
+            (
+                "nodes:\n  - { id: \"\", url: \"http://h:1\" }\n",
+                "line 2 column 5: nodes[0]: id: node id must not be empty",
+            ),
+            (
+                "nodes:\n  - { id: a, url: \"ftp://h:1\" }\n",
+                "line 2 column 5: nodes[0]: url: unsupported scheme \"ftp\"",
+            ),
+            ("nodes:\n  - { id: a, url: \"not a url\" }\n", "nodes[0]: url: bad URL"),
+            (
+                "nodes:\n  - { id: a, url: \"http://h:1/path\" }\n",
+                "must have no path",
+            ),
+            (
+                "nodes:\n  - { id: a, url: \"http://h:1\", weight: 0 }\n",
+                "line 2 column 5: nodes[0]: weight: 0 must be finite",
+            ),
+            (
+                "nodes:\n  - { id: a, url: \"http://h:1\", weight: -1 }\n",
+                "nodes[0]: weight: -1 must be finite",
+            ),
+            (
+                "nodes:\n  - { id: a, url: \"http://h:1\", weight: .nan }\n",
+                "nodes[0]: weight: NaN must be finite",
+            ),
+            (
+                "nodes:\n  - { id: a, url: \"http://h:1\", weight: .inf }\n",
+                "weight: inf must be finite",
+            ),
+            (
+                "replicas: 0\nnodes:\n  - { id: a, url: \"http://h:1\" }\n",
+                "line 1 column 1: replicas: 0 must be between 1",
+            ),
+            (
+                "nodes:\n  - { id: a, url: \"http://h:1\" }\nreplicas: 2\n",
+                "line 3 column 1: replicas: 2 must be between 1 and the number of nodes (1)",
+            ),
+            (
+                "write_quorum: 0\nnodes:\n  - { id: a, url: \"http://h:1\" }\n",
+                "line 1 column 1: write_quorum: 0 must be between 1 and replicas (1)",
+            ),
+            (
+                "write_quorum: 2\nnodes:\n  - { id: a, url: \"http://h:1\" }\n",
+                "write_quorum: 2 must be between 1 and replicas (1)",
+            ),
+            (
+                "nodes:\n  - { id: a, url: \"http://h:1\" }\nreplica: 1\n",
+                "line 3 column 1: unknown field `replica`",
+            ),
+            (
+                "nodes:\n  - { id: a, url: \"http://h:1\", wieght: 1 }\n",
+                "unknown field `wieght`",
+            ),
+            ("listen: nowhere\nnodes: []\n", "line 1 column 9: listen: invalid socket address"),
+            ("nodes: [\n", "line 2"),
+            (
+                "nodes:\n  - id: a\n    url: \"http://h:1\"\n  - id: b\n    url: \"http://h:2\"\n  - id: 'a'\n    url: \"http://h:3\"\n",
+                "line 6: nodes[2].id: duplicate node id \"a\"",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = err(text);
+            assert!(got.contains(want), "for {text:?}\n got: {got}\nwant: {want}");
+        }
+    }
+
+    #[test]
+    fn loopback_detection() {
+        let url = |s: &str| NodeUrl::try_from(s.to_owned()).unwrap();
+        assert!(url("http://127.0.0.1:7001").loopback_addr().is_some());
+        assert!(url("http://localhost:7001").loopback_addr().is_some());
+        assert!(url("http://[::1]:7001").loopback_addr().is_some());
+        assert!(url("http://10.0.0.1:7001").loopback_addr().is_none());
+        assert!(url("http://cache-1:7001").loopback_addr().is_none());
+        assert_eq!(url("http://cache-1").port, 80);
+    }
+}

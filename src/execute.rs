@@ -1,0 +1,157 @@
+//! Carrying out a plan against the nodes: replicated writes with a quorum, reads with fallback
+//! down the ranking, a timeout on every attempt, and one log line per failed attempt.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::backend::BackendError;
+use crate::routing::key_hash;
+use crate::snapshot::Snapshot;
+
+/// What happened on one node, for error bodies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub node: String,
+    pub result: Result<&'static str, BackendError>,
+}
+
+#[derive(Debug)]
+pub enum ReadOutcome {
+    Found { node: usize, value: Bytes },
+    /// Enough replicas said the key is absent that no acknowledged write can be elsewhere.
+    Missing,
+    /// No replica answered usefully; `attempts` says what each did.
+    Failed { attempts: Vec<Attempt> },
+}
+
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    Put(Bytes),
+    Delete,
+}
+
+impl WriteOp {
+    fn name(&self) -> &'static str {
+        match self {
+            WriteOp::Put(_) => "put",
+            WriteOp::Delete => "delete",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct WriteOutcome {
+    pub acks: usize,
+    pub replicas: usize,
+    pub quorum: usize,
+    /// Failures seen before the answer was decided (later ones are only logged).
+    pub failures: Vec<Attempt>,
+}
+
+impl WriteOutcome {
+    pub fn reached_quorum(&self) -> bool {
+        self.acks >= self.quorum
+    }
+}
+
+/// Runs one backend call under the per-attempt timeout and logs it if it fails.
+async fn attempt<T>(
+    node: &str,
+    op: &'static str,
+    key: &[u8],
+    timeout: Duration,
+    call: impl Future<Output = Result<T, BackendError>>,
+) -> Result<T, BackendError> {
+    let result = match tokio::time::timeout(timeout, call).await {
+        Ok(result) => result,
+        Err(_) => Err(BackendError::Timeout(timeout.as_millis() as u64)),
+    };
+    if let Err(e) = &result {
+        tracing::warn!(
+            node,
+            op,
+            key_hash = format_args!("{:016x}", key_hash(key)),
+            kind = e.kind(),
+            error = %e,
+            "backend attempt failed"
+        );
+    }
+    result
+}
+
+/// Reads from the best replica, falling back down the ranking on an error or timeout, and on
+/// a miss until the miss is final (see [`crate::routing::ReadPlan`]).
+pub async fn read(snap: &Snapshot, key: &[u8]) -> ReadOutcome {
+    let plan = snap.read_plan(key);
+    let timeout = snap.config.timeouts.request();
+    let mut attempts = Vec::new();
+    let mut misses = 0;
+    for index in plan.replicas.iter() {
+        let node = snap.node_id(index);
+        match attempt(node, "get", key, timeout, snap.backends[index].get(key)).await {
+            Ok(Some(value)) => return ReadOutcome::Found { node: index, value },
+            Ok(None) => {
+                misses += 1;
+                if misses >= plan.misses_to_stop {
+                    return ReadOutcome::Missing;
+                }
+                attempts.push(Attempt {
+                    node: node.to_owned(),
+                    result: Ok("not found"),
+                });
+            }
+            Err(e) => attempts.push(Attempt {
+                node: node.to_owned(),
+                result: Err(e),
+            }),
+        }
+    }
+    ReadOutcome::Failed { attempts }
+}
+
+/// Sends a write to every replica in parallel and returns as soon as the quorum is reached or
+/// can no longer be. Replicas still working when it returns finish in the background.
+pub async fn write(snap: Arc<Snapshot>, key: Bytes, op: WriteOp) -> WriteOutcome {
+    let plan = snap.write_plan(&key);
+    let timeout = snap.config.timeouts.request();
+    let replicas = plan.replicas.len();
+    let (tx, mut rx) = mpsc::channel(replicas.max(1));
+    for index in plan.replicas.iter() {
+        let (snap, key, op, tx) = (snap.clone(), key.clone(), op.clone(), tx.clone());
+        tokio::spawn(async move {
+            let backend = &snap.backends[index];
+            let node = snap.node_id(index);
+            let name = op.name();
+            let call = match op {
+                WriteOp::Put(value) => backend.put(&key, value),
+                WriteOp::Delete => backend.delete(&key),
+            };
+            let result = attempt(node, name, &key, timeout, call).await;
+            let _ = tx.send((index, result)).await;
+        });
+    }
+    drop(tx);
+    let mut outcome = WriteOutcome {
+        acks: 0,
+        replicas,
+        quorum: plan.quorum,
+        failures: Vec::new(),
+    };
+    while let Some((index, result)) = rx.recv().await {
+        match result {
+            Ok(()) => outcome.acks += 1,
+            Err(e) => outcome.failures.push(Attempt {
+                node: snap.node_id(index).to_owned(),
+                result: Err(e),
+            }),
+        }
+        if outcome.acks >= plan.quorum || outcome.failures.len() > replicas - plan.quorum {
+            break;
+        }
+    }
+    outcome
+}

@@ -1,0 +1,21 @@
+//! hrwproxy: a stateless HTTP proxy that puts cache and storage nodes behind
+//! `PUT / GET / DELETE /kv/<key>`, placing each key on its top-r nodes by weighted rendezvous
+//! hashing and following live edits of its YAML node list.
+//!
+//! Data path: [`service`] parses a request, loads one [`snapshot::Snapshot`], asks [`routing`]
+//! for the plan and [`execute`] carries it out against [`backend`]s.
+//! Control path: [`reload`] turns a file change into a new snapshot, or keeps the old one.
+//! [`routing`] is pure and public, so clients can place keys on their own side.
+
+pub mod backend;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod execute;
+pub mod key;
+pub mod node;
+pub mod reload;
+pub mod routing;
+pub mod server;
+pub mod service;
+pub mod snapshot;

@@ -1,0 +1,123 @@
+//! The built-in in-memory storage node: the same `/kv/<key>` API as the proxy plus
+//! `GET /health`. The default backend of the demo and the tests.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+
+use crate::error::RequestError;
+use crate::key;
+use crate::server::{self, Body};
+
+/// Keys a node accepts: generous, since the proxy enforces the configured limit.
+pub const NODE_MAX_KEY_BYTES: usize = 64 * 1024;
+pub const DEFAULT_NODE_MAX_VALUE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The node's data: ordered, so that it can later be listed page by page.
+#[derive(Debug, Default)]
+pub struct Store {
+    map: RwLock<BTreeMap<Vec<u8>, Bytes>>,
+}
+
+impl Store {
+    pub fn get(&self, key: &[u8]) -> Option<Bytes> {
+        self.read().get(key).cloned()
+    }
+
+    pub fn put(&self, key: Vec<u8>, value: Bytes) {
+        self.write().insert(key, value);
+    }
+
+    pub fn delete(&self, key: &[u8]) -> bool {
+        self.write().remove(key).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    // A panic while holding the lock cannot leave the map half-changed (every operation is a
+    // single call), so a poisoned lock is still safe to use.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Vec<u8>, Bytes>> {
+        self.map.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Vec<u8>, Bytes>> {
+        self.map.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Serves a node on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    store: Arc<Store>,
+    max_value_bytes: usize,
+    shutdown: impl Future<Output = ()>,
+) {
+    let handler = move |req| handle(store.clone(), max_value_bytes, req);
+    server::serve(listener, handler, shutdown).await
+}
+
+async fn handle(store: Arc<Store>, max_value_bytes: usize, req: Request<Incoming>) -> Response<Body> {
+    match route(&store, max_value_bytes, req).await {
+        Ok(resp) => resp,
+        Err(err) => server::rejection(&err),
+    }
+}
+
+async fn route(
+    store: &Store,
+    max_value_bytes: usize,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, RequestError> {
+    let path = req.uri().path();
+    if path == "/health" {
+        return match *req.method() {
+            Method::GET | Method::HEAD => Ok(server::text(StatusCode::OK, "ok")),
+            _ => Err(RequestError::MethodNotAllowed {
+                method: req.method().to_string(),
+                allow: "GET, HEAD",
+            }),
+        };
+    }
+    let raw_key = path
+        .strip_prefix(key::KV_PREFIX)
+        .ok_or(RequestError::NotFound)?;
+    let key = key::decode(raw_key, NODE_MAX_KEY_BYTES)?.into_owned();
+    match *req.method() {
+        Method::GET | Method::HEAD => Ok(match store.get(&key) {
+            Some(value) => {
+                let mut resp = Response::new(Body::new(value));
+                resp.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                resp
+            }
+            None => server::text(StatusCode::NOT_FOUND, "key not found"),
+        }),
+        Method::PUT => {
+            let value = server::read_body(req, max_value_bytes).await?;
+            store.put(key, value);
+            Ok(server::empty(StatusCode::NO_CONTENT))
+        }
+        Method::DELETE => {
+            store.delete(&key);
+            Ok(server::empty(StatusCode::NO_CONTENT))
+        }
+        _ => Err(RequestError::MethodNotAllowed {
+            method: req.method().to_string(),
+            allow: crate::service::ALLOWED_METHODS,
+        }),
+    }
+}

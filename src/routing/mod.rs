@@ -1,0 +1,25 @@
+//! Pure placement: which nodes hold a key, and in what order to ask them. No I/O, no async.
+//!
+//! A client that routes on its own side uses exactly the function the proxy uses:
+//!
+//! ```
+//! use hrwproxy::routing::{key_hash, Ring};
+//!
+//! let ring = Ring::new([("a", 1.0), ("b", 1.0), ("c", 1.0)]).unwrap();
+//! let owners = ring.top(key_hash(b"greeting"), 2);
+//! for index in owners.iter() {
+//!     println!("replica on {}", ring.id(index));
+//! }
+//! ```
+
+mod plan;
+mod rendezvous;
+
+pub use plan::{ReadPlan, WritePlan};
+pub use rendezvous::{
+    key_hash, mix, node_seed, score, Ranked, Ring, RingError, TopR, KEY_SEED, MAX_REPLICAS,
+    NODE_SEED,
+};
+
+#[cfg(test)]
+mod tests;

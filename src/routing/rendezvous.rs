@@ -1,0 +1,375 @@
+//! Weighted rendezvous (highest-random-weight) placement: the contract every client must share.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use twox_hash::XxHash3_64;
+
+/// Seed of the xxh3-64 hash of a key (the plain, unseeded xxh3-64).
+pub const KEY_SEED: u64 = 0;
+/// Seed of the xxh3-64 hash of a node id; distinct from [`KEY_SEED`] so a key equal to a node id
+/// is not special.
+pub const NODE_SEED: u64 = 0x9E37_79B9_7F4A_7C15;
+/// The largest replica count a [`Ring::top`] call can return; the fixed size of [`TopR`].
+pub const MAX_REPLICAS: usize = 16;
+
+/// Hashes a key once per request: xxh3-64 of the raw key bytes with [`KEY_SEED`].
+#[inline]
+pub fn key_hash(key: &[u8]) -> u64 {
+    XxHash3_64::oneshot_with_seed(KEY_SEED, key)
+}
+
+/// The per-node seed: xxh3-64 of the node id's UTF-8 bytes with [`NODE_SEED`]. Derived from the
+/// id, never the URL, so moving a node to a new address moves no keys.
+#[inline]
+pub fn node_seed(id: &str) -> u64 {
+    XxHash3_64::oneshot_with_seed(NODE_SEED, id.as_bytes())
+}
+
+/// Combines a key hash and a node seed: the splitmix64 finaliser of their XOR. A plain XOR
+/// would be badly skewed; the finaliser makes every input bit flip every output bit at ~50%.
+#[inline]
+pub fn mix(key_hash: u64, node_seed: u64) -> u64 {
+    let mut z = key_hash ^ node_seed;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The 53 high bits of a mixed value: the integer `m` behind `u = (m + 0.5) / 2^53`.
+#[inline]
+fn u53(mixed: u64) -> u64 {
+    mixed >> 11
+}
+
+/// Maps 53 bits to `u` in the open interval (0, 1), so `ln(u)` is finite and non-zero.
+#[inline]
+fn unit_interval(u53: u64) -> f64 {
+    (u53 as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
+}
+
+/// The weighted score `weight / -ln(u)`: a node wins a key with probability proportional to
+/// its weight (Schindelhauer and Schomaker).
+#[inline]
+pub fn score(weight: f64, mixed: u64) -> f64 {
+    weight / -unit_interval(u53(mixed)).ln()
+}
+
+/// Why a set of nodes cannot form a [`Ring`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RingError {
+    #[error("a ring needs at least one node")]
+    Empty,
+    #[error("node id must not be empty")]
+    EmptyId,
+    #[error("duplicate node id {0:?}")]
+    DuplicateId(String),
+    #[error("node {id:?}: weight {weight} must be finite and greater than 0")]
+    BadWeight { id: String, weight: f64 },
+    #[error("more than {} nodes", u32::MAX)]
+    TooManyNodes,
+}
+
+/// One node as the placement function sees it: an id and a weight.
+#[derive(Debug, Clone)]
+struct RingNode {
+    id: Box<str>,
+    weight: f64,
+    seed: u64,
+}
+
+/// Nodes of one weight: within a class, the order by score equals the order by raw bits, so
+/// only the class's top-r need a logarithm.
+#[derive(Debug, Clone)]
+struct WeightClass {
+    weight: f64,
+    members: Box<[u32]>,
+}
+
+/// The placement table of one membership: nodes in configuration order, grouped by weight.
+#[derive(Debug, Clone)]
+pub struct Ring {
+    nodes: Box<[RingNode]>,
+    classes: Box<[WeightClass]>,
+}
+
+/// A node's place in a key's ranking, as [`Ring::rank_all`] reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranked<'a> {
+    /// Index of the node in the order the ring was built with.
+    pub index: usize,
+    pub id: &'a str,
+    pub weight: f64,
+    /// `weight / -ln(u)`; higher ranks first.
+    pub score: f64,
+}
+
+/// The best `r` nodes for a key, best first, as indices into the ring's node list. A fixed-size
+/// value: computing it allocates nothing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TopR {
+    len: u8,
+    indices: [u32; MAX_REPLICAS],
+}
+
+impl TopR {
+    const EMPTY: TopR = TopR {
+        len: 0,
+        indices: [0; MAX_REPLICAS],
+    };
+
+    /// Node indices, best first.
+    pub fn as_slice(&self) -> &[u32] {
+        &self.indices[..self.len as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.as_slice().iter().map(|&i| i as usize)
+    }
+}
+
+impl fmt::Debug for TopR {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+/// A candidate during selection: what the ranking order compares.
+#[derive(Clone, Copy)]
+struct Candidate {
+    index: u32,
+    u53: u64,
+    score: f64,
+}
+
+impl Ring {
+    /// Builds a ring from `(id, weight)` pairs. Ids must be unique and non-empty, weights
+    /// finite and positive.
+    ///
+    /// ```
+    /// use hrwproxy::routing::{key_hash, Ring};
+    ///
+    /// let ring = Ring::new([("a", 1.0), ("b", 1.0), ("c", 2.0)]).unwrap();
+    /// let replicas = ring.top(key_hash(b"user:42"), 2);
+    /// let ids: Vec<&str> = replicas.iter().map(|i| ring.id(i)).collect();
+    /// assert_eq!(ids.len(), 2);
+    /// // The full ranking starts with the same nodes.
+    /// let all = ring.rank_all(key_hash(b"user:42"));
+    /// assert_eq!(all[0].id, ids[0]);
+    /// assert_eq!(all[1].id, ids[1]);
+    /// ```
+    pub fn new<'a, I>(nodes: I) -> Result<Ring, RingError>
+    where
+        I: IntoIterator<Item = (&'a str, f64)>,
+    {
+        let mut built: Vec<RingNode> = Vec::new();
+        for (id, weight) in nodes {
+            if id.is_empty() {
+                return Err(RingError::EmptyId);
+            }
+            if !(weight.is_finite() && weight > 0.0) {
+                return Err(RingError::BadWeight {
+                    id: id.to_owned(),
+                    weight,
+                });
+            }
+            if built.iter().any(|n| &*n.id == id) {
+                return Err(RingError::DuplicateId(id.to_owned()));
+            }
+            built.push(RingNode {
+                id: id.into(),
+                weight,
+                seed: node_seed(id),
+            });
+        }
+        if built.is_empty() {
+            return Err(RingError::Empty);
+        }
+        if built.len() > u32::MAX as usize {
+            return Err(RingError::TooManyNodes);
+        }
+        let mut classes: Vec<(f64, Vec<u32>)> = Vec::new();
+        for (i, node) in built.iter().enumerate() {
+            match classes
+                .iter_mut()
+                .find(|(w, _)| w.to_bits() == node.weight.to_bits())
+            {
+                Some((_, members)) => members.push(i as u32),
+                None => classes.push((node.weight, vec![i as u32])),
+            }
+        }
+        Ok(Ring {
+            nodes: built.into(),
+            classes: classes
+                .into_iter()
+                .map(|(weight, members)| WeightClass {
+                    weight,
+                    members: members.into(),
+                })
+                .collect(),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The id of the node at `index` (configuration order).
+    pub fn id(&self, index: usize) -> &str {
+        &self.nodes[index].id
+    }
+
+    pub fn weight(&self, index: usize) -> f64 {
+        self.nodes[index].weight
+    }
+
+    /// The node's share of the keyspace: its weight over the sum of weights.
+    pub fn share(&self, index: usize) -> f64 {
+        let total: f64 = self.nodes.iter().map(|n| n.weight).sum();
+        self.nodes[index].weight / total
+    }
+
+    /// The index of the node with this id, if it is in the ring.
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| &*n.id == id)
+    }
+
+    /// Ranking order: higher score first, then higher raw bits, then the smaller id.
+    #[inline]
+    fn better(&self, a: &Candidate, b: &Candidate) -> bool {
+        match a.score.partial_cmp(&b.score) {
+            Some(Ordering::Greater) => true,
+            Some(Ordering::Less) => false,
+            _ => match a.u53.cmp(&b.u53) {
+                Ordering::Greater => true,
+                Ordering::Less => false,
+                Ordering::Equal => {
+                    self.nodes[a.index as usize].id < self.nodes[b.index as usize].id
+                }
+            },
+        }
+    }
+
+    /// The best `min(r, MAX_REPLICAS, len)` nodes for a key hash, best first, in one scan per
+    /// weight class with no sort and no allocation.
+    pub fn top(&self, key_hash: u64, r: usize) -> TopR {
+        let r = r.min(MAX_REPLICAS).min(self.nodes.len());
+        let mut best = TopR::EMPTY;
+        if r == 0 {
+            return best;
+        }
+        let mut best_cand = [Candidate {
+            index: 0,
+            u53: 0,
+            score: 0.0,
+        }; MAX_REPLICAS];
+        let mut best_len = 0usize;
+        let single_class = self.classes.len() == 1;
+        for class in self.classes.iter() {
+            // Within a class every score is the same increasing function of u53, so rank by
+            // the raw bits (score 0 as a placeholder) and score only the class winners.
+            let mut local = [Candidate {
+                index: 0,
+                u53: 0,
+                score: 0.0,
+            }; MAX_REPLICAS];
+            let mut local_len = 0usize;
+            for &index in class.members.iter() {
+                let node = &self.nodes[index as usize];
+                let cand = Candidate {
+                    index,
+                    u53: u53(mix(key_hash, node.seed)),
+                    score: 0.0,
+                };
+                if local_len == r && cand.u53 < local[r - 1].u53 {
+                    continue;
+                }
+                self.insert(&mut local, &mut local_len, r, cand);
+            }
+            if single_class {
+                best_cand = local;
+                best_len = local_len;
+                break;
+            }
+            for cand in &mut local[..local_len] {
+                cand.score = class.weight / -unit_interval(cand.u53).ln();
+                self.insert(&mut best_cand, &mut best_len, r, *cand);
+            }
+        }
+        for (slot, cand) in best.indices.iter_mut().zip(&best_cand[..best_len]) {
+            *slot = cand.index;
+        }
+        best.len = best_len as u8;
+        best
+    }
+
+    /// Inserts `cand` into the sorted prefix `list[..*len]` holding at most `r` entries.
+    #[inline]
+    fn insert(&self, list: &mut [Candidate; MAX_REPLICAS], len: &mut usize, r: usize, cand: Candidate) {
+        let mut pos = if *len < r {
+            *len += 1;
+            *len - 1
+        } else if self.better(&cand, &list[r - 1]) {
+            r - 1
+        } else {
+            return;
+        };
+        while pos > 0 && self.better(&cand, &list[pos - 1]) {
+            list[pos] = list[pos - 1];
+            pos -= 1;
+        }
+        list[pos] = cand;
+    }
+
+    /// Every node ranked for a key hash, best first, with its score. Allocates; meant for
+    /// inspection (`hrwproxy locate`), not the request path. Its first `r` entries are exactly
+    /// [`Ring::top`]`(key_hash, r)`.
+    pub fn rank_all(&self, key_hash: u64) -> Vec<Ranked<'_>> {
+        let mut cands: Vec<Candidate> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(index, node)| {
+                let mixed = mix(key_hash, node.seed);
+                Candidate {
+                    index: index as u32,
+                    u53: u53(mixed),
+                    score: score(node.weight, mixed),
+                }
+            })
+            .collect();
+        cands.sort_by(|a, b| {
+            if self.better(a, b) {
+                Ordering::Less
+            } else if self.better(b, a) {
+                Ordering::Greater
+            } else {
+                Ordering::Equal
+            }
+        });
+        cands
+            .into_iter()
+            .map(|c| {
+                let node = &self.nodes[c.index as usize];
+                Ranked {
+                    index: c.index as usize,
+                    id: &node.id,
+                    weight: node.weight,
+                    score: c.score,
+                }
+            })
+            .collect()
+    }
+}
