@@ -1,0 +1,169 @@
+//! Golden vectors pin the placement function; the properties check what rendezvous promises.
+
+use super::*;
+
+fn ranking(ring: &Ring, key: &str) -> Vec<String> {
+    ring.rank_all(key_hash(key.as_bytes()))
+        .iter()
+        .map(|r| r.id.to_string())
+        .collect()
+}
+
+fn ring_of(nodes: &[(&str, f64)]) -> Ring {
+    Ring::new(nodes.iter().copied()).unwrap()
+}
+
+const KEYS: usize = 300_000;
+
+fn keys() -> impl Iterator<Item = u64> {
+    (0..KEYS).map(|i| key_hash(format!("key-{i}").as_bytes()))
+}
+
+#[test]
+fn golden_hashes() {
+    // xxh3-64 of the empty input with seed 0 is the published reference value.
+    assert_eq!(key_hash(b""), 0x2d06_8005_38d3_94c2);
+    assert_eq!(key_hash(b"greeting"), 0x1fc8_09e0_902f_8741);
+    assert_eq!(key_hash(b"user:42"), 0x9fc1_e605_fa71_74aa);
+    assert_eq!(key_hash(b"a/b?c#d"), 0x045e_a97f_083e_2aba);
+    assert_eq!(node_seed("a"), 0x7b01_3ec7_3230_c3a1);
+    assert_eq!(node_seed("b"), 0x79be_023b_53de_541d);
+    assert_eq!(node_seed("c"), 0x1119_9b85_5d37_6dc4);
+    let mixed = mix(key_hash(b"greeting"), node_seed("a"));
+    assert_eq!(mixed, 0x6189_65a3_df1f_c94d);
+    assert_eq!(score(1.0, mixed), 1.036_324_571_448_758_1);
+}
+
+#[test]
+fn golden_rankings() {
+    let equal = ring_of(&[("a", 1.0), ("b", 1.0), ("c", 1.0)]);
+    for (key, expected) in [
+        ("greeting", ["a", "c", "b"]),
+        ("user:42", ["b", "a", "c"]),
+        ("x", ["a", "b", "c"]),
+        ("hello world", ["b", "c", "a"]),
+    ] {
+        assert_eq!(ranking(&equal, key), expected, "equal weights, key {key:?}");
+    }
+    let weighted = ring_of(&[("a", 1.0), ("b", 1.0), ("c", 1.0), ("d", 2.0), ("e", 0.5)]);
+    for (key, expected) in [
+        ("greeting", ["a", "c", "b", "d", "e"]),
+        ("user:42", ["b", "d", "a", "c", "e"]),
+        ("hello world", ["d", "b", "c", "a", "e"]),
+        ("1", ["d", "b", "c", "e", "a"]),
+        ("3", ["e", "d", "a", "b", "c"]),
+    ] {
+        assert_eq!(ranking(&weighted, key), expected, "mixed weights, key {key:?}");
+    }
+}
+
+#[test]
+fn top_is_the_prefix_of_the_full_ranking() {
+    let rings = [
+        ring_of(&[("a", 1.0), ("b", 1.0), ("c", 1.0), ("d", 1.0), ("e", 1.0)]),
+        ring_of(&[("a", 1.0), ("b", 3.0), ("c", 0.25), ("d", 2.0), ("e", 1.0)]),
+    ];
+    for ring in &rings {
+        for hash in keys().take(20_000) {
+            let all: Vec<usize> = ring.rank_all(hash).iter().map(|r| r.index).collect();
+            for r in 1..=ring.len() {
+                assert_eq!(ring.top(hash, r).as_slice().len(), r);
+                let top: Vec<usize> = ring.top(hash, r).iter().collect();
+                assert_eq!(top, all[..r], "hash {hash:#x}, r {r}");
+            }
+        }
+    }
+}
+
+fn ten_nodes() -> Vec<(String, f64)> {
+    (0..10)
+        .map(|i| (format!("node-{i}"), [1.0, 1.0, 2.0, 1.0, 0.5][i % 5]))
+        .collect()
+}
+
+fn ring_from(nodes: &[(String, f64)]) -> Ring {
+    Ring::new(nodes.iter().map(|(id, w)| (id.as_str(), *w))).unwrap()
+}
+
+fn ids(ring: &Ring, hash: u64) -> Vec<String> {
+    ring.rank_all(hash).iter().map(|r| r.id.to_string()).collect()
+}
+
+#[test]
+fn removing_a_node_moves_only_its_keys_and_keeps_survivor_order() {
+    let nodes = ten_nodes();
+    let before = ring_from(&nodes);
+    let removed = "node-3";
+    let survivors: Vec<_> = nodes.iter().filter(|(id, _)| id != removed).cloned().collect();
+    let after = ring_from(&survivors);
+    for hash in keys() {
+        let mut old = ids(&before, hash);
+        let owner_before = old[0].clone();
+        let owner_after = after.id(after.top(hash, 1).as_slice()[0] as usize).to_string();
+        if owner_before != removed {
+            assert_eq!(owner_before, owner_after, "a key moved between survivors");
+        }
+        old.retain(|id| id != removed);
+        assert_eq!(old, ids(&after, hash), "survivor order changed");
+    }
+}
+
+#[test]
+fn adding_a_node_takes_its_weight_share_all_onto_itself() {
+    let mut nodes = ten_nodes();
+    let before = ring_from(&nodes);
+    let weight = 2.0;
+    nodes.push(("node-new".to_string(), weight));
+    let after = ring_from(&nodes);
+    let sum: f64 = nodes.iter().map(|(_, w)| w).sum();
+    let mut moved = 0usize;
+    for hash in keys() {
+        let was = before.id(before.top(hash, 1).as_slice()[0] as usize);
+        let now = after.id(after.top(hash, 1).as_slice()[0] as usize);
+        if was != now {
+            assert_eq!(now, "node-new", "a key moved between old nodes");
+            moved += 1;
+        }
+    }
+    let expected = weight / sum;
+    let actual = moved as f64 / KEYS as f64;
+    assert!(
+        (actual - expected).abs() / expected < 0.01,
+        "new node took {actual}, expected {expected}"
+    );
+}
+
+#[test]
+fn each_node_owns_its_weight_share() {
+    let nodes = ten_nodes();
+    let ring = ring_from(&nodes);
+    let mut owned = vec![0usize; ring.len()];
+    for hash in keys() {
+        owned[ring.top(hash, 1).as_slice()[0] as usize] += 1;
+    }
+    for (index, count) in owned.iter().enumerate() {
+        let expected = ring.share(index);
+        let actual = *count as f64 / KEYS as f64;
+        assert!(
+            (actual - expected).abs() / expected < 0.02,
+            "{} owns {actual}, expected {expected}",
+            ring.id(index)
+        );
+    }
+}
+
+#[test]
+fn ties_and_bad_rings() {
+    assert_eq!(Ring::new(std::iter::empty()).unwrap_err(), RingError::Empty);
+    assert!(matches!(
+        Ring::new([("a", 1.0), ("a", 2.0)]),
+        Err(RingError::DuplicateId(_))
+    ));
+    assert!(matches!(Ring::new([("", 1.0)]), Err(RingError::EmptyId)));
+    for weight in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        assert!(matches!(Ring::new([("a", weight)]), Err(RingError::BadWeight { .. })));
+    }
+    let ring = ring_of(&[("a", 1.0), ("b", 1.0)]);
+    assert_eq!(ring.top(0, 0).len(), 0);
+    assert_eq!(ring.top(0, 5).len(), 2, "r is capped at the node count");
+}
