@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 use hrwproxy::config::Config;
 use hrwproxy::demo::Fleet;
+use hrwproxy::error::ConfigError;
 use hrwproxy::node::{self, Store, DEFAULT_NODE_MAX_VALUE_BYTES};
 use hrwproxy::reload::Reloader;
 use hrwproxy::routing::key_hash;
@@ -126,7 +127,10 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            println!("{}: {e}", path.display());
+            match e {
+                ConfigError::Read { .. } => println!("{e}"),
+                ConfigError::Invalid { .. } => println!("{}: {e}", path.display()),
+            }
             Ok(ExitCode::FAILURE)
         }
     }

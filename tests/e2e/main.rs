@@ -1,0 +1,6 @@
+//! End-to-end tests: real processes and sockets on 127.0.0.1, nothing mocked.
+
+mod cli;
+mod proxy;
+mod reload;
+mod support;

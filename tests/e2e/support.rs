@@ -1,0 +1,259 @@
+//! What the end-to-end tests run against: built-in nodes as real child processes, the proxy
+//! either in this process (to watch its generation) or as a child, and a raw HTTP/1.1 client
+//! so a test controls every byte of the request line.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hrwproxy::reload::Reloader;
+use hrwproxy::routing::{key_hash, Ring};
+use hrwproxy::service;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_hrwproxy");
+
+/// How long a test waits for something that should happen at once (a reload, a listener).
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A child process killed when dropped.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `hrwproxy ARGS` and waits for the `... listening on http://ADDR` line on its stdout.
+pub fn spawn_listening(args: &[&str]) -> (ChildGuard, SocketAddr) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start hrwproxy");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let guard = ChildGuard(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("read stdout");
+    let addr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("hrwproxy {args:?} printed {line:?}, not its address"));
+    (guard, addr)
+}
+
+/// A built-in node in its own process, on a free port.
+pub struct Node {
+    pub id: String,
+    pub addr: SocketAddr,
+    process: Option<ChildGuard>,
+}
+
+impl Node {
+    pub fn start(id: &str) -> Node {
+        let (process, addr) = spawn_listening(&["node", "--listen", "127.0.0.1:0"]);
+        Node {
+            id: id.to_string(),
+            addr,
+            process: Some(process),
+        }
+    }
+
+    /// Kills the node (SIGKILL): its port refuses connections from now on.
+    pub fn kill(&mut self) {
+        self.process = None;
+    }
+
+    /// The value the node itself holds for `key`, asked directly.
+    pub fn holds(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let resp = request(self.addr, "GET", &kv_path(key), b"");
+        match resp.status {
+            200 => Some(resp.body),
+            404 => None,
+            other => panic!("node {} answered {other}", self.id),
+        }
+    }
+}
+
+pub fn start_nodes(ids: &[&str]) -> Vec<Node> {
+    ids.iter().map(|id| Node::start(id)).collect()
+}
+
+/// A config for `nodes` with the given top-level settings (YAML lines, may be empty).
+pub fn config_yaml<'a>(nodes: impl IntoIterator<Item = &'a Node>, settings: &str) -> String {
+    let mut yaml = format!("listen: 127.0.0.1:0\n{settings}\nnodes:\n");
+    for node in nodes {
+        yaml.push_str(&format!("  - id: {}\n    url: http://{}\n", node.id, node.addr));
+    }
+    yaml
+}
+
+/// The same ranking the proxy uses, from the public library API.
+pub fn ranking(nodes: &[&Node], key: &[u8]) -> Vec<String> {
+    let ring = Ring::new(nodes.iter().map(|n| (n.id.as_str(), 1.0))).unwrap();
+    ring.rank_all(key_hash(key))
+        .iter()
+        .map(|r| r.id.to_string())
+        .collect()
+}
+
+/// The proxy in this process, serving a config file in its own temporary directory.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub reloader: Arc<Reloader>,
+    dir: tempfile::TempDir,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Proxy {
+    pub fn start(yaml: &str) -> Proxy {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("hrwproxy.yaml");
+        std::fs::write(&path, yaml).expect("write config");
+        let reloader = Reloader::load(&path).expect("valid config");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let addr = runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            reloader.watch().expect("watch config dir");
+            tokio::spawn(service::serve(listener, reloader.shared(), std::future::pending()));
+            addr
+        });
+        Proxy {
+            addr,
+            reloader,
+            dir,
+            runtime: Some(runtime),
+        }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("hrwproxy.yaml")
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.reloader.shared().load().generation
+    }
+
+    /// Waits until the watcher has applied `generation`.
+    pub fn await_generation(&self, generation: u64) {
+        let deadline = Instant::now() + PATIENCE;
+        while self.generation() < generation {
+            assert!(Instant::now() < deadline, "generation {generation} never applied");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(self.generation(), generation);
+    }
+
+    /// Saves like vim or `sed -i`: write a new file, rename it over the old one.
+    pub fn save_by_rename(&self, yaml: &str) {
+        let tmp = self.dir.path().join(".hrwproxy.yaml.swp");
+        std::fs::write(&tmp, yaml).unwrap();
+        std::fs::rename(&tmp, self.config_path()).unwrap();
+    }
+
+    /// Saves like `cat > file` or most IDEs: truncate and write the same inode.
+    pub fn save_in_place(&self, yaml: &str) {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(self.config_path())
+            .unwrap();
+        file.write_all(yaml.as_bytes()).unwrap();
+    }
+
+    pub fn request(&self, method: &str, path: &str, body: &[u8]) -> Response {
+        request(self.addr, method, path, body)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// `/kv/<key>` with every byte outside A-Z a-z 0-9 - _ ~ percent-encoded.
+pub fn kv_path(key: &[u8]) -> String {
+    let mut path = String::from("/kv/");
+    for &b in key {
+        if b.is_ascii_alphanumeric() || b"-_~".contains(&b) {
+            path.push(b as char);
+        } else {
+            path.push_str(&format!("%{b:02X}"));
+        }
+    }
+    path
+}
+
+/// One HTTP/1.1 request on a fresh connection, sent exactly as given, read to the end.
+pub fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Response {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    // A server may answer (413) and close before reading a large body; that is not an error.
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    if let Err(e) = stream.read_to_end(&mut raw) {
+        assert!(!raw.is_empty(), "{method} {path}: {e}");
+    }
+    parse(&raw).unwrap_or_else(|| panic!("{method} {path}: unparsable response {raw:?}"))
+}
+
+fn parse(raw: &[u8]) -> Option<Response> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Some(Response {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    })
+}
+
+pub fn write_file(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
