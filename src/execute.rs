@@ -113,8 +113,10 @@ pub async fn read(snap: &Snapshot, key: &[u8]) -> ReadOutcome {
     ReadOutcome::Failed { attempts }
 }
 
-/// Sends a write to every replica in parallel and returns as soon as the quorum is reached or
-/// can no longer be. Replicas still working when it returns finish in the background.
+/// Sends a write to every replica in parallel and returns as soon as the quorum is reached;
+/// replicas still working then finish in the background. A write that misses its quorum waits
+/// for every replica (each bounded by the request timeout), so the 503 reports what really
+/// happened, including the replicas that did store it.
 pub async fn write(snap: Arc<Snapshot>, key: Bytes, op: WriteOp) -> WriteOutcome {
     let plan = snap.write_plan(&key);
     let timeout = snap.config.timeouts.request();
@@ -149,7 +151,7 @@ pub async fn write(snap: Arc<Snapshot>, key: Bytes, op: WriteOp) -> WriteOutcome
                 result: Err(e),
             }),
         }
-        if outcome.acks >= plan.quorum || outcome.failures.len() > replicas - plan.quorum {
+        if outcome.acks >= plan.quorum {
             break;
         }
     }
