@@ -154,7 +154,9 @@ impl TryFrom<String> for NodeUrl {
             .authority()
             .ok_or_else(|| format!("url: bad URL {raw:?}: no host"))?;
         if authority.as_str().contains('@') {
-            return Err(format!("url: bad URL {raw:?}: credentials are not supported"));
+            return Err(format!(
+                "url: bad URL {raw:?}: credentials are not supported"
+            ));
         }
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
             return Err(format!(
@@ -267,7 +269,10 @@ impl Config {
         };
         let n = raw.nodes.len();
         if n == 0 {
-            return Err(at_key("nodes", "nodes: at least one node is required".into()));
+            return Err(at_key(
+                "nodes",
+                "nodes: at least one node is required".into(),
+            ));
         }
         for (i, node) in raw.nodes.iter().enumerate() {
             if raw.nodes[..i].iter().any(|n| n.id == node.id) {
@@ -470,7 +475,10 @@ mod tests {
         ];
         for (text, want) in cases {
             let got = err(text);
-            assert!(got.contains(want), "for {text:?}\n got: {got}\nwant: {want}");
+            assert!(
+                got.contains(want),
+                "for {text:?}\n got: {got}\nwant: {want}"
+            );
         }
     }
 

@@ -21,11 +21,16 @@ pub struct Attempt {
 
 #[derive(Debug)]
 pub enum ReadOutcome {
-    Found { node: usize, value: Bytes },
+    Found {
+        node: usize,
+        value: Bytes,
+    },
     /// Enough replicas said the key is absent that no acknowledged write can be elsewhere.
     Missing,
     /// No replica answered usefully; `attempts` says what each did.
-    Failed { attempts: Vec<Attempt> },
+    Failed {
+        attempts: Vec<Attempt>,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -82,11 +82,23 @@ mod tests {
 
     #[test]
     fn rejects_bad_escapes_empty_and_long_keys() {
-        assert_eq!(decode("ab%zz", 9), Err(RequestError::BadPercentEncoding { at: 2 }));
-        assert_eq!(decode("ab%4", 9), Err(RequestError::BadPercentEncoding { at: 2 }));
-        assert_eq!(decode("%", 9), Err(RequestError::BadPercentEncoding { at: 0 }));
+        assert_eq!(
+            decode("ab%zz", 9),
+            Err(RequestError::BadPercentEncoding { at: 2 })
+        );
+        assert_eq!(
+            decode("ab%4", 9),
+            Err(RequestError::BadPercentEncoding { at: 2 })
+        );
+        assert_eq!(
+            decode("%", 9),
+            Err(RequestError::BadPercentEncoding { at: 0 })
+        );
         assert_eq!(decode("", 9), Err(RequestError::EmptyKey { max: 9 }));
-        assert_eq!(decode("abcd", 3), Err(RequestError::KeyTooLong { len: 4, max: 3 }));
+        assert_eq!(
+            decode("abcd", 3),
+            Err(RequestError::KeyTooLong { len: 4, max: 3 })
+        );
         assert_eq!(decode("%41%42%43", 3).unwrap().len(), 3);
     }
 

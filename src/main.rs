@@ -108,7 +108,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_async(fut: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> anyhow::Result<ExitCode> {
+fn run_async(
+    fut: impl std::future::Future<Output = anyhow::Result<ExitCode>>,
+) -> anyhow::Result<ExitCode> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -146,7 +148,11 @@ fn locate(path: &Path, raw: &str, encoded: bool, verbose: bool) -> anyhow::Resul
     let ring = config.ring();
     for (rank, node) in ring.rank_all(key_hash(&key)).iter().enumerate() {
         if verbose {
-            let role = if rank < config.replicas { "replica" } else { "-" };
+            let role = if rank < config.replicas {
+                "replica"
+            } else {
+                "-"
+            };
             println!("{}\t{}\t{:.6}\t{role}", node.id, node.weight, node.score);
         } else {
             println!("{}", node.id);
@@ -211,6 +217,12 @@ async fn run_node(listen: SocketAddr, max_value_bytes: usize) -> anyhow::Result<
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "built-in node serving");
     println!("hrwproxy node listening on http://{addr}");
-    node::serve(listener, Arc::new(Store::default()), max_value_bytes, shutdown_signal()).await;
+    node::serve(
+        listener,
+        Arc::new(Store::default()),
+        max_value_bytes,
+        shutdown_signal(),
+    )
+    .await;
     Ok(ExitCode::SUCCESS)
 }

@@ -68,7 +68,11 @@ pub async fn serve(
     server::serve(listener, handler, shutdown).await
 }
 
-async fn handle(store: Arc<Store>, max_value_bytes: usize, req: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    store: Arc<Store>,
+    max_value_bytes: usize,
+    req: Request<Incoming>,
+) -> Response<Body> {
     match route(&store, max_value_bytes, req).await {
         Ok(resp) => resp,
         Err(err) => server::rejection(&err),

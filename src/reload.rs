@@ -40,7 +40,9 @@ pub struct Reloader {
 
 impl std::fmt::Debug for Reloader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reloader").field("path", &self.path).finish()
+        f.debug_struct("Reloader")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -124,12 +126,13 @@ impl Reloader {
     /// writes) and reloads after each burst of events. Stops when the returned task is aborted.
     pub fn watch(self: &Arc<Self>) -> notify::Result<JoinHandle<()>> {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if let Err(e) = &event {
-                tracing::warn!(error = %e, "config watcher error; re-reading the file");
-            }
-            let _ = tx.send(());
-        })?;
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if let Err(e) = &event {
+                    tracing::warn!(error = %e, "config watcher error; re-reading the file");
+                }
+                let _ = tx.send(());
+            })?;
         let dir = match self.path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
             _ => PathBuf::from("."),

@@ -25,14 +25,20 @@ pub async fn handle(shared: SharedSnapshot, req: Request<Incoming>) -> Response<
     }
 }
 
-async fn route(shared: SharedSnapshot, req: Request<Incoming>) -> Result<Response<Body>, RequestError> {
+async fn route(
+    shared: SharedSnapshot,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, RequestError> {
     let raw_key = req
         .uri()
         .path()
         .strip_prefix(key::KV_PREFIX)
         .ok_or(RequestError::NotFound)?;
     let method = req.method().clone();
-    if !matches!(method, Method::GET | Method::HEAD | Method::PUT | Method::DELETE) {
+    if !matches!(
+        method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE
+    ) {
         return Err(RequestError::MethodNotAllowed {
             method: method.to_string(),
             allow: ALLOWED_METHODS,

@@ -102,7 +102,10 @@ fn unexpected(status: StatusCode) -> BackendError {
 impl Backend for HttpBackend {
     fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Bytes>, BackendError>> {
         Box::pin(async move {
-            match self.send(Method::GET, self.kv_uri(key), Bytes::new()).await? {
+            match self
+                .send(Method::GET, self.kv_uri(key), Bytes::new())
+                .await?
+            {
                 (StatusCode::OK, body) => Ok(Some(body)),
                 (StatusCode::NOT_FOUND, _) => Ok(None),
                 (status, _) => Err(unexpected(status)),
@@ -121,7 +124,10 @@ impl Backend for HttpBackend {
 
     fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
-            match self.send(Method::DELETE, self.kv_uri(key), Bytes::new()).await? {
+            match self
+                .send(Method::DELETE, self.kv_uri(key), Bytes::new())
+                .await?
+            {
                 (status, _) if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
                 (status, _) => Err(unexpected(status)),
             }

@@ -317,7 +317,13 @@ impl Ring {
 
     /// Inserts `cand` into the sorted prefix `list[..*len]` holding at most `r` entries.
     #[inline]
-    fn insert(&self, list: &mut [Candidate; MAX_REPLICAS], len: &mut usize, r: usize, cand: Candidate) {
+    fn insert(
+        &self,
+        list: &mut [Candidate; MAX_REPLICAS],
+        len: &mut usize,
+        r: usize,
+        cand: Candidate,
+    ) {
         let mut pos = if *len < r {
             *len += 1;
             *len - 1

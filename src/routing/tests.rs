@@ -53,7 +53,11 @@ fn golden_rankings() {
         ("1", ["d", "b", "c", "e", "a"]),
         ("3", ["e", "d", "a", "b", "c"]),
     ] {
-        assert_eq!(ranking(&weighted, key), expected, "mixed weights, key {key:?}");
+        assert_eq!(
+            ranking(&weighted, key),
+            expected,
+            "mixed weights, key {key:?}"
+        );
     }
 }
 
@@ -86,7 +90,10 @@ fn ring_from(nodes: &[(String, f64)]) -> Ring {
 }
 
 fn ids(ring: &Ring, hash: u64) -> Vec<String> {
-    ring.rank_all(hash).iter().map(|r| r.id.to_string()).collect()
+    ring.rank_all(hash)
+        .iter()
+        .map(|r| r.id.to_string())
+        .collect()
 }
 
 #[test]
@@ -94,12 +101,18 @@ fn removing_a_node_moves_only_its_keys_and_keeps_survivor_order() {
     let nodes = ten_nodes();
     let before = ring_from(&nodes);
     let removed = "node-3";
-    let survivors: Vec<_> = nodes.iter().filter(|(id, _)| id != removed).cloned().collect();
+    let survivors: Vec<_> = nodes
+        .iter()
+        .filter(|(id, _)| id != removed)
+        .cloned()
+        .collect();
     let after = ring_from(&survivors);
     for hash in keys() {
         let mut old = ids(&before, hash);
         let owner_before = old[0].clone();
-        let owner_after = after.id(after.top(hash, 1).as_slice()[0] as usize).to_string();
+        let owner_after = after
+            .id(after.top(hash, 1).as_slice()[0] as usize)
+            .to_string();
         if owner_before != removed {
             assert_eq!(owner_before, owner_after, "a key moved between survivors");
         }
@@ -161,7 +174,10 @@ fn ties_and_bad_rings() {
     ));
     assert!(matches!(Ring::new([("", 1.0)]), Err(RingError::EmptyId)));
     for weight in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-        assert!(matches!(Ring::new([("a", weight)]), Err(RingError::BadWeight { .. })));
+        assert!(matches!(
+            Ring::new([("a", weight)]),
+            Err(RingError::BadWeight { .. })
+        ));
     }
     let ring = ring_of(&[("a", 1.0), ("b", 1.0)]);
     assert_eq!(ring.top(0, 0).len(), 0);

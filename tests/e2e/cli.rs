@@ -6,7 +6,8 @@ use crate::support::*;
 
 fn run(args: &[&str]) -> (bool, String) {
     let out = Command::new(BIN).args(args).output().expect("run hrwproxy");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
 
@@ -27,7 +28,12 @@ fn serve_stores_where_locate_says() {
         assert_eq!(ranked.len(), 3, "{located}");
         for node in &nodes {
             let expected = ranked[..2].contains(&node.id.as_str());
-            assert_eq!(node.holds(key.as_bytes()).is_some(), expected, "{key} on {}", node.id);
+            assert_eq!(
+                node.holds(key.as_bytes()).is_some(),
+                expected,
+                "{key} on {}",
+                node.id
+            );
         }
         let get = request(addr, "GET", &kv_path(key.as_bytes()), b"");
         assert_eq!(get.header("x-hrw-node"), Some(ranked[0]));
@@ -54,7 +60,12 @@ fn demo_starts_its_own_nodes_and_serves_the_curl_session() {
     write_file(&path, &yaml);
     let (_demo, addr) = spawn_listening(&["demo", "--config", path.to_str().unwrap()]);
     let put = request(addr, "PUT", "/kv/greeting", b"hello");
-    assert_eq!((put.status, put.header("x-hrw-acks")), (204, Some("2/2")), "{}", put.text());
+    assert_eq!(
+        (put.status, put.header("x-hrw-acks")),
+        (204, Some("2/2")),
+        "{}",
+        put.text()
+    );
     let get = request(addr, "GET", "/kv/greeting", b"");
     assert_eq!((get.status, get.body.as_slice()), (200, &b"hello"[..]));
     assert_eq!(request(addr, "DELETE", "/kv/greeting", b"").status, 204);
@@ -66,9 +77,18 @@ fn check_prints_ok_or_the_line_and_fails() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.yaml");
     let config = path.to_str().unwrap();
-    write_file(&path, "nodes:\n  - { id: a, url: \"http://127.0.0.1:1\" }\n");
-    assert_eq!(run(&["check", "--config", config]), (true, "ok\n".to_string()));
-    write_file(&path, "nodes:\n  - { id: a, url: \"http://127.0.0.1:1\", weight: 0 }\n");
+    write_file(
+        &path,
+        "nodes:\n  - { id: a, url: \"http://127.0.0.1:1\" }\n",
+    );
+    assert_eq!(
+        run(&["check", "--config", config]),
+        (true, "ok\n".to_string())
+    );
+    write_file(
+        &path,
+        "nodes:\n  - { id: a, url: \"http://127.0.0.1:1\", weight: 0 }\n",
+    );
     let (ok, text) = run(&["check", "--config", config]);
     assert!(!ok);
     assert!(text.contains("line 2") && text.contains("weight"), "{text}");

@@ -35,7 +35,12 @@ fn put_lands_on_exactly_the_top_r_and_get_reads_the_first() {
         let ranked = ranking(&all, &key);
         for node in &nodes {
             let expected = ranked[..2].contains(&node.id).then(|| value.clone());
-            assert_eq!(node.holds(&key), expected, "key {key:?} on node {}", node.id);
+            assert_eq!(
+                node.holds(&key),
+                expected,
+                "key {key:?} on node {}",
+                node.id
+            );
         }
         let get = proxy.request("GET", &kv_path(&key), b"");
         assert_eq!(get.status, 200);
@@ -86,7 +91,13 @@ fn every_replica_down_is_a_502_saying_what_each_did() {
         .map(|n| n["node"].as_str().unwrap())
         .collect();
     assert_eq!(reported.len(), 2, "{body}");
-    assert!(body["nodes"][0]["result"].as_str().unwrap().contains("refused"), "{body}");
+    assert!(
+        body["nodes"][0]["result"]
+            .as_str()
+            .unwrap()
+            .contains("refused"),
+        "{body}"
+    );
 }
 
 #[test]
@@ -140,7 +151,10 @@ fn delete_is_idempotent_and_head_has_no_body() {
 #[test]
 fn bad_requests_get_their_status_and_one_line_why() {
     let nodes = start_nodes(&["a"]);
-    let proxy = Proxy::start(&config_yaml(&nodes, "max_key_bytes: 8\nmax_value_bytes: 16"));
+    let proxy = Proxy::start(&config_yaml(
+        &nodes,
+        "max_key_bytes: 8\nmax_value_bytes: 16",
+    ));
     let cases: [(&str, &str, &[u8], u16); 8] = [
         ("POST", "/kv/k", b"", 405),
         ("PATCH", "/kv/k", b"", 405),
@@ -164,6 +178,9 @@ fn bad_requests_get_their_status_and_one_line_why() {
         }
     }
     // The limits are inclusive: 8 key bytes (after decoding) and 16 value bytes pass.
-    assert_eq!(proxy.request("PUT", "/kv/12345%2F78", &[b'x'; 16]).status, 204);
+    assert_eq!(
+        proxy.request("PUT", "/kv/12345%2F78", &[b'x'; 16]).status,
+        204
+    );
     assert_eq!(nodes[0].holds(b"12345/78"), Some(vec![b'x'; 16]));
 }

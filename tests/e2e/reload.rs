@@ -19,7 +19,12 @@ fn removing_a_node_by_rename_moves_only_its_keys_and_adding_it_back_in_place_res
     let proxy = Proxy::start(&full);
     let keys: Vec<String> = (0..200).map(|i| format!("key-{i}")).collect();
     for k in &keys {
-        assert_eq!(proxy.request("PUT", &kv_path(k.as_bytes()), k.as_bytes()).status, 204);
+        assert_eq!(
+            proxy
+                .request("PUT", &kv_path(k.as_bytes()), k.as_bytes())
+                .status,
+            204
+        );
     }
     let before = owners(&proxy, &keys);
 
@@ -51,7 +56,10 @@ fn an_invalid_edit_is_rejected_and_the_old_membership_keeps_serving() {
     assert_eq!(proxy.request("PUT", "/kv/k", b"v").status, 204);
 
     for (bad, expected) in [
-        (good.replace("nodes:", "replicas: 3\nnodes:"), "line 3 column 1: replicas"),
+        (
+            good.replace("nodes:", "replicas: 3\nnodes:"),
+            "line 3 column 1: replicas",
+        ),
         (good.replace("- id: b", "- id: a"), "duplicate"),
         (good.replace("url: http", "url: ftp"), "url"),
         ("nodes: [".to_string(), "line"),

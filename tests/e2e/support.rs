@@ -40,7 +40,9 @@ pub fn spawn_listening(args: &[&str]) -> (ChildGuard, SocketAddr) {
     let stdout = child.stdout.take().expect("piped stdout");
     let guard = ChildGuard(child);
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read stdout");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read stdout");
     let addr = line
         .trim()
         .rsplit("http://")
@@ -91,7 +93,10 @@ pub fn start_nodes(ids: &[&str]) -> Vec<Node> {
 pub fn config_yaml<'a>(nodes: impl IntoIterator<Item = &'a Node>, settings: &str) -> String {
     let mut yaml = format!("listen: 127.0.0.1:0\n{settings}\nnodes:\n");
     for node in nodes {
-        yaml.push_str(&format!("  - id: {}\n    url: http://{}\n", node.id, node.addr));
+        yaml.push_str(&format!(
+            "  - id: {}\n    url: http://{}\n",
+            node.id, node.addr
+        ));
     }
     yaml
 }
@@ -128,7 +133,11 @@ impl Proxy {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             reloader.watch().expect("watch config dir");
-            tokio::spawn(service::serve(listener, reloader.shared(), std::future::pending()));
+            tokio::spawn(service::serve(
+                listener,
+                reloader.shared(),
+                std::future::pending(),
+            ));
             addr
         });
         Proxy {
@@ -151,7 +160,10 @@ impl Proxy {
     pub fn await_generation(&self, generation: u64) {
         let deadline = Instant::now() + PATIENCE;
         while self.generation() < generation {
-            assert!(Instant::now() < deadline, "generation {generation} never applied");
+            assert!(
+                Instant::now() < deadline,
+                "generation {generation} never applied"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         assert_eq!(self.generation(), generation);
