@@ -2,6 +2,7 @@
 //! snapshot and swap it in with one store. A config that fails keeps the old one serving.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +36,10 @@ pub struct Reloader {
     shared: SharedSnapshot,
     /// Hash of the file bytes last applied; also serialises reloads.
     applied_hash: Mutex<u64>,
+    /// How many times the file was read for a reload.
+    checks: AtomicU64,
+    /// Whether the last reload was rejected, so that fixing it is logged too.
+    rejected: AtomicBool,
     on_applied: Mutex<Option<AppliedHook>>,
 }
 
@@ -65,6 +70,8 @@ impl Reloader {
             path: path.to_owned(),
             shared: Arc::new(ArcSwap::from_pointee(snapshot)),
             applied_hash: Mutex::new(hash),
+            checks: AtomicU64::new(0),
+            rejected: AtomicBool::new(false),
             on_applied: Mutex::new(None),
         }))
     }
@@ -72,6 +79,11 @@ impl Reloader {
     /// The live snapshot, for the request handler.
     pub fn shared(&self) -> SharedSnapshot {
         self.shared.clone()
+    }
+
+    /// How many times the file has been read for a reload (by the watcher or [`Reloader::reload`]).
+    pub fn checks(&self) -> u64 {
+        self.checks.load(Ordering::Relaxed)
     }
 
     pub fn path(&self) -> &Path {
@@ -87,6 +99,7 @@ impl Reloader {
     /// On error nothing changes.
     pub fn reload(&self) -> Result<Reloaded, ConfigError> {
         let mut applied_hash = self.applied_hash.lock().unwrap_or_else(|e| e.into_inner());
+        self.checks.fetch_add(1, Ordering::Relaxed);
         let (text, hash) = read(&self.path)?;
         if hash == *applied_hash {
             return Ok(Reloaded::Unchanged);
@@ -107,9 +120,20 @@ impl Reloader {
 
     /// Reloads and logs the outcome: one line per applied or rejected change.
     pub fn reload_logged(&self) -> Option<u64> {
-        match self.reload() {
+        let result = self.reload();
+        let was_rejected = self.rejected.swap(result.is_err(), Ordering::Relaxed);
+        match result {
             Ok(Reloaded::Applied(generation)) => Some(generation),
-            Ok(Reloaded::Unchanged) => None,
+            Ok(Reloaded::Unchanged) => {
+                if was_rejected {
+                    tracing::info!(
+                        path = %self.path.display(),
+                        generation = self.shared.load().generation,
+                        "config valid again and unchanged from the one serving"
+                    );
+                }
+                None
+            }
             Err(e) => {
                 tracing::error!(
                     path = %self.path.display(),
@@ -126,10 +150,15 @@ impl Reloader {
     /// writes) and reloads after each burst of events. Stops when the returned task is aborted.
     pub fn watch(self: &Arc<Self>) -> notify::Result<JoinHandle<()>> {
         let (tx, mut rx) = mpsc::unbounded_channel();
+        let file_name = self.path.file_name().map(|n| n.to_owned());
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if let Err(e) = &event {
-                    tracing::warn!(error = %e, "config watcher error; re-reading the file");
+                match &event {
+                    Ok(event) if !concerns(event, file_name.as_deref()) => return,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "config watcher error; re-reading the file")
+                    }
                 }
                 let _ = tx.send(());
             })?;
@@ -153,6 +182,17 @@ impl Reloader {
             }
         }))
     }
+}
+
+/// Whether a directory event may have changed the config file. Reads are ignored (our own
+/// re-read would trigger the next one), and so are other files in the directory.
+fn concerns(event: &notify::Event, file_name: Option<&std::ffi::OsStr>) -> bool {
+    if matches!(event.kind, notify::EventKind::Access(_)) {
+        return false;
+    }
+    event.need_rescan()
+        || event.paths.is_empty()
+        || event.paths.iter().any(|p| p.file_name() == file_name)
 }
 
 /// One line per applied reload: the generation and what changed in the membership.

@@ -77,3 +77,22 @@ fn an_invalid_edit_is_rejected_and_the_old_membership_keeps_serving() {
     proxy.await_generation(2);
     assert_eq!(proxy.reloader.shared().load().config.replicas, 1);
 }
+
+#[test]
+fn one_save_is_one_read_not_a_loop() {
+    let nodes = start_nodes(&["a", "b"]);
+    let proxy = Proxy::start(&config_yaml(&nodes, ""));
+    // Files beside the config are not it: they trigger no read.
+    std::fs::write(proxy.config_path().with_file_name("notes.txt"), "x").unwrap();
+    proxy.save_by_rename(&config_yaml(&nodes, "replicas: 1"));
+    proxy.await_generation(2);
+    let checks = proxy.reloader.checks();
+    // Reading the file must not count as a change of it; wait out several debounce periods.
+    std::thread::sleep(hrwproxy::reload::DEBOUNCE * 5);
+    assert_eq!(
+        proxy.reloader.checks(),
+        checks,
+        "the watcher re-reads without edits"
+    );
+    assert_eq!(checks, 1, "one save, one read");
+}
