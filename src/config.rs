@@ -16,11 +16,16 @@ pub const DEFAULT_CONNECT_MS: u64 = 250;
 pub const DEFAULT_REQUEST_MS: u64 = 2000;
 pub const DEFAULT_MAX_KEY_BYTES: usize = 1024;
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 8 * 1024 * 1024;
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9090";
+pub const DEFAULT_HANDOFF_WINDOW_S: u64 = 300;
+pub const DEFAULT_RELOAD_POLL_S: u64 = 5;
 
 /// A validated configuration: every field has its value and every rule holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The admin listener (reload, config, rebalance); loopback by default.
+    pub admin: SocketAddr,
     /// r: each key lives on its top-r nodes.
     pub replicas: usize,
     /// Acks a PUT or DELETE needs before it is answered 2xx.
@@ -28,6 +33,10 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub max_key_bytes: usize,
     pub max_value_bytes: usize,
+    /// How long after a placement change reads that miss ask the previous replicas.
+    pub handoff_window_s: u64,
+    /// How often the file's checksum is compared, in case file events were lost.
+    pub reload_poll_s: u64,
     pub nodes: Vec<NodeSpec>,
 }
 
@@ -209,6 +218,15 @@ fn default_weight() -> Weight {
 fn default_listen() -> SocketAddr {
     DEFAULT_LISTEN.parse().expect("default listen address")
 }
+fn default_admin() -> SocketAddr {
+    DEFAULT_ADMIN.parse().expect("default admin address")
+}
+fn default_handoff_window_s() -> u64 {
+    DEFAULT_HANDOFF_WINDOW_S
+}
+fn default_reload_poll_s() -> u64 {
+    DEFAULT_RELOAD_POLL_S
+}
 fn default_max_key_bytes() -> usize {
     DEFAULT_MAX_KEY_BYTES
 }
@@ -222,6 +240,8 @@ fn default_max_value_bytes() -> usize {
 struct RawConfig {
     #[serde(default = "default_listen")]
     listen: SocketAddr,
+    #[serde(default = "default_admin")]
+    admin: SocketAddr,
     replicas: Option<usize>,
     write_quorum: Option<usize>,
     #[serde(default)]
@@ -230,6 +250,10 @@ struct RawConfig {
     max_key_bytes: usize,
     #[serde(default = "default_max_value_bytes")]
     max_value_bytes: usize,
+    #[serde(default = "default_handoff_window_s")]
+    handoff_window_s: u64,
+    #[serde(default = "default_reload_poll_s")]
+    reload_poll_s: u64,
     nodes: Vec<NodeSpec>,
 }
 
@@ -316,18 +340,35 @@ impl Config {
                 "max_key_bytes: must be at least 1".into(),
             ));
         }
+        if raw.reload_poll_s == 0 {
+            return Err(at_key(
+                "reload_poll_s",
+                "reload_poll_s: must be at least 1".into(),
+            ));
+        }
         Ok(Config {
             listen: raw.listen,
+            admin: raw.admin,
             replicas,
             write_quorum,
             timeouts: raw.timeouts,
             max_key_bytes: raw.max_key_bytes,
             max_value_bytes: raw.max_value_bytes,
+            handoff_window_s: raw.handoff_window_s,
+            reload_poll_s: raw.reload_poll_s,
             nodes: raw.nodes,
         })
     }
 
     /// The placement table for these nodes.
+    pub fn handoff_window(&self) -> Duration {
+        Duration::from_secs(self.handoff_window_s)
+    }
+
+    pub fn reload_poll(&self) -> Duration {
+        Duration::from_secs(self.reload_poll_s)
+    }
+
     pub fn ring(&self) -> Ring {
         Ring::new(self.nodes.iter().map(|n| (n.id.as_str(), n.weight.get())))
             .expect("a validated config has unique ids and valid weights")

@@ -42,6 +42,8 @@ pub enum RequestError {
     BodyTooLarge { max: usize },
     #[error("could not read the request body: {0}")]
     BodyRead(String),
+    #[error("bad query: {0}")]
+    BadQuery(String),
 }
 
 impl RequestError {
@@ -56,7 +58,7 @@ impl RequestError {
             RequestError::ValueTooLarge { .. } | RequestError::BodyTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
-            RequestError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            RequestError::BodyRead(_) | RequestError::BadQuery(_) => StatusCode::BAD_REQUEST,
         }
     }
 

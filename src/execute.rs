@@ -3,12 +3,13 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::backend::BackendError;
+use crate::handoff::{self, WriteKind};
 use crate::routing::key_hash;
 use crate::snapshot::Snapshot;
 
@@ -19,10 +20,19 @@ pub struct Attempt {
     pub result: Result<&'static str, BackendError>,
 }
 
+/// Which node answered a read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A replica of the current snapshot, by ring index.
+    Current(usize),
+    /// A replica the key had before a placement change (handoff), by id.
+    Previous { node: String, generation: u64 },
+}
+
 #[derive(Debug)]
 pub enum ReadOutcome {
     Found {
-        node: usize,
+        source: Source,
         value: Bytes,
     },
     /// Enough replicas said the key is absent that no acknowledged write can be elsewhere.
@@ -89,8 +99,52 @@ async fn attempt<T>(
 }
 
 /// Reads from the best replica, falling back down the ranking on an error or timeout, and on
-/// a miss until the miss is final (see [`crate::routing::ReadPlan`]).
-pub async fn read(snap: &Snapshot, key: &[u8]) -> ReadOutcome {
+/// a miss until the miss is final (see [`crate::routing::ReadPlan`]). While a handoff window is
+/// open, a read the current replicas cannot answer asks the key's earlier replicas.
+pub async fn read(snap: &Arc<Snapshot>, key: &Bytes) -> ReadOutcome {
+    let began = Instant::now();
+    let current = read_current(snap, key).await;
+    if matches!(current, ReadOutcome::Found { .. }) || !snap.handoff_open() {
+        return current;
+    }
+    let timeout = snap.config.timeouts.request();
+    let mut attempts = match current {
+        ReadOutcome::Failed { attempts } => attempts,
+        _ => Vec::new(),
+    };
+    let missing = attempts.is_empty();
+    for prev in handoff::previous_replicas(snap, key) {
+        match attempt(&prev.node, "get", key, timeout, prev.backend.get(key)).await {
+            Ok(Some(value)) => {
+                tokio::spawn(handoff::copy_forward(
+                    snap.clone(),
+                    key.clone(),
+                    value.clone(),
+                    began,
+                ));
+                return ReadOutcome::Found {
+                    source: Source::Previous {
+                        node: prev.node,
+                        generation: prev.generation,
+                    },
+                    value,
+                };
+            }
+            Ok(None) => {}
+            Err(e) => attempts.push(Attempt {
+                node: prev.node,
+                result: Err(e),
+            }),
+        }
+    }
+    if missing {
+        ReadOutcome::Missing
+    } else {
+        ReadOutcome::Failed { attempts }
+    }
+}
+
+async fn read_current(snap: &Snapshot, key: &[u8]) -> ReadOutcome {
     let plan = snap.read_plan(key);
     let timeout = snap.config.timeouts.request();
     let mut attempts = Vec::new();
@@ -98,7 +152,12 @@ pub async fn read(snap: &Snapshot, key: &[u8]) -> ReadOutcome {
     for index in plan.replicas.iter() {
         let node = snap.node_id(index);
         match attempt(node, "get", key, timeout, snap.backends[index].get(key)).await {
-            Ok(Some(value)) => return ReadOutcome::Found { node: index, value },
+            Ok(Some(value)) => {
+                return ReadOutcome::Found {
+                    source: Source::Current(index),
+                    value,
+                }
+            }
             Ok(None) => {
                 misses += 1;
                 if misses >= plan.misses_to_stop {
@@ -122,9 +181,36 @@ pub async fn read(snap: &Snapshot, key: &[u8]) -> ReadOutcome {
 /// replicas still working then finish in the background. A write that misses its quorum waits
 /// for every replica (each bounded by the request timeout), so the 503 reports what really
 /// happened, including the replicas that did store it.
+///
+/// While a handoff window is open, the write is recorded (so no handoff copy lands over it)
+/// and a DELETE also goes to the key's earlier replicas, awaited before answering, so that a
+/// read cannot bring the key back from them.
 pub async fn write(snap: Arc<Snapshot>, key: Bytes, op: WriteOp) -> WriteOutcome {
     let plan = snap.write_plan(&key);
     let timeout = snap.config.timeouts.request();
+    let mut earlier_deletes = Vec::new();
+    if snap.handoff_open() {
+        let kind = match op {
+            WriteOp::Put(_) => WriteKind::Put,
+            WriteOp::Delete => WriteKind::Delete,
+        };
+        snap.recent_writes.record(&key, kind);
+        if kind == WriteKind::Delete {
+            for prev in handoff::previous_replicas(&snap, &key) {
+                let key = key.clone();
+                earlier_deletes.push(tokio::spawn(async move {
+                    let _ = attempt(
+                        &prev.node,
+                        "delete",
+                        &key,
+                        timeout,
+                        prev.backend.delete(&key),
+                    )
+                    .await;
+                }));
+            }
+        }
+    }
     let replicas = plan.replicas.len();
     let (tx, mut rx) = mpsc::channel(replicas.max(1));
     for index in plan.replicas.iter() {
@@ -159,6 +245,9 @@ pub async fn write(snap: Arc<Snapshot>, key: Bytes, op: WriteOp) -> WriteOutcome
         if outcome.acks >= plan.quorum {
             break;
         }
+    }
+    for delete in earlier_deletes {
+        let _ = delete.await;
     }
     outcome
 }

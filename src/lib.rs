@@ -7,15 +7,19 @@
 //! Control path: [`reload`] turns a file change into a new snapshot, or keeps the old one.
 //! [`routing`] is pure and public, so clients can place keys on their own side.
 
+pub mod admin;
 pub mod backend;
 pub mod config;
 pub mod demo;
 pub mod error;
 pub mod execute;
+pub mod handoff;
 pub mod key;
 pub mod node;
+pub mod rebalance;
 pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod service;
 pub mod snapshot;
+pub mod watch;

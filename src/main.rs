@@ -8,12 +8,16 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use hrwproxy::admin::{self, Admin};
 use hrwproxy::config::Config;
 use hrwproxy::demo::Fleet;
 use hrwproxy::error::ConfigError;
 use hrwproxy::node::{self, Store, DEFAULT_NODE_MAX_VALUE_BYTES};
+use hrwproxy::rebalance;
 use hrwproxy::reload::Reloader;
+use hrwproxy::routing::change::ChangeSummary;
 use hrwproxy::routing::key_hash;
+use hrwproxy::watch;
 use hrwproxy::{key, service};
 
 #[derive(Parser)]
@@ -68,6 +72,42 @@ enum Command {
         #[arg(long, short)]
         verbose: bool,
     },
+    /// Show what changing the config from OLD to NEW does to placement, before doing it.
+    Plan {
+        /// The config serving now.
+        #[arg(long)]
+        from: PathBuf,
+        /// The config you are about to apply.
+        #[arg(long)]
+        to: PathBuf,
+        /// Keys to sample for the exact figures.
+        #[arg(long, default_value_t = 1_000_000)]
+        keys: usize,
+    },
+    /// Copy every key to its current top-r nodes (from nodes that can list their keys).
+    #[command(
+        long_about = "Copy every key to its current top-r nodes, reading from every node of the config that can list\n\
+            its keys (the built-in node can). Copies never overwrite a value already on a node, so client\n\
+            writes made meanwhile win. With --prune, a key is then deleted from nodes that are not among\n\
+            its top-r. Progress is saved after every page to the state file, and an interrupted run\n\
+            resumes from it."
+    )]
+    Rebalance {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Delete keys from nodes that no longer own them, once their owners have them.
+        #[arg(long)]
+        prune: bool,
+        /// Keys per second at most; 0 for no limit.
+        #[arg(long, default_value_t = 2000.0)]
+        rate: f64,
+        /// Where progress is saved [default: the config path with .rebalance appended].
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Start from the beginning even if a state file says where a run stopped.
+        #[arg(long)]
+        restart: bool,
+    },
     /// Validate a config: prints "ok", or the error with its line and column and exits 1.
     Check {
         #[arg(long, short)]
@@ -93,6 +133,21 @@ fn main() -> ExitCode {
             encoded,
             verbose,
         } => locate(&config, &key, encoded, verbose),
+        Command::Plan { from, to, keys } => plan(&from, &to, keys),
+        Command::Rebalance {
+            config,
+            prune,
+            rate,
+            state,
+            restart,
+        } => {
+            let state = state.unwrap_or_else(|| {
+                let mut s = config.clone().into_os_string();
+                s.push(".rebalance");
+                s.into()
+            });
+            run_async(rebalance_cli(config, prune, rate, state, restart))
+        }
         Command::Serve { config } => run_async(serve(config, false)),
         Command::Demo { config } => run_async(serve(config, true)),
         Command::Node {
@@ -194,12 +249,33 @@ async fn serve(path: PathBuf, demo: bool) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let admin_listener = tokio::net::TcpListener::bind(config.admin)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (admin; set `admin:` in the config)",
+                config.admin
+            )
+        })?;
     let addr = listener.local_addr()?;
-    let _watch = reloader
-        .watch()
-        .with_context(|| format!("cannot watch {}", path.display()))?;
+    let admin_addr = admin_listener.local_addr()?;
+    let _watch =
+        watch::watch(&reloader).with_context(|| format!("cannot watch {}", path.display()))?;
+    tokio::spawn(reload_on_hangup(reloader.clone()));
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(admin::serve(
+        admin_listener,
+        Admin {
+            reloader: reloader.clone(),
+            rebalancer: Arc::default(),
+        },
+        async {
+            let _ = admin_stopped.await;
+        },
+    ));
     tracing::info!(
         %addr,
+        %admin_addr,
         config = %path.display(),
         nodes = config.nodes.len(),
         replicas = config.replicas,
@@ -207,7 +283,127 @@ async fn serve(path: PathBuf, demo: bool) -> anyhow::Result<ExitCode> {
         "hrwproxy serving"
     );
     println!("hrwproxy listening on http://{addr}");
+    println!("hrwproxy admin listening on http://{admin_addr}");
     service::serve(listener, shared, shutdown_signal()).await;
+    let _ = stop_admin.send(());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kill -HUP` re-reads the config, like an edit would.
+async fn reload_on_hangup(reloader: Arc<Reloader>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot install the SIGHUP handler; reload by editing the file or POST /admin/reload");
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: re-reading the config");
+            let reloader = reloader.clone();
+            let _ = tokio::task::spawn_blocking(move || reloader.reload_logged()).await;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = reloader;
+}
+
+/// `hrwproxy rebalance`: one run on the config's nodes, resumable from a state file, with a
+/// progress line on stderr and the report on stdout.
+async fn rebalance_cli(
+    path: PathBuf,
+    prune: bool,
+    rate: f64,
+    state: PathBuf,
+    restart: bool,
+) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        rate >= 0.0 && rate.is_finite(),
+        "--rate must be 0 (no limit) or a positive number"
+    );
+    let config = load(&path)?;
+    let resume = match std::fs::read_to_string(&state) {
+        Ok(text) if !restart => {
+            let cursor: rebalance::Cursor = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{}: not a rebalance state file; use --restart",
+                    state.display()
+                )
+            })?;
+            eprintln!(
+                "resuming from node {} after key {:?}",
+                cursor.node, cursor.after
+            );
+            Some(cursor)
+        }
+        _ => None,
+    };
+    let snap = Arc::new(hrwproxy::snapshot::Snapshot::build(config, 1, None));
+    let options = rebalance::Options {
+        prune,
+        rate: (rate > 0.0).then_some(rate),
+        resume,
+    };
+    let progress = std::sync::Mutex::new(rebalance::Progress::default());
+    let mut last_print = std::time::Instant::now();
+    let mut save_error = None;
+    let report = rebalance::run(snap, options, &progress, |p| {
+        if let Some(cursor) = &p.cursor {
+            if let Err(e) =
+                std::fs::write(&state, serde_json::to_string(cursor).unwrap_or_default())
+            {
+                save_error.get_or_insert(e);
+            }
+        }
+        if last_print.elapsed() >= std::time::Duration::from_millis(500) {
+            last_print = std::time::Instant::now();
+            eprint!(
+                "\rrebalance: node {}/{}  scanned {}  copied {}  pruned {}  failed {}   ",
+                p.nodes_done + 1,
+                p.nodes_total,
+                p.scanned,
+                p.copied,
+                p.pruned,
+                p.failed
+            );
+        }
+    })
+    .await;
+    eprintln!();
+    if let Some(e) = save_error {
+        eprintln!("warning: cannot save progress to {}: {e}", state.display());
+    }
+    let _ = std::fs::remove_file(&state);
+    println!(
+        "rebalance done in {:.1} s: scanned {}, copied {}, already present {}, pruned {}, failed {}",
+        report.elapsed_ms as f64 / 1000.0,
+        report.scanned,
+        report.copied,
+        report.present,
+        report.pruned,
+        report.failed
+    );
+    for skipped in &report.skipped_nodes {
+        println!("skipped node {skipped}");
+    }
+    Ok(if report.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn plan(from: &Path, to: &Path, keys: usize) -> anyhow::Result<ExitCode> {
+    let (old, new) = (load(from)?, load(to)?);
+    let summary = ChangeSummary::sample(
+        (&old.ring(), old.replicas),
+        (&new.ring(), new.replicas),
+        keys,
+    );
+    print!(
+        "{}",
+        hrwproxy::routing::change::render(&summary, old.replicas, new.replicas)
+    );
     Ok(ExitCode::SUCCESS)
 }
 

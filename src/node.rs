@@ -1,12 +1,14 @@
-//! The built-in in-memory storage node: the same `/kv/<key>` API as the proxy plus
-//! `GET /health`. The default backend of the demo and the tests.
+//! The built-in in-memory storage node: the same `/kv/<key>` API as the proxy, plus
+//! `PUT` with `If-None-Match: *` (store only if absent), `GET /kv?after=<key>&limit=N` (keys
+//! in byte order, one percent-encoded key per line) and `GET /health`. The default backend of
+//! the demo and the tests.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
+use http::header::{CONTENT_TYPE, IF_NONE_MATCH};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
@@ -18,8 +20,11 @@ use crate::server::{self, Body};
 /// Keys a node accepts: generous, since the proxy enforces the configured limit.
 pub const NODE_MAX_KEY_BYTES: usize = 64 * 1024;
 pub const DEFAULT_NODE_MAX_VALUE_BYTES: usize = 64 * 1024 * 1024;
+/// Keys per listing page unless `limit` says otherwise, and the most a page holds.
+pub const DEFAULT_LIST_LIMIT: usize = 1000;
+pub const MAX_LIST_LIMIT: usize = 10_000;
 
-/// The node's data: ordered, so that it can later be listed page by page.
+/// The node's data: ordered, so that it can be listed page by page.
 #[derive(Debug, Default)]
 pub struct Store {
     map: RwLock<BTreeMap<Vec<u8>, Bytes>>,
@@ -32,6 +37,31 @@ impl Store {
 
     pub fn put(&self, key: Vec<u8>, value: Bytes) {
         self.write().insert(key, value);
+    }
+
+    /// Stores only if the key is absent; true if it stored.
+    pub fn put_if_absent(&self, key: Vec<u8>, value: Bytes) -> bool {
+        match self.write().entry(key) {
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(value);
+                true
+            }
+            std::collections::btree_map::Entry::Occupied(_) => false,
+        }
+    }
+
+    /// Up to `limit` keys strictly after `after`, in byte order.
+    pub fn keys_after(&self, after: Option<&[u8]>, limit: usize) -> Vec<Vec<u8>> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(after) => Bound::Excluded(after),
+            None => Bound::Unbounded,
+        };
+        self.read()
+            .range::<[u8], _>((start, Bound::Unbounded))
+            .take(limit)
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     pub fn delete(&self, key: &[u8]) -> bool {
@@ -94,6 +124,15 @@ async fn route(
             }),
         };
     }
+    if path == "/kv" {
+        return match *req.method() {
+            Method::GET => list(store, req.uri().query().unwrap_or("")),
+            _ => Err(RequestError::MethodNotAllowed {
+                method: req.method().to_string(),
+                allow: "GET",
+            }),
+        };
+    }
     let raw_key = path
         .strip_prefix(key::KV_PREFIX)
         .ok_or(RequestError::NotFound)?;
@@ -111,8 +150,21 @@ async fn route(
             None => server::text(StatusCode::NOT_FOUND, "key not found"),
         }),
         Method::PUT => {
+            let only_if_absent = req
+                .headers()
+                .get(IF_NONE_MATCH)
+                .is_some_and(|v| v.as_bytes() == b"*");
             let value = server::read_body(req, max_value_bytes).await?;
-            store.put(key, value);
+            if only_if_absent {
+                if !store.put_if_absent(key, value) {
+                    return Ok(server::text(
+                        StatusCode::PRECONDITION_FAILED,
+                        "key exists; If-None-Match: * stores only absent keys",
+                    ));
+                }
+            } else {
+                store.put(key, value);
+            }
             Ok(server::empty(StatusCode::NO_CONTENT))
         }
         Method::DELETE => {
@@ -124,4 +176,42 @@ async fn route(
             allow: crate::service::ALLOWED_METHODS,
         }),
     }
+}
+
+/// `GET /kv?after=<percent-encoded key>&limit=N`.
+fn list(store: &Store, query: &str) -> Result<Response<Body>, RequestError> {
+    let mut after = None;
+    let mut limit = DEFAULT_LIST_LIMIT;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "after" if value.is_empty() => after = None,
+            "after" => after = Some(key::decode(value, NODE_MAX_KEY_BYTES)?.into_owned()),
+            "limit" => {
+                limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|l| (1..=MAX_LIST_LIMIT).contains(l))
+                    .ok_or(RequestError::BadQuery(format!(
+                        "limit must be a number from 1 to {MAX_LIST_LIMIT}"
+                    )))?
+            }
+            other => {
+                return Err(RequestError::BadQuery(format!(
+                    "unknown parameter {other:?}; use after and limit"
+                )))
+            }
+        }
+    }
+    let mut body = String::new();
+    for k in store.keys_after(after.as_deref(), limit) {
+        key::encode_into(&k, &mut body);
+        body.push('\n');
+    }
+    let mut resp = Response::new(Body::new(Bytes::from(body)));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Ok(resp)
 }

@@ -1,45 +1,64 @@
-//! Following the config file: watch its directory, debounce, re-read, validate, build a new
-//! snapshot and swap it in with one store. A config that fails keeps the old one serving.
+//! Applying the config file: re-read, validate, build a new snapshot and swap it in with one
+//! store. A file that fails keeps the old snapshot serving. Every trigger (file watcher, poll,
+//! SIGHUP, `POST /admin/reload`) goes through [`Reloader::reload`].
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use notify::{RecursiveMode, Watcher};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use sha2::{Digest, Sha256};
 use twox_hash::XxHash3_64;
 
 use crate::config::Config;
 use crate::error::ConfigError;
+use crate::routing::change::ChangeSummary;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 
-/// Quiet time after the last file event before the file is read: editors write in steps.
-pub const DEBOUNCE: Duration = Duration::from_millis(100);
+/// Keys sampled for the change summary logged at each reload.
+pub const RELOAD_SUMMARY_KEYS: usize = 20_000;
 
 /// What a reload did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Reloaded {
-    /// The file's bytes are the ones already applied.
+    /// The file's bytes are the ones already serving.
     Unchanged,
     /// A new snapshot with this generation is serving.
     Applied(u64),
+    /// The file cannot be used; the previous snapshot keeps serving. `repeated` is true when
+    /// these same bytes were already rejected (and logged) before.
+    Rejected { error: ConfigError, repeated: bool },
+}
+
+/// The serving config as `GET /admin/config` shows it.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub generation: u64,
+    /// sha256 of the file bytes serving, lowercase hex.
+    pub sha256: String,
+    pub loaded_at: SystemTime,
+    /// The last rejection, cleared when the file serving is read again or a new one applies.
+    pub last_error: Option<(String, SystemTime)>,
+    /// How many times the file has been read for a reload.
+    pub checks: u64,
 }
 
 type AppliedHook = Box<dyn Fn(&Snapshot) + Send + Sync>;
 
-/// Owns the path and the live snapshot; every reload goes through [`Reloader::reload`].
+struct State {
+    /// xxh3 of the bytes serving, to skip rereads that change nothing.
+    applied_hash: u64,
+    /// xxh3 of the bytes last rejected, so the poll does not log the same error every time.
+    rejected_hash: Option<u64>,
+    status: Status,
+}
+
+/// Owns the path and the live snapshot.
 pub struct Reloader {
     path: PathBuf,
     shared: SharedSnapshot,
-    /// Hash of the file bytes last applied; also serialises reloads.
-    applied_hash: Mutex<u64>,
-    /// How many times the file was read for a reload.
-    checks: AtomicU64,
-    /// Whether the last reload was rejected, so that fixing it is logged too.
-    rejected: AtomicBool,
+    /// Also serialises reloads.
+    state: Mutex<State>,
     on_applied: Mutex<Option<AppliedHook>>,
 }
 
@@ -51,27 +70,44 @@ impl std::fmt::Debug for Reloader {
     }
 }
 
-fn read(path: &Path) -> Result<(String, u64), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
         path: path.display().to_string(),
         reason: e.to_string(),
-    })?;
-    let hash = XxHash3_64::oneshot(text.as_bytes());
-    Ok((text, hash))
+    })
+}
+
+fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Reloader {
     /// Loads the config as generation 1. Fails if the file cannot be read or is invalid.
     pub fn load(path: &Path) -> Result<Arc<Reloader>, ConfigError> {
-        let (text, hash) = read(path)?;
+        let text = read(path)?;
         let config = Config::from_yaml(&text)?;
         let snapshot = Snapshot::build(config, 1, None);
         Ok(Arc::new(Reloader {
             path: path.to_owned(),
             shared: Arc::new(ArcSwap::from_pointee(snapshot)),
-            applied_hash: Mutex::new(hash),
-            checks: AtomicU64::new(0),
-            rejected: AtomicBool::new(false),
+            state: Mutex::new(State {
+                applied_hash: XxHash3_64::oneshot(text.as_bytes()),
+                rejected_hash: None,
+                status: Status {
+                    generation: 1,
+                    sha256: sha256_hex(&text),
+                    loaded_at: SystemTime::now(),
+                    last_error: None,
+                    checks: 0,
+                },
+            }),
             on_applied: Mutex::new(None),
         }))
     }
@@ -81,121 +117,106 @@ impl Reloader {
         self.shared.clone()
     }
 
-    /// How many times the file has been read for a reload (by the watcher or [`Reloader::reload`]).
-    pub fn checks(&self) -> u64 {
-        self.checks.load(Ordering::Relaxed)
-    }
-
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    pub fn status(&self) -> Status {
+        lock(&self.state).status.clone()
+    }
+
     /// Calls `hook` after each applied reload (the demo starts nodes for new loopback URLs).
     pub fn on_applied(&self, hook: impl Fn(&Snapshot) + Send + Sync + 'static) {
-        *self.on_applied.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(hook));
+        *lock(&self.on_applied) = Some(Box::new(hook));
     }
 
     /// Re-reads the file and, if its bytes changed and it is valid, swaps in a new snapshot.
-    /// On error nothing changes.
-    pub fn reload(&self) -> Result<Reloaded, ConfigError> {
-        let mut applied_hash = self.applied_hash.lock().unwrap_or_else(|e| e.into_inner());
-        self.checks.fetch_add(1, Ordering::Relaxed);
-        let (text, hash) = read(&self.path)?;
-        if hash == *applied_hash {
-            return Ok(Reloaded::Unchanged);
+    /// On error nothing serving changes.
+    pub fn reload(&self) -> Reloaded {
+        let mut state = lock(&self.state);
+        state.status.checks += 1;
+        let text = match read(&self.path) {
+            Ok(text) => text,
+            Err(error) => return state.reject(None, error),
+        };
+        let hash = XxHash3_64::oneshot(text.as_bytes());
+        if hash == state.applied_hash {
+            state.rejected_hash = None;
+            state.status.last_error = None;
+            return Reloaded::Unchanged;
         }
-        let config = Config::from_yaml(&text)?;
+        if state.rejected_hash == Some(hash) {
+            if let Some((message, _)) = &state.status.last_error {
+                let error = ConfigError::Invalid {
+                    message: message.clone(),
+                    line: None,
+                    column: None,
+                };
+                return Reloaded::Rejected {
+                    error,
+                    repeated: true,
+                };
+            }
+        }
+        let config = match Config::from_yaml(&text) {
+            Ok(config) => config,
+            Err(error) => return state.reject(Some(hash), error),
+        };
         let old = self.shared.load_full();
         let generation = old.generation + 1;
         let new = Arc::new(Snapshot::build(config, generation, Some(&old)));
         self.shared.store(new.clone());
-        *applied_hash = hash;
-        drop(applied_hash);
+        state.applied_hash = hash;
+        state.rejected_hash = None;
+        state.status = Status {
+            generation,
+            sha256: sha256_hex(&text),
+            loaded_at: SystemTime::now(),
+            last_error: None,
+            checks: state.status.checks,
+        };
+        drop(state);
         log_change(&old, &new);
-        if let Some(hook) = &*self.on_applied.lock().unwrap_or_else(|e| e.into_inner()) {
+        if let Some(hook) = &*lock(&self.on_applied) {
             hook(&new);
         }
-        Ok(Reloaded::Applied(generation))
+        Reloaded::Applied(generation)
     }
 
-    /// Reloads and logs the outcome: one line per applied or rejected change.
-    pub fn reload_logged(&self) -> Option<u64> {
-        let result = self.reload();
-        let was_rejected = self.rejected.swap(result.is_err(), Ordering::Relaxed);
-        match result {
-            Ok(Reloaded::Applied(generation)) => Some(generation),
-            Ok(Reloaded::Unchanged) => {
-                if was_rejected {
-                    tracing::info!(
-                        path = %self.path.display(),
-                        generation = self.shared.load().generation,
-                        "config valid again and unchanged from the one serving"
-                    );
-                }
-                None
-            }
-            Err(e) => {
-                tracing::error!(
-                    path = %self.path.display(),
-                    error = %e,
-                    generation = self.shared.load().generation,
-                    "config rejected; the previous config keeps serving"
-                );
-                None
-            }
+    /// Reloads and logs the outcome: one line per applied change or new rejection.
+    pub fn reload_logged(&self) -> Reloaded {
+        let outcome = self.reload();
+        if let Reloaded::Rejected {
+            error,
+            repeated: false,
+        } = &outcome
+        {
+            tracing::error!(
+                path = %self.path.display(),
+                error = %error,
+                generation = self.shared.load().generation,
+                "config rejected; the previous config keeps serving"
+            );
         }
-    }
-
-    /// Watches the config file's directory (so saves by rename are seen as well as in-place
-    /// writes) and reloads after each burst of events. Stops when the returned task is aborted.
-    pub fn watch(self: &Arc<Self>) -> notify::Result<JoinHandle<()>> {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let file_name = self.path.file_name().map(|n| n.to_owned());
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                match &event {
-                    Ok(event) if !concerns(event, file_name.as_deref()) => return,
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "config watcher error; re-reading the file")
-                    }
-                }
-                let _ = tx.send(());
-            })?;
-        let dir = match self.path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        watcher.watch(&dir, RecursiveMode::NonRecursive)?;
-        let this = self.clone();
-        Ok(tokio::spawn(async move {
-            let _watcher = watcher;
-            while rx.recv().await.is_some() {
-                loop {
-                    match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
-                        Ok(Some(())) => continue,
-                        Ok(None) => return,
-                        Err(_quiet) => break,
-                    }
-                }
-                this.reload_logged();
-            }
-        }))
+        outcome
     }
 }
 
-/// Whether a directory event may have changed the config file. Reads are ignored (our own
-/// re-read would trigger the next one), and so are other files in the directory.
-fn concerns(event: &notify::Event, file_name: Option<&std::ffi::OsStr>) -> bool {
-    if matches!(event.kind, notify::EventKind::Access(_)) {
-        return false;
+impl State {
+    fn reject(&mut self, hash: Option<u64>, error: ConfigError) -> Reloaded {
+        let message = error.to_string();
+        let repeated = self.rejected_hash == hash
+            && self.status.last_error.as_ref().map(|(m, _)| m) == Some(&message);
+        self.rejected_hash = hash;
+        if !repeated {
+            self.status.last_error = Some((message, SystemTime::now()));
+        }
+        Reloaded::Rejected { error, repeated }
     }
-    event.need_rescan()
-        || event.paths.is_empty()
-        || event.paths.iter().any(|p| p.file_name() == file_name)
 }
 
-/// One line per applied reload: the generation and what changed in the membership.
+/// One line per applied reload: the generation, what changed in the membership, and what the
+/// change does to placement.
 fn log_change(old: &Snapshot, new: &Snapshot) {
     let (old_cfg, new_cfg) = (&old.config, &new.config);
     let find = |cfg: &Config, id: &str| cfg.nodes.iter().find(|n| n.id.as_str() == id).cloned();
@@ -223,6 +244,12 @@ fn log_change(old: &Snapshot, new: &Snapshot) {
             }
         }
     }
+    let started = Instant::now();
+    let summary = ChangeSummary::sample(
+        (&old.ring, old_cfg.replicas),
+        (&new.ring, new_cfg.replicas),
+        RELOAD_SUMMARY_KEYS,
+    );
     tracing::info!(
         generation = new.generation,
         nodes = new_cfg.nodes.len(),
@@ -232,13 +259,19 @@ fn log_change(old: &Snapshot, new: &Snapshot) {
         removed = ?removed,
         reweighted = ?reweighted,
         moved = ?moved,
+        replica_sets_changed = %format!("{:.2}%", summary.replica_sets_changed * 100.0),
+        primaries_changed = %format!("{:.2}%", summary.primaries_changed * 100.0),
+        handoff_window_s = if new.placement_changed { new_cfg.handoff_window_s } else { 0 },
+        summary_ms = started.elapsed().as_millis() as u64,
         "config reloaded"
     );
-    if old_cfg.listen != new_cfg.listen {
+    if old_cfg.listen != new_cfg.listen || old_cfg.admin != new_cfg.admin {
         tracing::warn!(
-            old = %old_cfg.listen,
-            new = %new_cfg.listen,
-            "listen changed; restart hrwproxy to apply it (still serving on the old address)"
+            old_listen = %old_cfg.listen,
+            new_listen = %new_cfg.listen,
+            old_admin = %old_cfg.admin,
+            new_admin = %new_cfg.admin,
+            "listen or admin address changed; restart hrwproxy to apply it (still serving on the old addresses)"
         );
     }
 }

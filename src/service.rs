@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::error::RequestError;
-use crate::execute::{self, Attempt, ReadOutcome, WriteOp};
+use crate::execute::{self, Attempt, ReadOutcome, Source, WriteOp};
 use crate::key;
 use crate::server::{self, Body};
 use crate::snapshot::SharedSnapshot;
@@ -16,6 +16,8 @@ use crate::snapshot::SharedSnapshot;
 pub const ALLOWED_METHODS: &str = "GET, HEAD, PUT, DELETE";
 pub const HEADER_NODE: &str = "x-hrw-node";
 pub const HEADER_ACKS: &str = "x-hrw-acks";
+/// On a read answered by a key's earlier replica: the generation it was a replica in.
+pub const HEADER_HANDOFF: &str = "x-hrw-handoff-from";
 
 /// Answers one client request against the snapshot current when it arrived.
 pub async fn handle(shared: SharedSnapshot, req: Request<Incoming>) -> Response<Body> {
@@ -49,13 +51,21 @@ async fn route(
     let key = Bytes::from(key::decode(raw_key, snap.config.max_key_bytes)?.into_owned());
     match method {
         Method::GET | Method::HEAD => Ok(match execute::read(&snap, &key).await {
-            ReadOutcome::Found { node, value } => {
+            ReadOutcome::Found { source, value } => {
                 let mut resp = Response::new(Body::new(value));
                 resp.headers_mut().insert(
                     CONTENT_TYPE,
                     HeaderValue::from_static("application/octet-stream"),
                 );
-                if let Ok(id) = HeaderValue::from_str(snap.node_id(node)) {
+                let node = match &source {
+                    Source::Current(index) => snap.node_id(*index),
+                    Source::Previous { node, generation } => {
+                        resp.headers_mut()
+                            .insert(HEADER_HANDOFF, HeaderValue::from(*generation));
+                        node.as_str()
+                    }
+                };
+                if let Ok(id) = HeaderValue::from_str(node) {
                     resp.headers_mut().insert(HEADER_NODE, id);
                 }
                 resp

@@ -2,11 +2,13 @@
 //! whole, so a request sees one consistent membership from start to end.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
 use crate::backend::{self, Backend};
 use crate::config::Config;
+use crate::handoff::RecentWrites;
 use crate::routing::{key_hash, ReadPlan, Ring, WritePlan};
 
 #[derive(Debug)]
@@ -17,6 +19,27 @@ pub struct Snapshot {
     pub ring: Ring,
     /// One client per node, in the ring's order.
     pub backends: Box<[Arc<dyn Backend>]>,
+    /// Whether some key has other replicas (or a replica another address) than in the
+    /// snapshot before it.
+    pub placement_changed: bool,
+    /// Earlier snapshots whose handoff window is still open, newest first: a read that misses
+    /// on this snapshot's replicas asks theirs.
+    pub previous: Box<[Retired]>,
+    /// Client writes during open handoff windows; the same map in every snapshot.
+    pub recent_writes: Arc<RecentWrites>,
+}
+
+/// A snapshot replaced by a placement change, consulted by reads until `until`.
+#[derive(Debug, Clone)]
+pub struct Retired {
+    pub snapshot: Arc<Snapshot>,
+    pub until: Instant,
+}
+
+impl Retired {
+    pub fn is_open(&self, now: Instant) -> bool {
+        now < self.until
+    }
 }
 
 /// The live snapshot: one atomic load per request, one store per reload.
@@ -25,7 +48,8 @@ pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 impl Snapshot {
     /// Builds the snapshot for `config`, reusing the clients (and their pooled connections) of
     /// nodes whose id, URL and connect timeout did not change.
-    pub fn build(config: Config, generation: u64, previous: Option<&Snapshot>) -> Snapshot {
+    /// After a placement change, `previous` joins the handoff list for `handoff_window_s`.
+    pub fn build(config: Config, generation: u64, previous: Option<&Arc<Snapshot>>) -> Snapshot {
         let ring = config.ring();
         let backends = config
             .nodes
@@ -42,11 +66,38 @@ impl Snapshot {
                     .unwrap_or_else(|| backend::connect(spec, &config.timeouts))
             })
             .collect();
+        let placement_changed = previous.is_some_and(|prev| {
+            prev.config.replicas != config.replicas
+                || !same_placement(&prev.ring, &ring)
+                || prev.config.nodes.iter().any(|old| {
+                    config
+                        .nodes
+                        .iter()
+                        .any(|new| new.id == old.id && new.url != old.url)
+                })
+        });
+        let now = Instant::now();
+        let mut handoff: Vec<Retired> = Vec::new();
+        if let Some(prev) = previous {
+            if placement_changed && config.handoff_window_s > 0 {
+                handoff.push(Retired {
+                    snapshot: prev.clone(),
+                    until: now + config.handoff_window(),
+                });
+            }
+            // Windows already open stay open, whatever this change is.
+            handoff.extend(prev.previous.iter().filter(|r| r.is_open(now)).cloned());
+        }
         Snapshot {
             generation,
             config: Arc::new(config),
             ring,
             backends,
+            placement_changed,
+            previous: handoff.into(),
+            recent_writes: previous
+                .map(|prev| prev.recent_writes.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -64,7 +115,22 @@ impl Snapshot {
         )
     }
 
+    /// Whether reads that miss still ask earlier replicas.
+    pub fn handoff_open(&self) -> bool {
+        let now = Instant::now();
+        self.previous.iter().any(|r| r.is_open(now))
+    }
+
     pub fn node_id(&self, index: usize) -> &str {
         self.ring.id(index)
     }
+}
+
+/// Whether two rings place every key the same: the same ids with the same weights.
+fn same_placement(a: &Ring, b: &Ring) -> bool {
+    a.len() == b.len()
+        && (0..a.len()).all(|i| {
+            b.index_of(a.id(i))
+                .is_some_and(|j| b.weight(j).to_bits() == a.weight(i).to_bits())
+        })
 }

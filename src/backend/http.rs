@@ -5,6 +5,7 @@ use std::io;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::IF_NONE_MATCH;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -48,9 +49,16 @@ impl HttpBackend {
         uri: String,
         body: Bytes,
     ) -> Result<(StatusCode, Bytes), BackendError> {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
+        self.send_with(Request::builder().method(method).uri(uri), body)
+            .await
+    }
+
+    async fn send_with(
+        &self,
+        request: http::request::Builder,
+        body: Bytes,
+    ) -> Result<(StatusCode, Bytes), BackendError> {
+        let request = request
             .body(Full::new(body))
             .map_err(|e| BackendError::Protocol(e.to_string()))?;
         let response = self.client.request(request).await.map_err(classify)?;
@@ -91,6 +99,20 @@ fn classify(err: hyper_util::client::legacy::Error) -> BackendError {
     }
 }
 
+/// A key listing: one percent-encoded key per line.
+fn parse_listing(body: &[u8]) -> Result<Vec<Bytes>, BackendError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| BackendError::Protocol("key listing is not UTF-8".into()))?;
+    text.lines()
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            key::decode(line, usize::MAX)
+                .map(|k| Bytes::from(k.into_owned()))
+                .map_err(|e| BackendError::Protocol(format!("key listing: {e}")))
+        })
+        .collect()
+}
+
 fn unexpected(status: StatusCode) -> BackendError {
     if status.is_server_error() {
         BackendError::Server(status.as_u16())
@@ -117,6 +139,45 @@ impl Backend for HttpBackend {
         Box::pin(async move {
             match self.send(Method::PUT, self.kv_uri(key), value).await? {
                 (status, _) if status.is_success() => Ok(()),
+                (status, _) => Err(unexpected(status)),
+            }
+        })
+    }
+
+    fn put_if_absent<'a>(
+        &'a self,
+        key: &'a [u8],
+        value: Bytes,
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        Box::pin(async move {
+            let request = Request::builder()
+                .method(Method::PUT)
+                .uri(self.kv_uri(key))
+                .header(IF_NONE_MATCH, "*");
+            match self.send_with(request, value).await? {
+                (StatusCode::PRECONDITION_FAILED, _) => Ok(false),
+                (status, _) if status.is_success() => Ok(true),
+                (status, _) => Err(unexpected(status)),
+            }
+        })
+    }
+
+    fn list<'a>(
+        &'a self,
+        after: Option<&'a [u8]>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Bytes>, BackendError>> {
+        Box::pin(async move {
+            let mut uri = format!("{}/kv?limit={limit}", self.base);
+            if let Some(after) = after {
+                uri.push_str("&after=");
+                key::encode_into(after, &mut uri);
+            }
+            match self.send(Method::GET, uri, Bytes::new()).await? {
+                (StatusCode::OK, body) => parse_listing(&body),
+                (StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED, _) => {
+                    Err(BackendError::Unsupported)
+                }
                 (status, _) => Err(unexpected(status)),
             }
         })

@@ -21,8 +21,24 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// The value, or `None` when the node does not have the key.
     fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Bytes>, BackendError>>;
     fn put<'a>(&'a self, key: &'a [u8], value: Bytes) -> BoxFuture<'a, Result<(), BackendError>>;
+    /// Stores the value only if the node has no value for the key: `Ok(true)` if stored,
+    /// `Ok(false)` if a value was already there (it is left alone). Handoff and rebalance copy
+    /// with this, so a copy never overwrites a newer client write.
+    fn put_if_absent<'a>(
+        &'a self,
+        key: &'a [u8],
+        value: Bytes,
+    ) -> BoxFuture<'a, Result<bool, BackendError>>;
     /// Succeeds whether or not the key existed.
     fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), BackendError>>;
+    /// Up to `limit` keys in byte order, strictly after `after` (from the start when `None`).
+    /// Fewer than `limit` means the listing is complete. Nodes that cannot list their keys
+    /// answer [`BackendError::Unsupported`].
+    fn list<'a>(
+        &'a self,
+        after: Option<&'a [u8]>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Bytes>, BackendError>>;
     /// A cheap liveness probe.
     fn health(&self) -> BoxFuture<'_, Result<(), BackendError>>;
 }
@@ -44,6 +60,8 @@ pub enum BackendError {
     Server(u16),
     #[error("rejected: status {0}")]
     Rejected(u16),
+    #[error("not supported by this node")]
+    Unsupported,
 }
 
 impl BackendError {
@@ -57,6 +75,7 @@ impl BackendError {
             BackendError::Protocol(_) => "protocol",
             BackendError::Server(_) => "server",
             BackendError::Rejected(_) => "rejected",
+            BackendError::Unsupported => "unsupported",
         }
     }
 }

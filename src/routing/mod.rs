@@ -12,6 +12,7 @@
 //! }
 //! ```
 
+pub mod change;
 mod plan;
 mod rendezvous;
 

@@ -53,7 +53,9 @@ fn demo_starts_its_own_nodes_and_serves_the_curl_session() {
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("demo.yaml");
-    let mut yaml = "listen: 127.0.0.1:0\nreplicas: 2\nwrite_quorum: 2\nnodes:\n".to_string();
+    let mut yaml =
+        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nreplicas: 2\nwrite_quorum: 2\nnodes:\n"
+            .to_string();
     for (id, port) in ["a", "b", "c"].iter().zip(&ports) {
         yaml += &format!("  - {{ id: {id}, url: \"http://127.0.0.1:{port}\" }}\n");
     }

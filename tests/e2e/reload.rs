@@ -1,5 +1,7 @@
 //! Live membership: edits of the YAML apply without a restart and move only what they must.
 
+use hrwproxy::reload::Reloaded;
+
 use crate::support::*;
 
 fn owners(proxy: &Proxy, keys: &[String]) -> Vec<String> {
@@ -58,7 +60,7 @@ fn an_invalid_edit_is_rejected_and_the_old_membership_keeps_serving() {
     for (bad, expected) in [
         (
             good.replace("nodes:", "replicas: 3\nnodes:"),
-            "line 3 column 1: replicas",
+            "line 4 column 1: replicas",
         ),
         (good.replace("- id: b", "- id: a"), "duplicate"),
         (good.replace("url: http", "url: ftp"), "url"),
@@ -66,8 +68,10 @@ fn an_invalid_edit_is_rejected_and_the_old_membership_keeps_serving() {
         (good.replace("listen", "lisen"), "lisen"),
     ] {
         proxy.save_by_rename(&bad);
-        let err = proxy.reloader.reload().expect_err("bad config applied");
-        assert!(err.to_string().contains(expected), "{err}");
+        let Reloaded::Rejected { error, .. } = proxy.reloader.reload() else {
+            panic!("bad config applied: {bad}");
+        };
+        assert!(error.to_string().contains(expected), "{error}");
         assert_eq!(proxy.generation(), 1);
         let get = proxy.request("GET", "/kv/k", b"");
         assert_eq!((get.status, get.body.as_slice()), (200, &b"v"[..]));
@@ -86,11 +90,11 @@ fn one_save_is_one_read_not_a_loop() {
     std::fs::write(proxy.config_path().with_file_name("notes.txt"), "x").unwrap();
     proxy.save_by_rename(&config_yaml(&nodes, "replicas: 1"));
     proxy.await_generation(2);
-    let checks = proxy.reloader.checks();
+    let checks = proxy.reloader.status().checks;
     // Reading the file must not count as a change of it; wait out several debounce periods.
-    std::thread::sleep(hrwproxy::reload::DEBOUNCE * 5);
+    std::thread::sleep(hrwproxy::watch::DEBOUNCE * 5);
     assert_eq!(
-        proxy.reloader.checks(),
+        proxy.reloader.status().checks,
         checks,
         "the watcher re-reads without edits"
     );

@@ -9,9 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hrwproxy::admin::{self, Admin};
 use hrwproxy::reload::Reloader;
 use hrwproxy::routing::{key_hash, Ring};
-use hrwproxy::service;
+use hrwproxy::{service, watch};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_hrwproxy");
 
@@ -28,8 +29,9 @@ impl Drop for ChildGuard {
     }
 }
 
-/// Starts `hrwproxy ARGS` and waits for the `... listening on http://ADDR` line on its stdout.
-pub fn spawn_listening(args: &[&str]) -> (ChildGuard, SocketAddr) {
+/// Starts `hrwproxy ARGS` and waits for its `... listening on http://ADDR` lines on stdout;
+/// returns the addresses in the order printed (the proxy prints its admin address second).
+pub fn spawn_listening_all(args: &[&str], lines: usize) -> (ChildGuard, Vec<SocketAddr>) {
     let mut child = Command::new(BIN)
         .args(args)
         .env("RUST_LOG", "warn")
@@ -37,19 +39,28 @@ pub fn spawn_listening(args: &[&str]) -> (ChildGuard, SocketAddr) {
         .stderr(Stdio::null())
         .spawn()
         .expect("start hrwproxy");
-    let stdout = child.stdout.take().expect("piped stdout");
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
     let guard = ChildGuard(child);
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read stdout");
-    let addr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("hrwproxy {args:?} printed {line:?}, not its address"));
-    (guard, addr)
+    let mut addrs = Vec::new();
+    for _ in 0..lines {
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read stdout");
+        let addr = line
+            .trim()
+            .rsplit("http://")
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("hrwproxy {args:?} printed {line:?}, not its address"));
+        addrs.push(addr);
+    }
+    // Keep reading so the child never writes to a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    (guard, addrs)
+}
+
+pub fn spawn_listening(args: &[&str]) -> (ChildGuard, SocketAddr) {
+    let (guard, addrs) = spawn_listening_all(args, 1);
+    (guard, addrs[0])
 }
 
 /// A built-in node in its own process, on a free port.
@@ -91,7 +102,7 @@ pub fn start_nodes(ids: &[&str]) -> Vec<Node> {
 
 /// A config for `nodes` with the given top-level settings (YAML lines, may be empty).
 pub fn config_yaml<'a>(nodes: impl IntoIterator<Item = &'a Node>, settings: &str) -> String {
-    let mut yaml = format!("listen: 127.0.0.1:0\n{settings}\nnodes:\n");
+    let mut yaml = format!("listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\n{settings}\nnodes:\n");
     for node in nodes {
         yaml.push_str(&format!(
             "  - id: {}\n    url: http://{}\n",
@@ -113,6 +124,7 @@ pub fn ranking(nodes: &[&Node], key: &[u8]) -> Vec<String> {
 /// The proxy in this process, serving a config file in its own temporary directory.
 pub struct Proxy {
     pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
     pub reloader: Arc<Reloader>,
     dir: tempfile::TempDir,
     runtime: Option<tokio::runtime::Runtime>,
@@ -129,19 +141,26 @@ impl Proxy {
             .enable_all()
             .build()
             .expect("runtime");
-        let addr = runtime.block_on(async {
+        let (addr, admin_addr) = runtime.block_on(async {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            reloader.watch().expect("watch config dir");
-            tokio::spawn(service::serve(
-                listener,
-                reloader.shared(),
-                std::future::pending(),
-            ));
-            addr
+            let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addrs = (
+                listener.local_addr().unwrap(),
+                admin_listener.local_addr().unwrap(),
+            );
+            watch::watch(&reloader).expect("watch config dir");
+            let shared = reloader.shared();
+            tokio::spawn(service::serve(listener, shared, std::future::pending()));
+            let admin = Admin {
+                reloader: reloader.clone(),
+                rebalancer: Default::default(),
+            };
+            tokio::spawn(admin::serve(admin_listener, admin, std::future::pending()));
+            addrs
         });
         Proxy {
             addr,
+            admin_addr,
             reloader,
             dir,
             runtime: Some(runtime),
@@ -188,6 +207,10 @@ impl Proxy {
 
     pub fn request(&self, method: &str, path: &str, body: &[u8]) -> Response {
         request(self.addr, method, path, body)
+    }
+
+    pub fn admin(&self, method: &str, path: &str) -> Response {
+        request(self.admin_addr, method, path, b"")
     }
 }
 
