@@ -115,6 +115,7 @@ fn config(admin: &Admin) -> Response<Body> {
             "generation": snap.generation,
             "sha256": status.sha256,
             "loaded_at": time(status.loaded_at),
+            "checks": status.checks,
             "last_error": status.last_error.map(|(message, at)| json!({ "message": message, "at": time(at) })),
             "replicas": snap.config.replicas,
             "write_quorum": snap.config.write_quorum,

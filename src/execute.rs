@@ -183,34 +183,26 @@ async fn read_current(snap: &Snapshot, key: &[u8]) -> ReadOutcome {
 /// happened, including the replicas that did store it.
 ///
 /// While a handoff window is open, the write is recorded (so no handoff copy lands over it)
-/// and a DELETE also goes to the key's earlier replicas, awaited before answering, so that a
-/// read cannot bring the key back from them.
+/// and the key is deleted from its earlier replicas before answering (for a PUT, once the
+/// quorum is reached), so no read or returning node can bring an old value back.
 pub async fn write(snap: Arc<Snapshot>, key: Bytes, op: WriteOp) -> WriteOutcome {
     let plan = snap.write_plan(&key);
     let timeout = snap.config.timeouts.request();
-    let mut earlier_deletes = Vec::new();
-    if snap.handoff_open() {
+    let earlier = if snap.handoff_open() {
         let kind = match op {
             WriteOp::Put(_) => WriteKind::Put,
             WriteOp::Delete => WriteKind::Delete,
         };
         snap.recent_writes.record(&key, kind);
-        if kind == WriteKind::Delete {
-            for prev in handoff::previous_replicas(&snap, &key) {
-                let key = key.clone();
-                earlier_deletes.push(tokio::spawn(async move {
-                    let _ = attempt(
-                        &prev.node,
-                        "delete",
-                        &key,
-                        timeout,
-                        prev.backend.delete(&key),
-                    )
-                    .await;
-                }));
-            }
-        }
-    }
+        handoff::previous_replicas(&snap, &key)
+    } else {
+        Vec::new()
+    };
+    // A DELETE removes the earlier copies from the start.
+    let mut earlier_deletes = match op {
+        WriteOp::Delete => delete_earlier(earlier.clone(), &key, timeout),
+        WriteOp::Put(_) => Vec::new(),
+    };
     let replicas = plan.replicas.len();
     let (tx, mut rx) = mpsc::channel(replicas.max(1));
     for index in plan.replicas.iter() {
@@ -246,8 +238,30 @@ pub async fn write(snap: Arc<Snapshot>, key: Bytes, op: WriteOp) -> WriteOutcome
             break;
         }
     }
+    // A PUT that reached its quorum makes the earlier copies stale: remove them, so a node
+    // that becomes a replica again later cannot serve the old value.
+    if matches!(op, WriteOp::Put(_)) && outcome.reached_quorum() {
+        earlier_deletes = delete_earlier(earlier, &key, timeout);
+    }
     for delete in earlier_deletes {
         let _ = delete.await;
     }
     outcome
+}
+
+fn delete_earlier(
+    earlier: Vec<handoff::PreviousReplica>,
+    key: &Bytes,
+    timeout: Duration,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    earlier
+        .into_iter()
+        .map(|prev| {
+            let key = key.clone();
+            tokio::spawn(async move {
+                let call = prev.backend.delete(&key);
+                let _ = attempt(&prev.node, "delete", &key, timeout, call).await;
+            })
+        })
+        .collect()
 }

@@ -22,29 +22,29 @@ pub struct PreviousReplica {
 }
 
 /// The key's replicas in the snapshots whose window is open, newest first, excluding the
-/// current replicas and repeats (a node counts once per client, that is per id and URL).
+/// current replicas and repeats (a node is its id at its URL).
 pub fn previous_replicas(snap: &Snapshot, key: &[u8]) -> Vec<PreviousReplica> {
     let now = Instant::now();
     let hash = key_hash(key);
-    let mut seen: Vec<Arc<dyn Backend>> = snap
+    let mut seen: Vec<(&str, &str)> = snap
         .ring
         .top(hash, snap.config.replicas)
         .iter()
-        .map(|i| snap.backends[i].clone())
+        .map(|i| snap.node_identity(i))
         .collect();
     let mut found = Vec::new();
     for retired in snap.previous.iter().filter(|r| r.is_open(now)) {
         let old = &retired.snapshot;
         for index in old.ring.top(hash, old.config.replicas).iter() {
-            let backend = &old.backends[index];
-            if seen.iter().any(|b| Arc::ptr_eq(b, backend)) {
+            let identity = old.node_identity(index);
+            if seen.contains(&identity) {
                 continue;
             }
-            seen.push(backend.clone());
+            seen.push(identity);
             found.push(PreviousReplica {
                 node: old.node_id(index).to_owned(),
                 generation: old.generation,
-                backend: backend.clone(),
+                backend: old.backends[index].clone(),
             });
         }
     }

@@ -61,14 +61,22 @@ pub struct Progress {
 /// left (never an owner, so `prune` drains it).
 struct Source {
     id: String,
+    /// Id and URL: the same storage across snapshots.
+    identity: (String, String),
     backend: Arc<dyn Backend>,
     /// Its index in the current ring, if it is in it.
     index: Option<usize>,
 }
 
+fn identity(snap: &Snapshot, index: usize) -> (String, String) {
+    let (id, url) = snap.node_identity(index);
+    (id.to_owned(), url.to_owned())
+}
+
 fn sources(snap: &Snapshot) -> Vec<Source> {
     let mut sources: Vec<Source> = (0..snap.ring.len())
         .map(|i| Source {
+            identity: identity(snap, i),
             id: snap.node_id(i).to_owned(),
             backend: snap.backends[i].clone(),
             index: Some(i),
@@ -78,11 +86,9 @@ fn sources(snap: &Snapshot) -> Vec<Source> {
     for retired in snap.previous.iter().filter(|r| r.is_open(now)) {
         let old = &retired.snapshot;
         for i in 0..old.ring.len() {
-            if !sources
-                .iter()
-                .any(|s| Arc::ptr_eq(&s.backend, &old.backends[i]))
-            {
+            if !sources.iter().any(|s| s.identity == identity(old, i)) {
                 sources.push(Source {
+                    identity: identity(old, i),
                     id: old.node_id(i).to_owned(),
                     backend: old.backends[i].clone(),
                     index: None,

@@ -121,6 +121,12 @@ impl Snapshot {
         self.previous.iter().any(|r| r.is_open(now))
     }
 
+    /// Who a node is across snapshots: the same id at the same URL is the same storage, even
+    /// when a remove and re-add gave it a new client.
+    pub fn node_identity(&self, index: usize) -> (&str, &str) {
+        (self.ring.id(index), &self.config.nodes[index].url.base)
+    }
+
     pub fn node_id(&self, index: usize) -> &str {
         self.ring.id(index)
     }

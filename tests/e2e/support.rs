@@ -121,6 +121,8 @@ pub fn ranking(nodes: &[&Node], key: &[u8]) -> Vec<String> {
         .collect()
 }
 
+pub const CONFIG_NAME: &str = "hrwproxy.yaml";
+
 /// The proxy in this process, serving a config file in its own temporary directory.
 pub struct Proxy {
     pub addr: SocketAddr,
@@ -133,8 +135,13 @@ pub struct Proxy {
 impl Proxy {
     pub fn start(yaml: &str) -> Proxy {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("hrwproxy.yaml");
-        std::fs::write(&path, yaml).expect("write config");
+        std::fs::write(dir.path().join(CONFIG_NAME), yaml).expect("write config");
+        Proxy::start_in(dir)
+    }
+
+    /// Serves `dir/hrwproxy.yaml`, which the caller has laid out (a symlink, say).
+    pub fn start_in(dir: tempfile::TempDir) -> Proxy {
+        let path = dir.path().join(CONFIG_NAME);
         let reloader = Reloader::load(&path).expect("valid config");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -168,7 +175,17 @@ impl Proxy {
     }
 
     pub fn config_path(&self) -> PathBuf {
-        self.dir.path().join("hrwproxy.yaml")
+        self.dir.path().join(CONFIG_NAME)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Saves by deleting the file and creating it anew.
+    pub fn save_by_delete_and_create(&self, yaml: &str) {
+        std::fs::remove_file(self.config_path()).unwrap();
+        std::fs::write(self.config_path(), yaml).unwrap();
     }
 
     pub fn generation(&self) -> u64 {
@@ -190,7 +207,7 @@ impl Proxy {
 
     /// Saves like vim or `sed -i`: write a new file, rename it over the old one.
     pub fn save_by_rename(&self, yaml: &str) {
-        let tmp = self.dir.path().join(".hrwproxy.yaml.swp");
+        let tmp = self.dir.path().join(".hrwproxy.yaml.tmp");
         std::fs::write(&tmp, yaml).unwrap();
         std::fs::rename(&tmp, self.config_path()).unwrap();
     }
@@ -291,4 +308,48 @@ fn parse(raw: &[u8]) -> Option<Response> {
 
 pub fn write_file(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
+}
+
+/// Polls `done` every 10 ms until it holds; panics with `what` after [`PATIENCE`].
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Every key a built-in node holds, from its listing.
+pub fn node_keys(addr: SocketAddr) -> Vec<Vec<u8>> {
+    let mut keys = Vec::new();
+    loop {
+        let after = keys
+            .last()
+            .map(|k: &Vec<u8>| kv_path(k)[4..].to_string())
+            .unwrap_or_default();
+        let resp = request(addr, "GET", &format!("/kv?limit=1000&after={after}"), b"");
+        assert_eq!(resp.status, 200, "listing: {}", resp.text());
+        let page: Vec<Vec<u8>> = resp.text().lines().map(|l| percent_decode(l)).collect();
+        let complete = page.len() < 1000;
+        keys.extend(page);
+        if complete {
+            return keys;
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
 }
