@@ -15,6 +15,8 @@ use crate::snapshot::{SharedSnapshot, Snapshot};
 
 /// Keys asked for per listing page.
 pub const PAGE: usize = 500;
+/// Keys moved at the same time.
+pub const CONCURRENCY: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -73,7 +75,7 @@ fn identity(snap: &Snapshot, index: usize) -> (String, String) {
     (id.to_owned(), url.to_owned())
 }
 
-fn sources(snap: &Snapshot) -> Vec<Source> {
+fn sources(snap: &Snapshot) -> Vec<Arc<Source>> {
     let mut sources: Vec<Source> = (0..snap.ring.len())
         .map(|i| Source {
             identity: identity(snap, i),
@@ -100,7 +102,7 @@ fn sources(snap: &Snapshot) -> Vec<Source> {
         a.id.cmp(&b.id)
             .then(a.index.is_none().cmp(&b.index.is_none()))
     });
-    sources
+    sources.into_iter().map(Arc::new).collect()
 }
 
 /// Runs one rebalance over `snap`, updating `progress` as it goes; `on_page` sees the cursor
@@ -157,20 +159,29 @@ pub async fn run(
                     break;
                 }
             };
+            // Keys of a page move concurrently; the cursor only passes a page once all of it
+            // is done, so a resumed run skips nothing.
+            let mut in_flight = tokio::task::JoinSet::new();
             for key in &page {
                 if let Some(rate) = options.rate {
                     let due = started + Duration::from_secs_f64(done_keys as f64 / rate);
                     tokio::time::sleep_until(due.into()).await;
                 }
                 done_keys += 1;
-                let step = move_key(&snap, source, key, options.prune, timeout).await;
-                update(&mut |p| {
-                    p.scanned += 1;
-                    p.copied += step.copied;
-                    p.present += step.present;
-                    p.pruned += step.pruned;
-                    p.failed += step.failed;
+                if in_flight.len() >= CONCURRENCY {
+                    if let Some(Ok(step)) = in_flight.join_next().await {
+                        update(&mut |p| p.add(&step));
+                    }
+                }
+                let (snap, source, key) = (snap.clone(), source.clone(), key.clone());
+                in_flight.spawn(async move {
+                    move_key(&snap, &source, &key, options.prune, timeout).await
                 });
+            }
+            while let Some(joined) = in_flight.join_next().await {
+                if let Ok(step) = joined {
+                    update(&mut |p| p.add(&step));
+                }
             }
             let complete = page.len() < PAGE;
             after = page.last().cloned().or(after);
@@ -191,6 +202,16 @@ pub async fn run(
         p.state = "done";
         p.cursor = None;
     })
+}
+
+impl Progress {
+    fn add(&mut self, step: &Step) {
+        self.scanned += 1;
+        self.copied += step.copied;
+        self.present += step.present;
+        self.pruned += step.pruned;
+        self.failed += step.failed;
+    }
 }
 
 #[derive(Default)]

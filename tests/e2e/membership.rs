@@ -178,3 +178,298 @@ fn kubernetes_configmap_symlink_swap_is_seen() {
     proxy.await_generation(3);
     assert_eq!(proxy.reloader.shared().load().config.nodes.len(), 1);
 }
+
+/// Writes `count` keys `prefix-i` = `v1-i` through the proxy.
+fn write_keys(proxy: &Proxy, prefix: &str, count: usize, version: &str) -> Vec<String> {
+    (0..count)
+        .map(|i| {
+            let key = format!("{prefix}-{i}");
+            let put = proxy.request(
+                "PUT",
+                &kv_path(key.as_bytes()),
+                format!("{version}-{i}").as_bytes(),
+            );
+            assert_eq!(put.status, 204, "PUT {key}: {}", put.text());
+            key
+        })
+        .collect()
+}
+
+/// Reads every key through the proxy; returns how many missed and checks the others' values.
+fn misses(proxy: &Proxy, keys: &[String], version: &str) -> usize {
+    let mut misses = 0;
+    for (i, key) in keys.iter().enumerate() {
+        let get = proxy.request("GET", &kv_path(key.as_bytes()), b"");
+        match get.status {
+            200 => assert_eq!(get.text(), format!("{version}-{i}"), "{key}"),
+            404 => misses += 1,
+            other => panic!("GET {key}: {other} {}", get.text()),
+        }
+    }
+    misses
+}
+
+/// Checks that each key is on exactly its top-2 of `owners` and on no other node of `all`.
+fn assert_placed_exactly(all: &[Node], owners: &[&Node], keys: &[String]) {
+    let held: Vec<(String, Vec<Vec<u8>>)> = all
+        .iter()
+        .map(|n| (n.id.clone(), node_keys(n.addr)))
+        .collect();
+    for key in keys {
+        let expected = &ranking(owners, key.as_bytes())[..2];
+        let holders: Vec<&str> = held
+            .iter()
+            .filter(|(_, keys)| keys.binary_search(&key.as_bytes().to_vec()).is_ok())
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let mut expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+        expected.sort();
+        assert_eq!(holders, expected, "{key}");
+    }
+}
+
+#[test]
+fn scale_out_misses_nothing_and_rebalance_places_every_key_exactly() {
+    let nodes = start_nodes(&["a", "b", "c", "d"]);
+    let proxy = Proxy::start(&config_yaml(&nodes[..3], "replicas: 2"));
+    let keys = write_keys(&proxy, "out", 10_000, "v1");
+
+    proxy.save_by_rename(&config_yaml(&nodes, "replicas: 2"));
+    proxy.await_generation(2);
+    let missed = misses(&proxy, &keys, "v1");
+    eprintln!(
+        "scale-out: {missed} of {} GETs missed during the handoff window",
+        keys.len()
+    );
+    assert_eq!(missed, 0);
+
+    let config = proxy.config_path();
+    let out = Command::new(BIN)
+        .args([
+            "rebalance",
+            "--config",
+            config.to_str().unwrap(),
+            "--prune",
+            "--rate",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("failed 0"), "{report}");
+    eprint!("scale-out {report}");
+    let all: Vec<&Node> = nodes.iter().collect();
+    assert_placed_exactly(&nodes, &all, &keys);
+    assert!(
+        !config.with_extension("yaml.rebalance").exists(),
+        "state file left behind"
+    );
+}
+
+#[test]
+fn scale_in_loses_nothing_and_admin_rebalance_restores_two_copies() {
+    let nodes = start_nodes(&["a", "b", "c", "d"]);
+    let proxy = Proxy::start(&config_yaml(&nodes, "replicas: 2"));
+    let keys = write_keys(&proxy, "in", 2_000, "v1");
+
+    proxy.save_by_rename(&config_yaml(&nodes[..3], "replicas: 2"));
+    proxy.await_generation(2);
+    assert_eq!(misses(&proxy, &keys, "v1"), 0);
+
+    let started = proxy.admin("POST", "/admin/rebalance?prune");
+    assert_eq!(started.status, 202, "{}", started.text());
+    assert_eq!(
+        proxy.admin("POST", "/admin/rebalance").status,
+        409,
+        "a second run must wait"
+    );
+    let mut report = serde_json::Value::Null;
+    wait_until("the rebalance to finish", || {
+        report = serde_json::from_slice(&proxy.admin("GET", "/admin/rebalance").body).unwrap();
+        report["state"] == "done"
+    });
+    assert_eq!(report["failed"], 0, "{report}");
+    assert!(
+        report["pruned"].as_u64().unwrap() > 0,
+        "d was not drained: {report}"
+    );
+    let survivors: Vec<&Node> = nodes[..3].iter().collect();
+    assert_placed_exactly(&nodes, &survivors, &keys);
+    assert_eq!(misses(&proxy, &keys, "v1"), 0);
+}
+
+#[test]
+fn a_delete_during_handoff_stays_deleted() {
+    let nodes = start_nodes(&["a", "b", "c", "d"]);
+    let proxy = Proxy::start(&config_yaml(&nodes[..3], "replicas: 2"));
+    let after: Vec<&Node> = nodes.iter().collect();
+    // A key whose replicas change when d joins, so its value is only on earlier replicas.
+    let key = (0..)
+        .map(|i| format!("moving-{i}"))
+        .find(|k| ranking(&after, k.as_bytes())[0] == "d")
+        .unwrap();
+    assert_eq!(
+        proxy
+            .request("PUT", &kv_path(key.as_bytes()), b"old")
+            .status,
+        204
+    );
+    proxy.save_in_place(&config_yaml(&nodes, "replicas: 2"));
+    proxy.await_generation(2);
+
+    let delete = proxy.request("DELETE", &kv_path(key.as_bytes()), b"");
+    assert_eq!(delete.status, 204);
+    assert_eq!(
+        proxy.request("GET", &kv_path(key.as_bytes()), b"").status,
+        404
+    );
+    for node in &nodes {
+        assert_eq!(
+            node.holds(key.as_bytes()),
+            None,
+            "{key} came back on {}",
+            node.id
+        );
+    }
+}
+
+#[test]
+fn a_write_during_rebalance_is_never_overwritten_by_an_older_copy() {
+    let nodes = start_nodes(&["a", "b", "c", "d"]);
+    let proxy = Proxy::start(&config_yaml(&nodes[..3], "replicas: 2"));
+    let keys = write_keys(&proxy, "race", 2_000, "v1");
+    proxy.save_by_rename(&config_yaml(&nodes, "replicas: 2"));
+    proxy.await_generation(2);
+
+    // Slow enough that the client writes below overlap the copies.
+    let started = proxy.admin("POST", "/admin/rebalance?prune&rate=4000");
+    assert_eq!(started.status, 202, "{}", started.text());
+    write_keys(&proxy, "race", 2_000, "v2");
+    wait_until("the rebalance to finish", || {
+        let report: serde_json::Value =
+            serde_json::from_slice(&proxy.admin("GET", "/admin/rebalance").body).unwrap();
+        report["state"] == "done"
+    });
+    assert_eq!(misses(&proxy, &keys, "v2"), 0);
+    let all: Vec<&Node> = nodes.iter().collect();
+    for (i, key) in keys.iter().enumerate() {
+        for id in &ranking(&all, key.as_bytes())[..2] {
+            let node = nodes.iter().find(|n| &n.id == id).unwrap();
+            assert_eq!(
+                node.holds(key.as_bytes()),
+                Some(format!("v2-{i}").into_bytes()),
+                "{key} on {id}"
+            );
+        }
+    }
+}
+
+#[test]
+fn admin_reload_and_config_report_generation_hash_and_errors() {
+    let nodes = start_nodes(&["a", "b"]);
+    let good = config_yaml(&nodes, "");
+    let proxy = Proxy::start(&good);
+    let config: serde_json::Value =
+        serde_json::from_slice(&proxy.admin("GET", "/admin/config").body).unwrap();
+    assert_eq!(config["generation"], 1);
+    assert_eq!(config["sha256"].as_str().unwrap().len(), 64);
+    assert!(
+        config["loaded_at"].as_str().unwrap().ends_with('Z'),
+        "{config}"
+    );
+    assert!(config["last_error"].is_null());
+
+    // Written with the watcher's view of it beside the point: the admin call reloads now.
+    std::fs::write(proxy.config_path(), good.replace("url: http", "url: ftp")).unwrap();
+    let rejected = proxy.admin("POST", "/admin/reload");
+    assert_eq!(rejected.status, 422, "{}", rejected.text());
+    assert!(
+        rejected.text().contains("unsupported scheme"),
+        "{}",
+        rejected.text()
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&proxy.admin("GET", "/admin/config").body).unwrap();
+    assert_eq!(config["generation"], 1);
+    assert!(
+        config["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line"),
+        "{config}"
+    );
+
+    std::fs::write(
+        proxy.config_path(),
+        good.replace("nodes:", "replicas: 1\nnodes:"),
+    )
+    .unwrap();
+    let applied = proxy.admin("POST", "/admin/reload");
+    assert_eq!(applied.status, 200, "{}", applied.text());
+    let applied: serde_json::Value = serde_json::from_slice(&applied.body).unwrap();
+    assert_eq!(applied["generation"], 2, "{applied}");
+    assert_eq!(proxy.admin("GET", "/admin/reload").status, 405);
+    assert_eq!(proxy.admin("GET", "/admin/nope").status, 404);
+}
+
+#[test]
+fn sighup_rereads_the_config_of_a_running_proxy() {
+    let nodes = start_nodes(&["a"]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(CONFIG_NAME);
+    write_file(&path, &config_yaml(&nodes, ""));
+    let (proxy, addrs) = spawn_listening_all(&["serve", "--config", path.to_str().unwrap()], 2);
+    let checks = || {
+        let config: serde_json::Value =
+            serde_json::from_slice(&request(addrs[1], "GET", "/admin/config", b"").body).unwrap();
+        config["checks"].as_u64().unwrap()
+    };
+    let before = checks();
+    let pid = proxy.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_until("the SIGHUP re-read", || checks() > before);
+}
+
+#[test]
+fn plan_shows_shares_and_moved_keys_before_a_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (from, to) = (dir.path().join("from.yaml"), dir.path().join("to.yaml"));
+    let node =
+        |id: &str, port: u16| format!("  - {{ id: {id}, url: \"http://127.0.0.1:{port}\" }}\n");
+    let three = format!("nodes:\n{}{}{}", node("a", 1), node("b", 2), node("c", 3));
+    write_file(&from, &three);
+    write_file(&to, &format!("{three}{}", node("d", 4)));
+    let out = Command::new(BIN)
+        .args([
+            "plan",
+            "--from",
+            from.to_str().unwrap(),
+            "--to",
+            to.to_str().unwrap(),
+            "--keys",
+            "100000",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let d = text
+        .lines()
+        .find(|l| l.starts_with("d "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(d.contains("- -> 1") && d.contains("25.00%"), "{d}");
+    let primaries = text
+        .lines()
+        .find(|l| l.starts_with("keys whose primary"))
+        .unwrap();
+    assert!(primaries.contains("25.00% expected"), "{primaries}");
+}

@@ -329,7 +329,7 @@ pub fn node_keys(addr: SocketAddr) -> Vec<Vec<u8>> {
             .unwrap_or_default();
         let resp = request(addr, "GET", &format!("/kv?limit=1000&after={after}"), b"");
         assert_eq!(resp.status, 200, "listing: {}", resp.text());
-        let page: Vec<Vec<u8>> = resp.text().lines().map(|l| percent_decode(l)).collect();
+        let page: Vec<Vec<u8>> = resp.text().lines().map(percent_decode).collect();
         let complete = page.len() < 1000;
         keys.extend(page);
         if complete {
