@@ -292,6 +292,7 @@ pub struct Rebalancer {
 impl Rebalancer {
     /// Starts a run on the snapshot serving now; refuses while one is running.
     pub fn start(&self, shared: SharedSnapshot, options: Options) -> Result<(), String> {
+        let snap = shared.load_full();
         {
             let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
             if p.state == "running" {
@@ -299,11 +300,15 @@ impl Rebalancer {
                     "a rebalance is already running; follow it with GET /admin/rebalance".into(),
                 );
             }
-            p.state = "running";
+            *p = Progress {
+                state: "running",
+                generation: snap.generation,
+                prune: options.prune,
+                ..Progress::default()
+            };
         }
         *self.started_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(SystemTime::now());
         let progress = self.progress.clone();
-        let snap = shared.load_full();
         tokio::spawn(async move {
             let report = run(snap, options, &progress, |_| {}).await;
             tracing::info!(

@@ -127,20 +127,21 @@ pub fn render(s: &ChangeSummary, replicas_before: usize, replicas_after: usize) 
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<16} {:>15} {:>19} {:>23}",
+        "{:<12} {:>12}  {:>18}  {:>18}",
         "node", "weight", "primary share", "in replica set"
     );
     for n in &s.nodes {
+        let weights = format!("{} -> {}", weight(n.weight_before), weight(n.weight_after));
+        let primary = format!("{} -> {}", pct(n.primary_before), pct(n.primary_after));
+        let replica = format!(
+            "{} -> {}",
+            pct(n.weight_before.map(|_| n.replica_before)),
+            pct(n.weight_after.map(|_| n.replica_after))
+        );
         let _ = writeln!(
             out,
-            "{:<16} {:>6} -> {:<6} {:>8} -> {:<8} {:>10} -> {:<10}",
-            n.id,
-            weight(n.weight_before),
-            weight(n.weight_after),
-            pct(n.primary_before),
-            pct(n.primary_after),
-            pct(n.weight_before.map(|_| n.replica_before)),
-            pct(n.weight_after.map(|_| n.replica_after)),
+            "{:<12} {weights:>12}  {primary:>18}  {replica:>18}",
+            n.id
         );
     }
     let _ = writeln!(out, "replicas: {replicas_before} -> {replicas_after}");

@@ -473,3 +473,26 @@ fn plan_shows_shares_and_moved_keys_before_a_change() {
         .unwrap();
     assert!(primaries.contains("25.00% expected"), "{primaries}");
 }
+
+#[test]
+fn the_checksum_poll_catches_a_change_no_file_event_reported() {
+    let nodes = start_nodes(&["a", "b"]);
+    let proxy = Proxy::start(&config_yaml(&nodes, "reload_poll_s: 1"));
+    // Writes through a hard link in another directory raise no event in the watched one.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let link = elsewhere.path().join("link.yaml");
+    std::fs::hard_link(proxy.config_path(), &link).unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&link)
+        .unwrap();
+    std::io::Write::write_all(
+        &mut file,
+        config_yaml(&nodes, "reload_poll_s: 1\nreplicas: 1").as_bytes(),
+    )
+    .unwrap();
+    drop(file);
+    proxy.await_generation(2);
+    assert_eq!(proxy.reloader.shared().load().config.replicas, 1);
+}
