@@ -130,59 +130,129 @@ impl Weight {
 /// The protocols a node can speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
+    /// `PUT / GET / DELETE <url>/kv/<key>`: the built-in node or any such store.
     Http,
+    /// Redis GET / SET / DEL.
+    Redis,
+    /// memcached get / set / delete (text protocol).
+    Memcache,
 }
 
-/// A node address: `http://host[:port]`, with no path, query or credentials.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+impl Scheme {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Redis => "redis",
+            Scheme::Memcache => "memcache",
+        }
+    }
+
+    fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Redis => 6379,
+            Scheme::Memcache => 11211,
+        }
+    }
+}
+
+/// A node address: `http://host[:port]`, `redis://[[user]:password@]host[:port][/db]` or
+/// `memcache://host[:port]`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub struct NodeUrl {
     pub scheme: Scheme,
     pub host: String,
     pub port: u16,
-    /// `scheme://host:port` with no trailing slash: the prefix of every request URL.
+    /// Redis only: `(user, password)` from the URL.
+    pub credentials: Option<(String, String)>,
+    /// Redis only: the database number.
+    pub db: u32,
+    /// `scheme://host:port` (plus `/db` for Redis), never the password: the prefix of every
+    /// HTTP request URL, and how the node is named in logs.
     pub base: String,
+}
+
+/// Never prints the password.
+impl fmt::Debug for NodeUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.base)
+    }
 }
 
 impl TryFrom<String> for NodeUrl {
     type Error = String;
     fn try_from(raw: String) -> Result<Self, String> {
-        let uri: http::Uri = raw
-            .parse()
-            .map_err(|e| format!("url: bad URL {raw:?}: {e}"))?;
-        let scheme = match uri.scheme_str() {
-            Some("http") => Scheme::Http,
-            Some(other) => {
+        let bad = |why: &str| format!("url: bad URL {:?}: {why}", redact(&raw));
+        let (scheme_name, rest) = raw
+            .split_once("://")
+            .ok_or_else(|| bad("expected scheme://host:port"))?;
+        let scheme = match scheme_name {
+            "http" => Scheme::Http,
+            "redis" => Scheme::Redis,
+            "memcache" => Scheme::Memcache,
+            other => {
                 return Err(format!(
-                    "url: unsupported scheme {other:?} in {raw:?} (supported: http)"
+                    "url: unsupported scheme {other:?} in {:?} (supported: http, redis, memcache)",
+                    redact(&raw)
                 ))
             }
-            None => return Err(format!("url: bad URL {raw:?}: expected http://host:port")),
         };
-        let authority = uri
-            .authority()
-            .ok_or_else(|| format!("url: bad URL {raw:?}: no host"))?;
-        if authority.as_str().contains('@') {
-            return Err(format!(
-                "url: bad URL {raw:?}: credentials are not supported"
-            ));
-        }
-        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-            return Err(format!(
-                "url: bad URL {raw:?}: must have no path or query (requests go to <url>/kv/<key>)"
-            ));
-        }
+        let (authority, path) = match rest.find(['/', '?', '#']) {
+            Some(at) => rest.split_at(at),
+            None => (rest, ""),
+        };
+        let (credentials, host_port) = match authority.rsplit_once('@') {
+            Some(_) if scheme != Scheme::Redis => {
+                return Err(bad("credentials are only supported for redis"))
+            }
+            Some((userinfo, host_port)) => {
+                let (user, password) = userinfo.split_once(':').unwrap_or(("", userinfo));
+                (Some((user.to_owned(), password.to_owned())), host_port)
+            }
+            None => (None, authority),
+        };
+        let authority: http::uri::Authority =
+            host_port.parse().map_err(|e| bad(&format!("{e}")))?;
         let host = authority.host().to_owned();
         if host.is_empty() {
-            return Err(format!("url: bad URL {raw:?}: no host"));
+            return Err(bad("no host"));
         }
-        let port = authority.port_u16().unwrap_or(80);
+        let port = authority.port_u16().unwrap_or(scheme.default_port());
+        let db = match (scheme, path) {
+            (_, "" | "/") => 0,
+            (Scheme::Redis, path) => path[1..].parse().map_err(|_| {
+                bad("the path must be a database number, as in redis://host:6379/0")
+            })?,
+            (Scheme::Http, _) => {
+                return Err(bad(
+                    "must have no path or query (requests go to <url>/kv/<key>)",
+                ))
+            }
+            (Scheme::Memcache, _) => return Err(bad("must have no path or query")),
+        };
+        let base = match scheme {
+            Scheme::Redis => format!("redis://{host}:{port}/{db}"),
+            _ => format!("{}://{host}:{port}", scheme.name()),
+        };
         Ok(NodeUrl {
             scheme,
-            base: format!("http://{}:{port}", authority.host()),
             host,
             port,
+            credentials,
+            db,
+            base,
         })
+    }
+}
+
+/// The URL with any password replaced, for error messages.
+fn redact(raw: &str) -> String {
+    match (raw.find("://"), raw.rfind('@')) {
+        (Some(start), Some(at)) if at > start => {
+            format!("{}://***@{}", &raw[..start], &raw[at + 1..])
+        }
+        _ => raw.to_owned(),
     }
 }
 

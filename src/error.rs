@@ -44,6 +44,8 @@ pub enum RequestError {
     BodyRead(String),
     #[error("bad query: {0}")]
     BadQuery(String),
+    #[error("bad ttl {0:?}: must be a whole number of seconds from 1 to 315360000")]
+    BadTtl(String),
 }
 
 impl RequestError {
@@ -58,7 +60,9 @@ impl RequestError {
             RequestError::ValueTooLarge { .. } | RequestError::BodyTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
-            RequestError::BodyRead(_) | RequestError::BadQuery(_) => StatusCode::BAD_REQUEST,
+            RequestError::BodyRead(_) | RequestError::BadQuery(_) | RequestError::BadTtl(_) => {
+                StatusCode::BAD_REQUEST
+            }
         }
     }
 

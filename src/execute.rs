@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::backend::BackendError;
+use crate::backend::{BackendError, Ttl};
 use crate::handoff::{self, WriteKind};
 use crate::routing::key_hash;
 use crate::snapshot::Snapshot;
@@ -45,14 +45,15 @@ pub enum ReadOutcome {
 
 #[derive(Debug, Clone)]
 pub enum WriteOp {
-    Put(Bytes),
+    /// The value and its time to live.
+    Put(Bytes, Option<Ttl>),
     Delete,
 }
 
 impl WriteOp {
     fn name(&self) -> &'static str {
         match self {
-            WriteOp::Put(_) => "put",
+            WriteOp::Put(..) => "put",
             WriteOp::Delete => "delete",
         }
     }
@@ -190,7 +191,7 @@ pub async fn write(snap: Arc<Snapshot>, key: Bytes, op: WriteOp) -> WriteOutcome
     let timeout = snap.config.timeouts.request();
     let earlier = if snap.handoff_open() {
         let kind = match op {
-            WriteOp::Put(_) => WriteKind::Put,
+            WriteOp::Put(..) => WriteKind::Put,
             WriteOp::Delete => WriteKind::Delete,
         };
         snap.recent_writes.record(&key, kind);
@@ -201,7 +202,7 @@ pub async fn write(snap: Arc<Snapshot>, key: Bytes, op: WriteOp) -> WriteOutcome
     // A DELETE removes the earlier copies from the start.
     let mut earlier_deletes = match op {
         WriteOp::Delete => delete_earlier(earlier.clone(), &key, timeout),
-        WriteOp::Put(_) => Vec::new(),
+        WriteOp::Put(..) => Vec::new(),
     };
     let replicas = plan.replicas.len();
     let (tx, mut rx) = mpsc::channel(replicas.max(1));
@@ -212,7 +213,7 @@ pub async fn write(snap: Arc<Snapshot>, key: Bytes, op: WriteOp) -> WriteOutcome
             let node = snap.node_id(index);
             let name = op.name();
             let call = match op {
-                WriteOp::Put(value) => backend.put(&key, value),
+                WriteOp::Put(value, ttl) => backend.put(&key, value, ttl),
                 WriteOp::Delete => backend.delete(&key),
             };
             let result = attempt(node, name, &key, timeout, call).await;
@@ -240,7 +241,7 @@ pub async fn write(snap: Arc<Snapshot>, key: Bytes, op: WriteOp) -> WriteOutcome
     }
     // A PUT that reached its quorum makes the earlier copies stale: remove them, so a node
     // that becomes a replica again later cannot serve the old value.
-    if matches!(op, WriteOp::Put(_)) && outcome.reached_quorum() {
+    if matches!(op, WriteOp::Put(..)) && outcome.reached_quorum() {
         earlier_deletes = delete_earlier(earlier, &key, timeout);
     }
     for delete in earlier_deletes {

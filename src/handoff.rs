@@ -102,7 +102,8 @@ pub async fn copy_forward(snap: Arc<Snapshot>, key: Bytes, value: Bytes, read_be
     let mut stored = Vec::new();
     for index in snap.ring.top(key_hash(&key), snap.config.replicas).iter() {
         let backend = &snap.backends[index];
-        match tokio::time::timeout(timeout, backend.put_if_absent(&key, value.clone())).await {
+        match tokio::time::timeout(timeout, backend.put_if_absent(&key, value.clone(), None)).await
+        {
             Ok(Ok(true)) => stored.push(index),
             Ok(Ok(false)) => {}
             Ok(Err(e)) => {

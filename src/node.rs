@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, IF_NONE_MATCH};
@@ -13,6 +14,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
+use crate::backend::Ttl;
 use crate::error::RequestError;
 use crate::key;
 use crate::server::{self, Body};
@@ -24,48 +26,82 @@ pub const DEFAULT_NODE_MAX_VALUE_BYTES: usize = 64 * 1024 * 1024;
 pub const DEFAULT_LIST_LIMIT: usize = 1000;
 pub const MAX_LIST_LIMIT: usize = 10_000;
 
-/// The node's data: ordered, so that it can be listed page by page.
+/// A value and when it expires, if it does.
+#[derive(Debug, Clone)]
+struct Entry {
+    value: Bytes,
+    expires: Option<Instant>,
+}
+
+impl Entry {
+    fn new(value: Bytes, ttl: Option<Ttl>) -> Entry {
+        Entry {
+            value,
+            expires: ttl.map(|t| Instant::now() + Duration::from_secs(u64::from(t.get()))),
+        }
+    }
+
+    fn live(&self, now: Instant) -> bool {
+        self.expires.is_none_or(|at| now < at)
+    }
+}
+
+/// The node's data: ordered, so that it can be listed page by page. Expired entries are
+/// invisible at once and swept out by [`Store::sweep`].
 #[derive(Debug, Default)]
 pub struct Store {
-    map: RwLock<BTreeMap<Vec<u8>, Bytes>>,
+    map: RwLock<BTreeMap<Vec<u8>, Entry>>,
 }
 
 impl Store {
     pub fn get(&self, key: &[u8]) -> Option<Bytes> {
-        self.read().get(key).cloned()
+        let now = Instant::now();
+        self.read()
+            .get(key)
+            .filter(|e| e.live(now))
+            .map(|e| e.value.clone())
     }
 
-    pub fn put(&self, key: Vec<u8>, value: Bytes) {
-        self.write().insert(key, value);
+    pub fn put(&self, key: Vec<u8>, value: Bytes, ttl: Option<Ttl>) {
+        self.write().insert(key, Entry::new(value, ttl));
     }
 
-    /// Stores only if the key is absent; true if it stored.
-    pub fn put_if_absent(&self, key: Vec<u8>, value: Bytes) -> bool {
-        match self.write().entry(key) {
-            std::collections::btree_map::Entry::Vacant(slot) => {
-                slot.insert(value);
-                true
-            }
-            std::collections::btree_map::Entry::Occupied(_) => false,
+    /// Stores only if the key is absent (or expired); true if it stored.
+    pub fn put_if_absent(&self, key: Vec<u8>, value: Bytes, ttl: Option<Ttl>) -> bool {
+        let now = Instant::now();
+        let mut map = self.write();
+        if map.get(&key).is_some_and(|e| e.live(now)) {
+            return false;
         }
+        map.insert(key, Entry::new(value, ttl));
+        true
     }
 
-    /// Up to `limit` keys strictly after `after`, in byte order.
+    /// Up to `limit` live keys strictly after `after`, in byte order.
     pub fn keys_after(&self, after: Option<&[u8]>, limit: usize) -> Vec<Vec<u8>> {
         use std::ops::Bound;
         let start = match after {
             Some(after) => Bound::Excluded(after),
             None => Bound::Unbounded,
         };
+        let now = Instant::now();
         self.read()
             .range::<[u8], _>((start, Bound::Unbounded))
+            .filter(|(_, e)| e.live(now))
             .take(limit)
             .map(|(k, _)| k.clone())
             .collect()
     }
 
+    /// Drops expired entries.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        self.write().retain(|_, e| e.live(now));
+    }
+
     pub fn delete(&self, key: &[u8]) -> bool {
-        self.write().remove(key).is_some()
+        let now = Instant::now();
+        self.write().remove(key).is_some_and(|e| e.live(now))
     }
 
     pub fn len(&self) -> usize {
@@ -78,12 +114,27 @@ impl Store {
 
     // A panic while holding the lock cannot leave the map half-changed (every operation is a
     // single call), so a poisoned lock is still safe to use.
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Vec<u8>, Bytes>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Vec<u8>, Entry>> {
         self.map.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Vec<u8>, Bytes>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Vec<u8>, Entry>> {
         self.map.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// How often expired entries are dropped from memory.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+async fn sweep_every(period: Duration, store: std::sync::Weak<Store>) {
+    let mut tick = tokio::time::interval(period);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match store.upgrade() {
+            Some(store) => store.sweep(),
+            None => return,
+        }
     }
 }
 
@@ -94,8 +145,10 @@ pub async fn serve(
     max_value_bytes: usize,
     shutdown: impl Future<Output = ()>,
 ) {
+    let sweeper = tokio::spawn(sweep_every(SWEEP_EVERY, Arc::downgrade(&store)));
     let handler = move |req| handle(store.clone(), max_value_bytes, req);
-    server::serve(listener, handler, shutdown).await
+    server::serve(listener, handler, shutdown).await;
+    sweeper.abort();
 }
 
 async fn handle(
@@ -154,16 +207,17 @@ async fn route(
                 .headers()
                 .get(IF_NONE_MATCH)
                 .is_some_and(|v| v.as_bytes() == b"*");
+            let ttl = server::ttl_of(&req)?;
             let value = server::read_body(req, max_value_bytes).await?;
             if only_if_absent {
-                if !store.put_if_absent(key, value) {
+                if !store.put_if_absent(key, value, ttl) {
                     return Ok(server::text(
                         StatusCode::PRECONDITION_FAILED,
                         "key exists; If-None-Match: * stores only absent keys",
                     ));
                 }
             } else {
-                store.put(key, value);
+                store.put(key, value, ttl);
             }
             Ok(server::empty(StatusCode::NO_CONTENT))
         }

@@ -247,7 +247,7 @@ async fn move_key(
     for index in targets {
         match with_timeout(
             timeout,
-            snap.backends[index].put_if_absent(key, value.clone()),
+            snap.backends[index].put_if_absent(key, value.clone(), None),
         )
         .await
         {

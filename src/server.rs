@@ -16,6 +16,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::backend::Ttl;
 use crate::error::RequestError;
 
 pub type Body = Full<Bytes>;
@@ -131,4 +132,45 @@ pub fn rejection(err: &RequestError) -> Response<Body> {
             .insert(http::header::ALLOW, HeaderValue::from_static(allow));
     }
     resp
+}
+
+/// Header carrying a PUT's time to live, as an alternative to `?ttl=`.
+pub const HEADER_TTL: &str = "x-hrw-ttl";
+/// The longest time to live accepted: ten years.
+pub const MAX_TTL_SECONDS: u32 = 10 * 365 * 24 * 3600;
+
+/// The time to live of a PUT: `?ttl=SECONDS` or `x-hrw-ttl: SECONDS`, 1 to [`MAX_TTL_SECONDS`].
+/// Any other query parameter is refused rather than ignored.
+pub fn ttl_of<B>(req: &Request<B>) -> Result<Option<Ttl>, RequestError> {
+    let mut raw: Option<&str> = None;
+    for pair in req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        match pair.split_once('=') {
+            Some(("ttl", value)) => raw = Some(value),
+            _ => {
+                return Err(RequestError::BadQuery(format!(
+                    "unknown parameter {pair:?}; only ttl=SECONDS is accepted"
+                )))
+            }
+        }
+    }
+    let header = req.headers().get(HEADER_TTL);
+    let raw = match (raw, header) {
+        (Some(q), _) => q,
+        (None, Some(h)) => h
+            .to_str()
+            .map_err(|_| RequestError::BadTtl(String::from_utf8_lossy(h.as_bytes()).into()))?,
+        (None, None) => return Ok(None),
+    };
+    raw.parse::<u32>()
+        .ok()
+        .filter(|t| (1..=MAX_TTL_SECONDS).contains(t))
+        .and_then(Ttl::new)
+        .map(Some)
+        .ok_or_else(|| RequestError::BadTtl(raw.to_owned()))
 }

@@ -46,6 +46,11 @@ async fn route(
             allow: ALLOWED_METHODS,
         });
     }
+    if method != Method::PUT && req.uri().query().is_some() {
+        return Err(RequestError::BadQuery(format!(
+            "{method} takes no query parameters (a '?' in a key must be sent as %3F)"
+        )));
+    }
     // One load per request: everything below sees this membership, even if a reload lands.
     let snap = shared.load_full();
     let key = Bytes::from(key::decode(raw_key, snap.config.max_key_bytes)?.into_owned());
@@ -91,7 +96,11 @@ async fn route(
         }),
         _ => {
             let op = if method == Method::PUT {
-                WriteOp::Put(server::read_body(req, snap.config.max_value_bytes).await?)
+                let ttl = server::ttl_of(&req)?;
+                WriteOp::Put(
+                    server::read_body(req, snap.config.max_value_bytes).await?,
+                    ttl,
+                )
             } else {
                 WriteOp::Delete
             };

@@ -12,7 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::{Backend, BackendError, BoxFuture};
+use super::{Backend, BackendError, BoxFuture, Ttl};
 use crate::key;
 
 #[derive(Debug)]
@@ -40,6 +40,15 @@ impl HttpBackend {
         uri.push_str(&self.base);
         uri.push_str(key::KV_PREFIX);
         key::encode_into(key, &mut uri);
+        uri
+    }
+
+    /// A PUT carries its time to live as `?ttl=`, which the built-in node honours.
+    fn put_uri(&self, key: &[u8], ttl: Option<Ttl>) -> String {
+        let mut uri = self.kv_uri(key);
+        if let Some(ttl) = ttl {
+            uri.push_str(&format!("?ttl={ttl}"));
+        }
         uri
     }
 
@@ -115,9 +124,9 @@ fn parse_listing(body: &[u8]) -> Result<Vec<Bytes>, BackendError> {
 
 fn unexpected(status: StatusCode) -> BackendError {
     if status.is_server_error() {
-        BackendError::Server(status.as_u16())
+        BackendError::Server(format!("status {}", status.as_u16()))
     } else {
-        BackendError::Rejected(status.as_u16())
+        BackendError::Rejected(format!("status {}", status.as_u16()))
     }
 }
 
@@ -135,9 +144,17 @@ impl Backend for HttpBackend {
         })
     }
 
-    fn put<'a>(&'a self, key: &'a [u8], value: Bytes) -> BoxFuture<'a, Result<(), BackendError>> {
+    fn put<'a>(
+        &'a self,
+        key: &'a [u8],
+        value: Bytes,
+        ttl: Option<Ttl>,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
-            match self.send(Method::PUT, self.kv_uri(key), value).await? {
+            match self
+                .send(Method::PUT, self.put_uri(key, ttl), value)
+                .await?
+            {
                 (status, _) if status.is_success() => Ok(()),
                 (status, _) => Err(unexpected(status)),
             }
@@ -148,11 +165,12 @@ impl Backend for HttpBackend {
         &'a self,
         key: &'a [u8],
         value: Bytes,
+        ttl: Option<Ttl>,
     ) -> BoxFuture<'a, Result<bool, BackendError>> {
         Box::pin(async move {
             let request = Request::builder()
                 .method(Method::PUT)
-                .uri(self.kv_uri(key))
+                .uri(self.put_uri(key, ttl))
                 .header(IF_NONE_MATCH, "*");
             match self.send_with(request, value).await? {
                 (StatusCode::PRECONDITION_FAILED, _) => Ok(false),

@@ -1,6 +1,8 @@
 //! The storage a node speaks, behind one trait, and how its failures are classified.
 
 mod http;
+mod memcache;
+mod redis;
 
 use std::fmt;
 use std::future::Future;
@@ -12,6 +14,11 @@ use bytes::Bytes;
 use crate::config::{NodeSpec, Scheme, Timeouts};
 
 pub use self::http::HttpBackend;
+pub use self::memcache::{memcache_key, MemcacheBackend};
+pub use self::redis::RedisBackend;
+
+/// A time to live in seconds, at least 1.
+pub type Ttl = std::num::NonZeroU32;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -20,7 +27,13 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait Backend: Send + Sync + fmt::Debug {
     /// The value, or `None` when the node does not have the key.
     fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Bytes>, BackendError>>;
-    fn put<'a>(&'a self, key: &'a [u8], value: Bytes) -> BoxFuture<'a, Result<(), BackendError>>;
+    /// Stores the value, to expire after `ttl` seconds if given.
+    fn put<'a>(
+        &'a self,
+        key: &'a [u8],
+        value: Bytes,
+        ttl: Option<Ttl>,
+    ) -> BoxFuture<'a, Result<(), BackendError>>;
     /// Stores the value only if the node has no value for the key: `Ok(true)` if stored,
     /// `Ok(false)` if a value was already there (it is left alone). Handoff and rebalance copy
     /// with this, so a copy never overwrites a newer client write.
@@ -28,6 +41,7 @@ pub trait Backend: Send + Sync + fmt::Debug {
         &'a self,
         key: &'a [u8],
         value: Bytes,
+        ttl: Option<Ttl>,
     ) -> BoxFuture<'a, Result<bool, BackendError>>;
     /// Succeeds whether or not the key existed.
     fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), BackendError>>;
@@ -56,10 +70,12 @@ pub enum BackendError {
     Io(String),
     #[error("protocol error: {0}")]
     Protocol(String),
-    #[error("server error: status {0}")]
-    Server(u16),
-    #[error("rejected: status {0}")]
-    Rejected(u16),
+    /// The node answered that it failed (HTTP 5xx, a Redis or memcached server error).
+    #[error("server error: {0}")]
+    Server(String),
+    /// The node refused the request itself (HTTP 4xx, a memcached client error).
+    #[error("rejected: {0}")]
+    Rejected(String),
     #[error("not supported by this node")]
     Unsupported,
 }
@@ -84,5 +100,7 @@ impl BackendError {
 pub fn connect(spec: &NodeSpec, timeouts: &Timeouts) -> Arc<dyn Backend> {
     match spec.url.scheme {
         Scheme::Http => Arc::new(HttpBackend::new(&spec.url.base, timeouts.connect())),
+        Scheme::Redis => Arc::new(RedisBackend::new(&spec.url, timeouts)),
+        Scheme::Memcache => Arc::new(MemcacheBackend::new(&spec.url, timeouts.connect())),
     }
 }
