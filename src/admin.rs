@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::error::RequestError;
-use crate::rebalance::{Options, Rebalancer};
+use crate::rebalance::{self, Options, Rebalancer};
 use crate::reload::{Reloaded, Reloader};
 use crate::server::{self, Body};
 
@@ -51,12 +51,10 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
     match (req.uri().path(), req.method()) {
         ("/admin/reload", &Method::POST) => reload(admin).await,
         ("/admin/config", &Method::GET) => config(admin),
-        ("/admin/rebalance", &Method::GET) => {
-            server::json(StatusCode::OK, &admin.rebalancer.progress_json())
-        }
+        ("/admin/rebalance", &Method::GET) => rebalance_progress(admin, StatusCode::OK),
         ("/admin/rebalance", &Method::POST) => match rebalance_options(req.uri().query()) {
             Ok(options) => match admin.rebalancer.start(admin.reloader.shared(), options) {
-                Ok(()) => server::json(StatusCode::ACCEPTED, &admin.rebalancer.progress_json()),
+                Ok(()) => rebalance_progress(admin, StatusCode::ACCEPTED),
                 Err(why) => server::text(StatusCode::CONFLICT, &why),
             },
             Err(e) => server::rejection(&e),
@@ -66,6 +64,11 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
             allow,
         }),
     }
+}
+
+fn rebalance_progress(admin: &Admin, status: StatusCode) -> Response<Body> {
+    let progress = serde_json::to_value(admin.rebalancer.progress()).unwrap_or_default();
+    server::json(status, &progress)
 }
 
 async fn reload(admin: &Admin) -> Response<Body> {
@@ -116,7 +119,7 @@ fn config(admin: &Admin) -> Response<Body> {
             "sha256": status.sha256,
             "loaded_at": time(status.loaded_at),
             "checks": status.checks,
-            "last_error": status.last_error.map(|(message, at)| json!({ "message": message, "at": time(at) })),
+            "last_error": status.last_error.map(|(error, at)| json!({ "message": error.to_string(), "at": time(at) })),
             "replicas": snap.config.replicas,
             "write_quorum": snap.config.write_quorum,
             "nodes": nodes,
@@ -127,22 +130,18 @@ fn config(admin: &Admin) -> Response<Body> {
 
 /// `?prune` (or `prune=true`) and `rate=<keys per second>`.
 fn rebalance_options(query: Option<&str>) -> Result<Options, RequestError> {
-    let mut options = Options {
-        prune: false,
-        rate: None,
-        resume: None,
-    };
+    let mut options = Options::default();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=').unwrap_or((pair, "")) {
             ("prune", "" | "true") => options.prune = true,
             ("prune", "false") => options.prune = false,
             ("rate", n) => {
-                options.rate =
-                    Some(n.parse::<f64>().ok().filter(|r| *r > 0.0).ok_or_else(|| {
-                        RequestError::BadQuery(format!(
-                            "rate {n:?} must be a number of keys per second above 0"
-                        ))
-                    })?)
+                let rate = n
+                    .parse::<f64>()
+                    .map_err(|_| format!("rate {n:?} is not a number"))
+                    .and_then(rebalance::valid_rate)
+                    .map_err(RequestError::BadQuery)?;
+                options.rate = Some(rate);
             }
             (name, _) => {
                 return Err(RequestError::BadQuery(format!(

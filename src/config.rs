@@ -19,6 +19,8 @@ pub const DEFAULT_MAX_VALUE_BYTES: usize = 8 * 1024 * 1024;
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:9090";
 pub const DEFAULT_HANDOFF_WINDOW_S: u64 = 300;
 pub const DEFAULT_RELOAD_POLL_S: u64 = 5;
+pub const MAX_RELOAD_POLL_S: u64 = 24 * 3600;
+pub const MAX_HANDOFF_WINDOW_S: u64 = 7 * 24 * 3600;
 
 /// A validated configuration: every field has its value and every rule holds.
 #[derive(Debug, Clone, PartialEq)]
@@ -218,7 +220,16 @@ impl TryFrom<String> for NodeUrl {
         if host.is_empty() {
             return Err(bad("no host"));
         }
-        let port = authority.port_u16().unwrap_or(scheme.default_port());
+        // `http::uri::Authority` reads an unparsable port as none; refuse it instead.
+        let after_host = &host_port[host_port.rfind(']').map_or(0, |i| i + 1)..];
+        let port = match after_host.rsplit_once(':') {
+            Some((_, port)) => port
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| bad(&format!("bad port {port:?}")))?,
+            None => scheme.default_port(),
+        };
         let db = match (scheme, path) {
             (_, "" | "/") => 0,
             (Scheme::Redis, path) => path[1..].parse().map_err(|_| {
@@ -327,14 +338,18 @@ struct RawConfig {
     nodes: Vec<NodeSpec>,
 }
 
+/// The text of a config file.
+pub fn read_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        Config::from_yaml(&text)
+        Config::from_yaml(&read_file(path)?)
     }
 
     /// Parses and validates YAML text. Errors name the field and, where known, line and column.
@@ -410,10 +425,18 @@ impl Config {
                 "max_key_bytes: must be at least 1".into(),
             ));
         }
-        if raw.reload_poll_s == 0 {
+        if !(1..=MAX_RELOAD_POLL_S).contains(&raw.reload_poll_s) {
             return Err(at_key(
                 "reload_poll_s",
-                "reload_poll_s: must be at least 1".into(),
+                format!("reload_poll_s: must be from 1 to {MAX_RELOAD_POLL_S} seconds"),
+            ));
+        }
+        if raw.handoff_window_s > MAX_HANDOFF_WINDOW_S {
+            return Err(at_key(
+                "handoff_window_s",
+                format!(
+                    "handoff_window_s: must be from 0 (no handoff) to {MAX_HANDOFF_WINDOW_S} seconds"
+                ),
             ));
         }
         Ok(Config {
@@ -591,6 +614,39 @@ mod tests {
                 "for {text:?}\n got: {got}\nwant: {want}"
             );
         }
+    }
+
+    #[test]
+    fn node_urls_of_every_scheme() {
+        let url = |raw: &str| NodeUrl::try_from(raw.to_string());
+        let redis = url("redis://:s3cret@cache:6380/2").unwrap();
+        assert_eq!(
+            (redis.scheme, redis.port, redis.db),
+            (Scheme::Redis, 6380, 2)
+        );
+        assert_eq!(redis.credentials, Some((String::new(), "s3cret".into())));
+        assert_eq!(redis.base, "redis://cache:6380/2");
+        assert!(!format!("{redis:?}").contains("s3cret"));
+        assert_eq!(url("redis://h").unwrap().port, 6379);
+        let mc = url("memcache://127.0.0.1").unwrap();
+        assert_eq!(
+            (mc.scheme, mc.port, mc.base.as_str()),
+            (Scheme::Memcache, 11211, "memcache://127.0.0.1:11211")
+        );
+        for (raw, why) in [
+            ("http://h:99999", "bad port"),
+            ("http://h:abc", "bad port"),
+            ("http://h:", "bad port"),
+            ("http://u:p@h:1", "credentials are only supported for redis"),
+            ("redis://h:1/x", "database number"),
+            ("memcache://h:1/x", "no path"),
+            ("ftp://h:1", "supported: http, redis, memcache"),
+        ] {
+            let err = url(raw).unwrap_err();
+            assert!(err.contains(why), "{raw}: {err}");
+        }
+        let err = url("redis://:pw@h:99999").unwrap_err();
+        assert!(!err.contains("pw"), "password leaked: {err}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ impl Fleet {
     /// whose address is taken (say, one you started yourself) is left to whoever holds it.
     /// Must be called within a tokio runtime.
     pub fn start_missing(&self, config: &Config) {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let mut running = crate::lock(&self.running);
         for spec in &config.nodes {
             if spec.url.scheme != Scheme::Http {
                 continue;

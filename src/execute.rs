@@ -8,10 +8,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::backend::{BackendError, Ttl};
+use crate::backend::{with_timeout, BackendError, Ttl};
 use crate::handoff::{self, WriteKind};
 use crate::routing::key_hash;
 use crate::snapshot::Snapshot;
+
+/// How long a recorded write is kept at least: longer than any one copy by handoff or
+/// rebalance takes, so a copy always sees the writes made while it ran.
+const RECENT_WRITES_MIN_KEEP: Duration = Duration::from_secs(60);
 
 /// What happened on one node, for error bodies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,10 +86,7 @@ async fn attempt<T>(
     timeout: Duration,
     call: impl Future<Output = Result<T, BackendError>>,
 ) -> Result<T, BackendError> {
-    let result = match tokio::time::timeout(timeout, call).await {
-        Ok(result) => result,
-        Err(_) => Err(BackendError::Timeout(timeout.as_millis() as u64)),
-    };
+    let result = with_timeout(timeout, call).await;
     if let Err(e) = &result {
         tracing::warn!(
             node,
@@ -100,12 +101,20 @@ async fn attempt<T>(
 }
 
 /// Reads from the best replica, falling back down the ranking on an error or timeout, and on
-/// a miss until the miss is final (see [`crate::routing::ReadPlan`]). While a handoff window is
-/// open, a read the current replicas cannot answer asks the key's earlier replicas.
+/// a miss until the miss is final (see [`crate::routing::ReadPlan`]).
+///
+/// While a handoff window is open the current replicas may not have the key yet: every one of
+/// them is asked, then the key's earlier replicas, newest first. A value found there is
+/// returned and copied forward. Earlier replicas older than the key's last recorded PUT hold
+/// stale values and are skipped; after a recorded DELETE none is asked. A miss is reported
+/// only if every replica asked answered; otherwise the read failed.
 pub async fn read(snap: &Arc<Snapshot>, key: &Bytes) -> ReadOutcome {
     let began = Instant::now();
-    let current = read_current(snap, key).await;
-    if matches!(current, ReadOutcome::Found { .. }) || !snap.handoff_open() {
+    let last_write = snap.recent_writes.last(key);
+    let handoff =
+        snap.handoff_open() && last_write.is_none_or(|w| w.kind == WriteKind::Put);
+    let current = read_current(snap, key, handoff).await;
+    if !handoff || matches!(current, ReadOutcome::Found { .. }) {
         return current;
     }
     let timeout = snap.config.timeouts.request();
@@ -113,16 +122,15 @@ pub async fn read(snap: &Arc<Snapshot>, key: &Bytes) -> ReadOutcome {
         ReadOutcome::Failed { attempts } => attempts,
         _ => Vec::new(),
     };
-    let missing = attempts.is_empty();
-    for prev in handoff::previous_replicas(snap, key) {
+    let min_generation = last_write.map_or(0, |w| w.generation);
+    for prev in handoff::previous_replicas(snap, key, min_generation) {
         match attempt(&prev.node, "get", key, timeout, prev.backend.get(key)).await {
             Ok(Some(value)) => {
-                tokio::spawn(handoff::copy_forward(
-                    snap.clone(),
-                    key.clone(),
-                    value.clone(),
-                    began,
-                ));
+                let (snap, key, copy) = (snap.clone(), key.clone(), value.clone());
+                tokio::spawn(async move {
+                    let targets = snap.replicas(&key);
+                    handoff::copy_where_absent(&snap, &key, &copy, targets.iter(), began).await
+                });
                 return ReadOutcome::Found {
                     source: Source::Previous {
                         node: prev.node,
@@ -138,14 +146,16 @@ pub async fn read(snap: &Arc<Snapshot>, key: &Bytes) -> ReadOutcome {
             }),
         }
     }
-    if missing {
-        ReadOutcome::Missing
-    } else {
+    if attempts.iter().any(|a| a.result.is_err()) {
         ReadOutcome::Failed { attempts }
+    } else {
+        ReadOutcome::Missing
     }
 }
 
-async fn read_current(snap: &Snapshot, key: &[u8]) -> ReadOutcome {
+/// Reads the current replicas in rank order; with `exhaustive`, a miss never ends the read
+/// early (the handoff case).
+async fn read_current(snap: &Snapshot, key: &[u8], exhaustive: bool) -> ReadOutcome {
     let plan = snap.read_plan(key);
     let timeout = snap.config.timeouts.request();
     let mut attempts = Vec::new();
@@ -161,7 +171,7 @@ async fn read_current(snap: &Snapshot, key: &[u8]) -> ReadOutcome {
             }
             Ok(None) => {
                 misses += 1;
-                if misses >= plan.misses_to_stop {
+                if !exhaustive && misses >= plan.misses_to_stop {
                     return ReadOutcome::Missing;
                 }
                 attempts.push(Attempt {
@@ -175,7 +185,12 @@ async fn read_current(snap: &Snapshot, key: &[u8]) -> ReadOutcome {
             }),
         }
     }
-    ReadOutcome::Failed { attempts }
+    let any_failed = attempts.iter().any(|a| a.result.is_err());
+    if (exhaustive && !any_failed) || (!exhaustive && misses >= plan.misses_to_stop) {
+        ReadOutcome::Missing
+    } else {
+        ReadOutcome::Failed { attempts }
+    }
 }
 
 /// Sends a write to every replica in parallel and returns as soon as the quorum is reached;
@@ -189,13 +204,16 @@ async fn read_current(snap: &Snapshot, key: &[u8]) -> ReadOutcome {
 pub async fn write(snap: Arc<Snapshot>, key: Bytes, op: WriteOp) -> WriteOutcome {
     let plan = snap.write_plan(&key);
     let timeout = snap.config.timeouts.request();
-    let earlier = if snap.handoff_open() {
+    if snap.recent_writes.wanted(&snap) {
         let kind = match op {
             WriteOp::Put(..) => WriteKind::Put,
             WriteOp::Delete => WriteKind::Delete,
         };
-        snap.recent_writes.record(&key, kind);
-        handoff::previous_replicas(&snap, &key)
+        let keep = snap.config.handoff_window().max(RECENT_WRITES_MIN_KEEP);
+        snap.recent_writes.record(&key, kind, snap.generation, keep);
+    }
+    let earlier = if snap.handoff_open() {
+        handoff::previous_replicas(&snap, &key, 0)
     } else {
         Vec::new()
     };

@@ -23,3 +23,9 @@ pub mod server;
 pub mod service;
 pub mod snapshot;
 pub mod watch;
+
+/// Locks a mutex, ignoring poisoning: every critical section in this crate leaves its data
+/// consistent even if a panic cuts it short.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -317,10 +317,13 @@ async fn rebalance_cli(
     state: PathBuf,
     restart: bool,
 ) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        rate >= 0.0 && rate.is_finite(),
-        "--rate must be 0 (no limit) or a positive number"
-    );
+    let rate = match rate {
+        0.0 => None,
+        rate => Some(
+            rebalance::valid_rate(rate)
+                .map_err(|e| anyhow::anyhow!("--rate: {e}, or 0 for no limit"))?,
+        ),
+    };
     let config = load(&path)?;
     let resume = match std::fs::read_to_string(&state) {
         Ok(text) if !restart => {
@@ -341,7 +344,7 @@ async fn rebalance_cli(
     let snap = Arc::new(hrwproxy::snapshot::Snapshot::build(config, 1, None));
     let options = rebalance::Options {
         prune,
-        rate: (rate > 0.0).then_some(rate),
+        rate,
         resume,
     };
     let progress = std::sync::Mutex::new(rebalance::Progress::default());
@@ -349,9 +352,7 @@ async fn rebalance_cli(
     let mut save_error = None;
     let report = rebalance::run(snap, options, &progress, |p| {
         if let Some(cursor) = &p.cursor {
-            if let Err(e) =
-                std::fs::write(&state, serde_json::to_string(cursor).unwrap_or_default())
-            {
+            if let Err(e) = save_cursor(&state, cursor) {
                 save_error.get_or_insert(e);
             }
         }
@@ -373,6 +374,7 @@ async fn rebalance_cli(
     if let Some(e) = save_error {
         eprintln!("warning: cannot save progress to {}: {e}", state.display());
     }
+    // Every node was gone through: a new run starts over (and retries what failed).
     let _ = std::fs::remove_file(&state);
     println!(
         "rebalance done in {:.1} s: scanned {}, copied {}, already present {}, pruned {}, failed {}",
@@ -386,11 +388,22 @@ async fn rebalance_cli(
     for skipped in &report.skipped_nodes {
         println!("skipped node {skipped}");
     }
+    if report.failed > 0 {
+        println!("run it again to retry what failed (copies are idempotent)");
+    }
     Ok(if report.failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Replaces the state file atomically, so an interruption never leaves half a cursor.
+fn save_cursor(state: &Path, cursor: &rebalance::Cursor) -> std::io::Result<()> {
+    let mut tmp = state.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, serde_json::to_string(cursor).unwrap_or_default())?;
+    std::fs::rename(&tmp, state)
 }
 
 fn plan(from: &Path, to: &Path, keys: usize) -> anyhow::Result<ExitCode> {

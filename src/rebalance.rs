@@ -1,6 +1,7 @@
 //! Rebalance: page through the keys of every node that can list them, copy each key to its
 //! current top-r nodes where absent, and with `prune` delete it from nodes that no longer own
-//! it. Copies use put-if-absent, so a copy never overwrites a value a client wrote meanwhile.
+//! it. Copies use put-if-absent and respect client writes made meanwhile (see
+//! [`handoff::copy_where_absent`]), so a copy never overwrites or resurrects anything.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -8,17 +9,21 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, BackendError};
+use crate::backend::{with_timeout, Backend, BackendError};
+use crate::handoff;
 use crate::key;
-use crate::routing::key_hash;
+use crate::lock;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 
 /// Keys asked for per listing page.
 pub const PAGE: usize = 500;
 /// Keys moved at the same time.
 pub const CONCURRENCY: usize = 16;
+/// The accepted range of `rate`, in keys per second.
+pub const MIN_RATE: f64 = 0.01;
+pub const MAX_RATE: f64 = 1e7;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Delete keys from nodes that are not among their top-r (after they are safe there).
     pub prune: bool,
@@ -28,7 +33,19 @@ pub struct Options {
     pub resume: Option<Cursor>,
 }
 
-/// How far a run got: the node being listed and the last key done on it.
+/// Checks a rate given by a user.
+pub fn valid_rate(rate: f64) -> Result<f64, String> {
+    if rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!(
+            "rate {rate} must be from {MIN_RATE} to {MAX_RATE} keys per second"
+        ))
+    }
+}
+
+/// How far a run got: the node being listed (nodes go in id order) and the last key done on
+/// it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
     pub node: String,
@@ -36,13 +53,25 @@ pub struct Cursor {
     pub after: String,
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    #[default]
+    Idle,
+    Running,
+    Done,
+    /// The run stopped unexpectedly (a bug); see the log.
+    Aborted,
+}
+
 /// Counters of a run, as `GET /admin/rebalance` and the CLI show them.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Progress {
-    /// "running", "done" or "idle".
-    pub state: &'static str,
+    pub state: State,
     pub generation: u64,
     pub prune: bool,
+    #[serde(serialize_with = "rfc3339")]
+    pub started_at: Option<SystemTime>,
     pub nodes_total: usize,
     pub nodes_done: usize,
     pub cursor: Option<Cursor>,
@@ -53,155 +82,18 @@ pub struct Progress {
     /// Copies not needed: the owner had a value already.
     pub present: u64,
     pub pruned: u64,
+    /// Keys that could not be read, copied or pruned, and listings that broke off.
     pub failed: u64,
     /// Nodes that cannot list their keys, or whose listing failed.
     pub skipped_nodes: Vec<String>,
     pub elapsed_ms: u64,
 }
 
-/// One listed node: the current replicas or, while a handoff window is open, a node that
-/// left (never an owner, so `prune` drains it).
-struct Source {
-    id: String,
-    /// Id and URL: the same storage across snapshots.
-    identity: (String, String),
-    backend: Arc<dyn Backend>,
-    /// Its index in the current ring, if it is in it.
-    index: Option<usize>,
-}
-
-fn identity(snap: &Snapshot, index: usize) -> (String, String) {
-    let (id, url) = snap.node_identity(index);
-    (id.to_owned(), url.to_owned())
-}
-
-fn sources(snap: &Snapshot) -> Vec<Arc<Source>> {
-    let mut sources: Vec<Source> = (0..snap.ring.len())
-        .map(|i| Source {
-            identity: identity(snap, i),
-            id: snap.node_id(i).to_owned(),
-            backend: snap.backends[i].clone(),
-            index: Some(i),
-        })
-        .collect();
-    let now = Instant::now();
-    for retired in snap.previous.iter().filter(|r| r.is_open(now)) {
-        let old = &retired.snapshot;
-        for i in 0..old.ring.len() {
-            if !sources.iter().any(|s| s.identity == identity(old, i)) {
-                sources.push(Source {
-                    identity: identity(old, i),
-                    id: old.node_id(i).to_owned(),
-                    backend: old.backends[i].clone(),
-                    index: None,
-                });
-            }
-        }
+fn rfc3339<S: serde::Serializer>(at: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => s.serialize_str(&humantime::format_rfc3339_seconds(*at).to_string()),
+        None => s.serialize_none(),
     }
-    sources.sort_by(|a, b| {
-        a.id.cmp(&b.id)
-            .then(a.index.is_none().cmp(&b.index.is_none()))
-    });
-    sources.into_iter().map(Arc::new).collect()
-}
-
-/// Runs one rebalance over `snap`, updating `progress` as it goes; `on_page` sees the cursor
-/// after each page (the CLI saves it to resume).
-pub async fn run(
-    snap: Arc<Snapshot>,
-    options: Options,
-    progress: &Mutex<Progress>,
-    mut on_page: impl FnMut(&Progress),
-) -> Progress {
-    let started = Instant::now();
-    let sources = sources(&snap);
-    let update = |f: &mut dyn FnMut(&mut Progress)| {
-        let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut p);
-        p.elapsed_ms = started.elapsed().as_millis() as u64;
-        p.clone()
-    };
-    update(&mut |p| {
-        *p = Progress {
-            state: "running",
-            generation: snap.generation,
-            prune: options.prune,
-            nodes_total: sources.len(),
-            ..Progress::default()
-        }
-    });
-    let timeout = snap.config.timeouts.request();
-    let mut resume = options.resume.clone();
-    let mut done_keys = 0u64;
-    for source in &sources {
-        let mut after: Option<Bytes> = None;
-        if let Some(cursor) = &resume {
-            if cursor.node != source.id {
-                update(&mut |p| p.nodes_done += 1);
-                continue;
-            }
-            after = key::decode(&cursor.after, usize::MAX)
-                .ok()
-                .map(|k| Bytes::from(k.into_owned()))
-                .filter(|k| !k.is_empty());
-            resume = None;
-        }
-        loop {
-            let page = match with_timeout(timeout, source.backend.list(after.as_deref(), PAGE))
-                .await
-            {
-                Ok(page) => page,
-                Err(e) => {
-                    if e != BackendError::Unsupported {
-                        tracing::warn!(node = %source.id, error = %e, "rebalance: cannot list keys; skipping the node");
-                    }
-                    update(&mut |p| p.skipped_nodes.push(format!("{}: {e}", source.id)));
-                    break;
-                }
-            };
-            // Keys of a page move concurrently; the cursor only passes a page once all of it
-            // is done, so a resumed run skips nothing.
-            let mut in_flight = tokio::task::JoinSet::new();
-            for key in &page {
-                if let Some(rate) = options.rate {
-                    let due = started + Duration::from_secs_f64(done_keys as f64 / rate);
-                    tokio::time::sleep_until(due.into()).await;
-                }
-                done_keys += 1;
-                if in_flight.len() >= CONCURRENCY {
-                    if let Some(Ok(step)) = in_flight.join_next().await {
-                        update(&mut |p| p.add(&step));
-                    }
-                }
-                let (snap, source, key) = (snap.clone(), source.clone(), key.clone());
-                in_flight.spawn(async move {
-                    move_key(&snap, &source, &key, options.prune, timeout).await
-                });
-            }
-            while let Some(joined) = in_flight.join_next().await {
-                if let Ok(step) = joined {
-                    update(&mut |p| p.add(&step));
-                }
-            }
-            let complete = page.len() < PAGE;
-            after = page.last().cloned().or(after);
-            let snapshot = update(&mut |p| {
-                p.cursor = Some(Cursor {
-                    node: source.id.clone(),
-                    after: after.as_deref().map(key::encode).unwrap_or_default(),
-                })
-            });
-            on_page(&snapshot);
-            if complete {
-                break;
-            }
-        }
-        update(&mut |p| p.nodes_done += 1);
-    }
-    update(&mut |p| {
-        p.state = "done";
-        p.cursor = None;
-    })
 }
 
 impl Progress {
@@ -214,6 +106,143 @@ impl Progress {
     }
 }
 
+/// One listed node: a node of the current ring or, while a handoff window is open, a node
+/// that left (never an owner, so `prune` drains it).
+struct Source {
+    id: String,
+    backend: Arc<dyn Backend>,
+    /// Its index in the current ring, if it is in it.
+    index: Option<usize>,
+}
+
+/// Every node to list, once per id, in id order.
+fn sources(snap: &Snapshot) -> Vec<Arc<Source>> {
+    let mut sources: Vec<Source> = (0..snap.ring.len())
+        .map(|i| Source {
+            id: snap.node_id(i).to_owned(),
+            backend: snap.backends[i].clone(),
+            index: Some(i),
+        })
+        .collect();
+    for retired in snap.open_windows() {
+        let old = &retired.snapshot;
+        for i in 0..old.ring.len() {
+            if !sources.iter().any(|s| s.id == old.node_id(i)) {
+                sources.push(Source {
+                    id: old.node_id(i).to_owned(),
+                    backend: old.backends[i].clone(),
+                    index: None,
+                });
+            }
+        }
+    }
+    sources.sort_by(|a, b| a.id.cmp(&b.id));
+    sources.into_iter().map(Arc::new).collect()
+}
+
+/// Runs one rebalance over `snap`, updating `progress` as it goes; `on_page` sees the progress
+/// after each page (the CLI saves the cursor to resume).
+pub async fn run(
+    snap: Arc<Snapshot>,
+    options: Options,
+    progress: &Mutex<Progress>,
+    mut on_page: impl FnMut(&Progress),
+) -> Progress {
+    let _recording = snap.recent_writes.rebalancing();
+    let started = Instant::now();
+    let sources = sources(&snap);
+    let update = |f: &mut dyn FnMut(&mut Progress)| {
+        let mut p = lock(progress);
+        f(&mut p);
+        p.elapsed_ms = started.elapsed().as_millis() as u64;
+        p.clone()
+    };
+    update(&mut |p| {
+        *p = Progress {
+            state: State::Running,
+            generation: snap.generation,
+            prune: options.prune,
+            started_at: Some(SystemTime::now()),
+            nodes_total: sources.len(),
+            ..Progress::default()
+        }
+    });
+    let timeout = snap.config.timeouts.request();
+    let mut moved = 0u64;
+    for source in &sources {
+        let mut after: Option<Bytes> = None;
+        if let Some(cursor) = &options.resume {
+            // Nodes before the cursor's were done; on its node, resume after its key.
+            if source.id < cursor.node {
+                update(&mut |p| p.nodes_done += 1);
+                continue;
+            }
+            if source.id == cursor.node {
+                after = key::decode(&cursor.after, usize::MAX)
+                    .ok()
+                    .filter(|k| !k.is_empty())
+                    .map(|k| Bytes::from(k.into_owned()));
+            }
+        }
+        loop {
+            let listing = with_timeout(timeout, source.backend.list(after.as_deref(), PAGE)).await;
+            let page = match listing {
+                Ok(page) => page,
+                Err(e) => {
+                    if e != BackendError::Unsupported {
+                        tracing::warn!(node = %source.id, error = %e, "rebalance: cannot list keys; skipping the rest of the node");
+                    }
+                    update(&mut |p| {
+                        p.skipped_nodes.push(format!("{}: {e}", source.id));
+                        p.failed += u64::from(e != BackendError::Unsupported);
+                    });
+                    break;
+                }
+            };
+            // Keys of a page move concurrently; the cursor only passes a page once all of it
+            // is done, so a resumed run skips nothing.
+            let mut in_flight = tokio::task::JoinSet::new();
+            for key in &page {
+                if let Some(rate) = options.rate {
+                    let due = started + Duration::from_secs_f64(moved as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                moved += 1;
+                if in_flight.len() >= CONCURRENCY {
+                    if let Some(Ok(step)) = in_flight.join_next().await {
+                        update(&mut |p| p.add(&step));
+                    }
+                }
+                let (snap, source, key) = (snap.clone(), source.clone(), key.clone());
+                let prune = options.prune;
+                in_flight.spawn(async move { move_key(&snap, &source, &key, prune).await });
+            }
+            while let Some(joined) = in_flight.join_next().await {
+                if let Ok(step) = joined {
+                    update(&mut |p| p.add(&step));
+                }
+            }
+            let complete = page.len() < PAGE;
+            after = page.last().cloned().or(after);
+            let now = update(&mut |p| {
+                p.cursor = Some(Cursor {
+                    node: source.id.clone(),
+                    after: after.as_deref().map(key::encode).unwrap_or_default(),
+                })
+            });
+            on_page(&now);
+            if complete {
+                break;
+            }
+        }
+        update(&mut |p| p.nodes_done += 1);
+    }
+    update(&mut |p| {
+        p.state = State::Done;
+        p.cursor = None;
+    })
+}
+
 #[derive(Default)]
 struct Step {
     copied: u64,
@@ -223,17 +252,12 @@ struct Step {
 }
 
 /// Puts one key of `source` where it belongs.
-async fn move_key(
-    snap: &Snapshot,
-    source: &Source,
-    key: &Bytes,
-    prune: bool,
-    timeout: Duration,
-) -> Step {
+async fn move_key(snap: &Snapshot, source: &Source, key: &Bytes, prune: bool) -> Step {
+    let timeout = snap.config.timeouts.request();
     let mut step = Step::default();
-    let owners = snap.ring.top(key_hash(key), snap.config.replicas);
+    let began = Instant::now();
+    let owners = snap.replicas(key);
     let is_owner = source.index.is_some_and(|i| owners.iter().any(|o| o == i));
-    let targets: Vec<usize> = owners.iter().filter(|&o| Some(o) != source.index).collect();
     let value = match with_timeout(timeout, source.backend.get(key)).await {
         Ok(Some(value)) => value,
         Ok(None) => return step, // deleted since it was listed
@@ -243,24 +267,12 @@ async fn move_key(
             return step;
         }
     };
-    let mut safe = true;
-    for index in targets {
-        match with_timeout(
-            timeout,
-            snap.backends[index].put_if_absent(key, value.clone(), None),
-        )
-        .await
-        {
-            Ok(true) => step.copied += 1,
-            Ok(false) => step.present += 1,
-            Err(e) => {
-                tracing::warn!(node = snap.node_id(index), error = %e, "rebalance: copy failed");
-                step.failed += 1;
-                safe = false;
-            }
-        }
-    }
-    if prune && !is_owner && safe {
+    let targets = owners.iter().filter(|&o| Some(o) != source.index);
+    let copy = handoff::copy_where_absent(snap, key, &value, targets, began).await;
+    step.copied = copy.stored;
+    step.present = copy.present;
+    step.failed = copy.failed;
+    if prune && !is_owner && copy.failed == 0 {
         match with_timeout(timeout, source.backend.delete(key)).await {
             Ok(()) => step.pruned += 1,
             Err(e) => {
@@ -272,21 +284,11 @@ async fn move_key(
     step
 }
 
-async fn with_timeout<T>(
-    timeout: Duration,
-    call: impl std::future::Future<Output = Result<T, BackendError>>,
-) -> Result<T, BackendError> {
-    tokio::time::timeout(timeout, call)
-        .await
-        .unwrap_or(Err(BackendError::Timeout(timeout.as_millis() as u64)))
-}
-
 /// The proxy's rebalance: one run at a time, in the background, progress kept for
 /// `GET /admin/rebalance`.
 #[derive(Debug, Default)]
 pub struct Rebalancer {
     progress: Arc<Mutex<Progress>>,
-    started_at: Mutex<Option<SystemTime>>,
 }
 
 impl Rebalancer {
@@ -294,50 +296,47 @@ impl Rebalancer {
     pub fn start(&self, shared: SharedSnapshot, options: Options) -> Result<(), String> {
         let snap = shared.load_full();
         {
-            let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
-            if p.state == "running" {
+            let mut p = lock(&self.progress);
+            if p.state == State::Running {
                 return Err(
                     "a rebalance is already running; follow it with GET /admin/rebalance".into(),
                 );
             }
             *p = Progress {
-                state: "running",
+                state: State::Running,
                 generation: snap.generation,
                 prune: options.prune,
+                started_at: Some(SystemTime::now()),
                 ..Progress::default()
             };
         }
-        *self.started_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(SystemTime::now());
         let progress = self.progress.clone();
+        let task = tokio::spawn({
+            let progress = progress.clone();
+            async move { run(snap, options, &progress, |_| {}).await }
+        });
         tokio::spawn(async move {
-            let report = run(snap, options, &progress, |_| {}).await;
-            tracing::info!(
-                scanned = report.scanned,
-                copied = report.copied,
-                present = report.present,
-                pruned = report.pruned,
-                failed = report.failed,
-                skipped = ?report.skipped_nodes,
-                elapsed_ms = report.elapsed_ms,
-                "rebalance finished"
-            );
+            match task.await {
+                Ok(report) => tracing::info!(
+                    scanned = report.scanned,
+                    copied = report.copied,
+                    present = report.present,
+                    pruned = report.pruned,
+                    failed = report.failed,
+                    skipped = ?report.skipped_nodes,
+                    elapsed_ms = report.elapsed_ms,
+                    "rebalance finished"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "rebalance aborted");
+                    lock(&progress).state = State::Aborted;
+                }
+            }
         });
         Ok(())
     }
 
-    pub fn progress_json(&self) -> serde_json::Value {
-        let mut p = self
-            .progress
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if p.state.is_empty() {
-            p.state = "idle";
-        }
-        let mut value = serde_json::to_value(&p).unwrap_or_default();
-        if let Some(at) = *self.started_at.lock().unwrap_or_else(|e| e.into_inner()) {
-            value["started_at"] = humantime::format_rfc3339_seconds(at).to_string().into();
-        }
-        value
+    pub fn progress(&self) -> Progress {
+        lock(&self.progress).clone()
     }
 }

@@ -3,14 +3,16 @@
 //! SIGHUP, `POST /admin/reload`) goes through [`Reloader::reload`].
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
+use crate::lock;
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use twox_hash::XxHash3_64;
 
-use crate::config::Config;
+use crate::config::{read_file, Config};
 use crate::error::ConfigError;
 use crate::routing::change::ChangeSummary;
 use crate::snapshot::{SharedSnapshot, Snapshot};
@@ -33,12 +35,11 @@ pub enum Reloaded {
 /// The serving config as `GET /admin/config` shows it.
 #[derive(Debug, Clone)]
 pub struct Status {
-    pub generation: u64,
     /// sha256 of the file bytes serving, lowercase hex.
     pub sha256: String,
     pub loaded_at: SystemTime,
     /// The last rejection, cleared when the file serving is read again or a new one applies.
-    pub last_error: Option<(String, SystemTime)>,
+    pub last_error: Option<(ConfigError, SystemTime)>,
     /// How many times the file has been read for a reload.
     pub checks: u64,
 }
@@ -70,13 +71,6 @@ impl std::fmt::Debug for Reloader {
     }
 }
 
-fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })
-}
-
 fn sha256_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes())
         .iter()
@@ -84,14 +78,10 @@ fn sha256_hex(text: &str) -> String {
         .collect()
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Reloader {
     /// Loads the config as generation 1. Fails if the file cannot be read or is invalid.
     pub fn load(path: &Path) -> Result<Arc<Reloader>, ConfigError> {
-        let text = read(path)?;
+        let text = read_file(path)?;
         let config = Config::from_yaml(&text)?;
         let snapshot = Snapshot::build(config, 1, None);
         Ok(Arc::new(Reloader {
@@ -101,7 +91,6 @@ impl Reloader {
                 applied_hash: XxHash3_64::oneshot(text.as_bytes()),
                 rejected_hash: None,
                 status: Status {
-                    generation: 1,
                     sha256: sha256_hex(&text),
                     loaded_at: SystemTime::now(),
                     last_error: None,
@@ -135,7 +124,7 @@ impl Reloader {
     pub fn reload(&self) -> Reloaded {
         let mut state = lock(&self.state);
         state.status.checks += 1;
-        let text = match read(&self.path) {
+        let text = match read_file(&self.path) {
             Ok(text) => text,
             Err(error) => return state.reject(None, error),
         };
@@ -146,14 +135,9 @@ impl Reloader {
             return Reloaded::Unchanged;
         }
         if state.rejected_hash == Some(hash) {
-            if let Some((message, _)) = &state.status.last_error {
-                let error = ConfigError::Invalid {
-                    message: message.clone(),
-                    line: None,
-                    column: None,
-                };
+            if let Some((error, _)) = &state.status.last_error {
                 return Reloaded::Rejected {
-                    error,
+                    error: error.clone(),
                     repeated: true,
                 };
             }
@@ -169,7 +153,6 @@ impl Reloader {
         state.applied_hash = hash;
         state.rejected_hash = None;
         state.status = Status {
-            generation,
             sha256: sha256_hex(&text),
             loaded_at: SystemTime::now(),
             last_error: None,
@@ -204,12 +187,11 @@ impl Reloader {
 
 impl State {
     fn reject(&mut self, hash: Option<u64>, error: ConfigError) -> Reloaded {
-        let message = error.to_string();
         let repeated = self.rejected_hash == hash
-            && self.status.last_error.as_ref().map(|(m, _)| m) == Some(&message);
+            && self.status.last_error.as_ref().map(|(e, _)| e) == Some(&error);
         self.rejected_hash = hash;
         if !repeated {
-            self.status.last_error = Some((message, SystemTime::now()));
+            self.status.last_error = Some((error.clone(), SystemTime::now()));
         }
         Reloaded::Rejected { error, repeated }
     }

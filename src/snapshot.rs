@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use crate::backend::{self, Backend};
 use crate::config::Config;
 use crate::handoff::RecentWrites;
-use crate::routing::{key_hash, ReadPlan, Ring, WritePlan};
+use crate::routing::{key_hash, ReadPlan, Ring, TopR, WritePlan};
 
 #[derive(Debug)]
 pub struct Snapshot {
@@ -19,8 +19,7 @@ pub struct Snapshot {
     pub ring: Ring,
     /// One client per node, in the ring's order.
     pub backends: Box<[Arc<dyn Backend>]>,
-    /// Whether some key has other replicas (or a replica another address) than in the
-    /// snapshot before it.
+    /// Whether some key has other replicas than in the snapshot before it.
     pub placement_changed: bool,
     /// Earlier snapshots whose handoff window is still open, newest first: a read that misses
     /// on this snapshot's replicas asks theirs.
@@ -29,7 +28,8 @@ pub struct Snapshot {
     pub recent_writes: Arc<RecentWrites>,
 }
 
-/// A snapshot replaced by a placement change, consulted by reads until `until`.
+/// A snapshot replaced by a placement change, consulted by reads until `until`. It keeps no
+/// history of its own, so a burst of reloads holds each membership once.
 #[derive(Debug, Clone)]
 pub struct Retired {
     pub snapshot: Arc<Snapshot>,
@@ -47,8 +47,8 @@ pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 
 impl Snapshot {
     /// Builds the snapshot for `config`, reusing the clients (and their pooled connections) of
-    /// nodes whose id, URL and connect timeout did not change.
-    /// After a placement change, `previous` joins the handoff list for `handoff_window_s`.
+    /// nodes whose id, URL and timeouts did not change. After a placement change, `previous`
+    /// joins the handoff list for `handoff_window_s`.
     pub fn build(config: Config, generation: u64, previous: Option<&Arc<Snapshot>>) -> Snapshot {
         let ring = config.ring();
         let backends = config
@@ -58,32 +58,27 @@ impl Snapshot {
                 previous
                     .and_then(|prev| {
                         let i = prev.ring.index_of(spec.id.as_str())?;
-                        let old = &prev.config.nodes[i];
-                        (old.url == spec.url
-                            && prev.config.timeouts.connect_ms == config.timeouts.connect_ms)
-                            .then(|| prev.backends[i].clone())
+                        let same = prev.config.nodes[i].url == spec.url
+                            && prev.config.timeouts == config.timeouts
+                            && prev.config.max_value_bytes == config.max_value_bytes;
+                        same.then(|| prev.backends[i].clone())
                     })
-                    .unwrap_or_else(|| backend::connect(spec, &config.timeouts))
+                    .unwrap_or_else(|| backend::connect(spec, &config))
             })
             .collect();
         let placement_changed = previous.is_some_and(|prev| {
-            prev.config.replicas != config.replicas
-                || !same_placement(&prev.ring, &ring)
-                || prev.config.nodes.iter().any(|old| {
-                    config
-                        .nodes
-                        .iter()
-                        .any(|new| new.id == old.id && new.url != old.url)
-                })
+            prev.config.replicas != config.replicas || !same_placement(&prev.ring, &ring)
         });
         let now = Instant::now();
         let mut handoff: Vec<Retired> = Vec::new();
         if let Some(prev) = previous {
-            if placement_changed && config.handoff_window_s > 0 {
-                handoff.push(Retired {
-                    snapshot: prev.clone(),
-                    until: now + config.handoff_window(),
-                });
+            if placement_changed {
+                if let Some(until) = now.checked_add(config.handoff_window()) {
+                    handoff.push(Retired {
+                        snapshot: Arc::new(prev.without_history()),
+                        until,
+                    });
+                }
             }
             // Windows already open stay open, whatever this change is.
             handoff.extend(prev.previous.iter().filter(|r| r.is_open(now)).cloned());
@@ -101,30 +96,40 @@ impl Snapshot {
         }
     }
 
+    fn without_history(&self) -> Snapshot {
+        Snapshot {
+            generation: self.generation,
+            config: self.config.clone(),
+            ring: self.ring.clone(),
+            backends: self.backends.clone(),
+            placement_changed: self.placement_changed,
+            previous: Box::default(),
+            recent_writes: self.recent_writes.clone(),
+        }
+    }
+
+    /// The key's replicas, best first, as ring indices.
+    pub fn replicas(&self, key: &[u8]) -> TopR {
+        self.ring.top(key_hash(key), self.config.replicas)
+    }
+
     pub fn write_plan(&self, key: &[u8]) -> WritePlan {
-        WritePlan::new(
-            self.ring.top(key_hash(key), self.config.replicas),
-            self.config.write_quorum,
-        )
+        WritePlan::new(self.replicas(key), self.config.write_quorum)
     }
 
     pub fn read_plan(&self, key: &[u8]) -> ReadPlan {
-        ReadPlan::new(
-            self.ring.top(key_hash(key), self.config.replicas),
-            self.config.write_quorum,
-        )
+        ReadPlan::new(self.replicas(key), self.config.write_quorum)
+    }
+
+    /// The handoff windows open now, newest first.
+    pub fn open_windows(&self) -> impl Iterator<Item = &Retired> {
+        let now = Instant::now();
+        self.previous.iter().filter(move |r| r.is_open(now))
     }
 
     /// Whether reads that miss still ask earlier replicas.
     pub fn handoff_open(&self) -> bool {
-        let now = Instant::now();
-        self.previous.iter().any(|r| r.is_open(now))
-    }
-
-    /// Who a node is across snapshots: the same id at the same URL is the same storage, even
-    /// when a remove and re-add gave it a new client.
-    pub fn node_identity(&self, index: usize) -> (&str, &str) {
-        (self.ring.id(index), &self.config.nodes[index].url.base)
+        self.open_windows().next().is_some()
     }
 
     pub fn node_id(&self, index: usize) -> &str {

@@ -111,9 +111,13 @@ pub fn watch(reloader: &Arc<Reloader>) -> notify::Result<JoinHandle<()>> {
                 }
             }
             let this = reloader.clone();
-            let outcome = tokio::task::spawn_blocking(move || this.reload_logged())
-                .await
-                .unwrap_or(Reloaded::Unchanged);
+            let outcome = match tokio::task::spawn_blocking(move || this.reload_logged()).await {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    tracing::error!(error = %e, "reload failed unexpectedly; the previous config keeps serving");
+                    Reloaded::Unchanged
+                }
+            };
             // A rejected file may have been caught mid-write with no event to follow: look once
             // more. A file rejected again is not logged twice.
             retry_pending =

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::IF_NONE_MATCH;
 use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -15,14 +15,19 @@ use hyper_util::rt::TokioExecutor;
 use super::{Backend, BackendError, BoxFuture, Ttl};
 use crate::key;
 
+/// The largest key listing page accepted.
+const MAX_LISTING_BYTES: usize = 64 * 1024 * 1024;
+
 #[derive(Debug)]
 pub struct HttpBackend {
     base: String,
+    /// With [`MAX_LISTING_BYTES`], the largest response body accepted from the node.
+    max_value_bytes: usize,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
 impl HttpBackend {
-    pub fn new(base: &str, connect_timeout: Duration) -> HttpBackend {
+    pub fn new(base: &str, connect_timeout: Duration, max_value_bytes: usize) -> HttpBackend {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
@@ -31,6 +36,7 @@ impl HttpBackend {
             .build(connector);
         HttpBackend {
             base: base.to_owned(),
+            max_value_bytes,
             client,
         }
     }
@@ -72,11 +78,18 @@ impl HttpBackend {
             .map_err(|e| BackendError::Protocol(e.to_string()))?;
         let response = self.client.request(request).await.map_err(classify)?;
         let status = response.status();
-        let body = response
-            .into_body()
+        // Bounded, so a misbehaving node cannot make the proxy buffer without limit.
+        let limit = self.max_value_bytes.max(MAX_LISTING_BYTES);
+        let body = Limited::new(response.into_body(), limit)
             .collect()
             .await
-            .map_err(|e| BackendError::Io(e.to_string()))?
+            .map_err(|e| {
+                if e.is::<LengthLimitError>() {
+                    BackendError::Protocol(format!("response larger than {limit} bytes"))
+                } else {
+                    BackendError::Io(e.to_string())
+                }
+            })?
             .to_bytes();
         Ok((status, body))
     }

@@ -124,7 +124,7 @@ impl MemcacheBackend {
     }
 
     async fn checkout(&self) -> Result<Conn, BackendError> {
-        if let Some(conn) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+        if let Some(conn) = crate::lock(&self.idle).pop() {
             return Ok(conn);
         }
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.addr))
@@ -141,7 +141,7 @@ impl MemcacheBackend {
     /// Returns a connection whose exchange completed; one dropped mid-exchange (an error, a
     /// timeout) is closed instead, since its stream position is unknown.
     fn checkin(&self, conn: Conn) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = crate::lock(&self.idle);
         if idle.len() < POOL_SIZE {
             idle.push(conn);
         }

@@ -8,10 +8,11 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::config::{NodeSpec, Scheme, Timeouts};
+use crate::config::{Config, NodeSpec, Scheme};
 
 pub use self::http::HttpBackend;
 pub use self::memcache::{memcache_key, MemcacheBackend};
@@ -97,10 +98,25 @@ impl BackendError {
 }
 
 /// Opens a client for a node (connections are made lazily, on first use).
-pub fn connect(spec: &NodeSpec, timeouts: &Timeouts) -> Arc<dyn Backend> {
+pub fn connect(spec: &NodeSpec, config: &Config) -> Arc<dyn Backend> {
+    let timeouts = &config.timeouts;
     match spec.url.scheme {
-        Scheme::Http => Arc::new(HttpBackend::new(&spec.url.base, timeouts.connect())),
+        Scheme::Http => Arc::new(HttpBackend::new(
+            &spec.url.base,
+            timeouts.connect(),
+            config.max_value_bytes,
+        )),
         Scheme::Redis => Arc::new(RedisBackend::new(&spec.url, timeouts)),
         Scheme::Memcache => Arc::new(MemcacheBackend::new(&spec.url, timeouts.connect())),
     }
+}
+
+/// Runs a backend call under a deadline; running out of time is [`BackendError::Timeout`].
+pub async fn with_timeout<T>(
+    timeout: Duration,
+    call: impl Future<Output = Result<T, BackendError>>,
+) -> Result<T, BackendError> {
+    tokio::time::timeout(timeout, call)
+        .await
+        .unwrap_or(Err(BackendError::Timeout(timeout.as_millis() as u64)))
 }
