@@ -111,8 +111,7 @@ async fn attempt<T>(
 pub async fn read(snap: &Arc<Snapshot>, key: &Bytes) -> ReadOutcome {
     let began = Instant::now();
     let last_write = snap.recent_writes.last(key);
-    let handoff =
-        snap.handoff_open() && last_write.is_none_or(|w| w.kind == WriteKind::Put);
+    let handoff = snap.handoff_open() && last_write.is_none_or(|w| w.kind == WriteKind::Put);
     let current = read_current(snap, key, handoff).await;
     if !handoff || matches!(current, ReadOutcome::Found { .. }) {
         return current;

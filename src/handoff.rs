@@ -97,9 +97,7 @@ impl RecentWrites {
             .last_prune
             .is_none_or(|at| now.duration_since(at) >= PRUNE_EVERY)
         {
-            writes
-                .by_key
-                .retain(|_, w| now.duration_since(w.at) < keep);
+            writes.by_key.retain(|_, w| now.duration_since(w.at) < keep);
             writes.last_prune = Some(now);
         }
         let write = Recorded {

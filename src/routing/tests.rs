@@ -166,7 +166,7 @@ fn each_node_owns_its_weight_share() {
 }
 
 #[test]
-fn ties_and_bad_rings() {
+fn bad_rings_are_refused_and_r_is_capped() {
     assert_eq!(Ring::new(std::iter::empty()).unwrap_err(), RingError::Empty);
     assert!(matches!(
         Ring::new([("a", 1.0), ("a", 2.0)]),

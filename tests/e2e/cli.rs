@@ -103,7 +103,15 @@ fn check_prints_ok_or_the_line_and_fails() {
 fn help_explains_every_subcommand() {
     let (ok, help) = run(&["--help"]);
     assert!(ok);
-    for sub in ["serve", "node", "demo", "locate", "check"] {
+    for sub in [
+        "serve",
+        "node",
+        "demo",
+        "locate",
+        "check",
+        "plan",
+        "rebalance",
+    ] {
         assert!(help.contains(sub), "--help lacks {sub}: {help}");
     }
 }

@@ -1,7 +1,9 @@
 //! End-to-end tests: real processes and sockets on 127.0.0.1, nothing mocked.
 
+mod backends;
 mod cli;
 mod membership;
 mod proxy;
 mod reload;
+mod servers;
 mod support;

@@ -274,10 +274,21 @@ pub fn kv_path(key: &[u8]) -> String {
 
 /// One HTTP/1.1 request on a fresh connection, sent exactly as given, read to the end.
 pub fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Response {
+    request_with_header(addr, method, path, "x-test: 1", body)
+}
+
+/// [`request`] with one extra header line, such as `x-hrw-ttl: 5`.
+pub fn request_with_header(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    header: &str,
+    body: &[u8],
+) -> Response {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n{header}\r\ncontent-length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).unwrap();

@@ -1,0 +1,249 @@
+//! Redis and memcached next to built-in nodes: each alone, mixed in one cluster, TTLs, a Redis
+//! restart, keys of every byte value, and the health probe of each kind.
+
+use std::time::{Duration, Instant};
+
+use hrwproxy::backend::memcache_key;
+
+use crate::servers::{Kind, Server};
+use crate::support::*;
+
+/// One node of any kind, and how to look at what it holds.
+enum Member {
+    Builtin(Node),
+    External(String, Server),
+}
+
+impl Member {
+    fn id(&self) -> &str {
+        match self {
+            Member::Builtin(node) => &node.id,
+            Member::External(id, _) => id,
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Member::Builtin(node) => format!("http://{}", node.addr),
+            Member::External(_, server) => server.url(),
+        }
+    }
+
+    fn holds(&self, key: &[u8]) -> Option<Vec<u8>> {
+        match self {
+            Member::Builtin(node) => node.holds(key),
+            Member::External(_, server) if server.kind == Kind::Memcached => {
+                server.holds_raw(&memcache_key(key))
+            }
+            Member::External(_, server) => server.holds_raw(key),
+        }
+    }
+
+    fn server(&mut self) -> &mut Server {
+        match self {
+            Member::External(_, server) => server,
+            Member::Builtin(_) => panic!("not an external server"),
+        }
+    }
+}
+
+fn member(id: &str, kind: Option<Kind>) -> Member {
+    match kind {
+        None => Member::Builtin(Node::start(id)),
+        Some(kind) => Member::External(id.to_string(), Server::start(kind)),
+    }
+}
+
+fn config_for(members: &[Member], settings: &str) -> String {
+    let mut yaml = format!("listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\n{settings}\nnodes:\n");
+    for m in members {
+        yaml.push_str(&format!("  - {{ id: {}, url: \"{}\" }}\n", m.id(), m.url()));
+    }
+    yaml
+}
+
+const KINDS: [Option<Kind>; 3] = [None, Some(Kind::Redis), Some(Kind::Memcached)];
+
+/// Keys of every byte value: each byte alone, all 256 in one key, and long ones.
+fn every_byte_keys() -> Vec<Vec<u8>> {
+    let mut keys: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+    keys.push((0..=255u8).collect());
+    keys.push(b"with space and\r\nnewline".to_vec());
+    keys.push(vec![b'k'; 300]);
+    keys
+}
+
+#[test]
+fn each_kind_alone_round_trips_keys_of_every_byte() {
+    for kind in KINDS {
+        let members = [member("only", kind)];
+        let proxy = Proxy::start(&config_for(&members, ""));
+        for key in every_byte_keys() {
+            let path = kv_path(&key);
+            let value = [b"v:".as_slice(), &key].concat();
+            let put = proxy.request("PUT", &path, &value);
+            assert_eq!(put.status, 204, "{kind:?} PUT {key:?}: {}", put.text());
+            let get = proxy.request("GET", &path, b"");
+            assert_eq!(
+                (get.status, &get.body),
+                (200, &value),
+                "{kind:?} GET {key:?}"
+            );
+            assert_eq!(
+                members[0].holds(&key),
+                Some(value),
+                "{kind:?} holds {key:?}"
+            );
+            assert_eq!(proxy.request("DELETE", &path, b"").status, 204);
+            assert_eq!(
+                proxy.request("GET", &path, b"").status,
+                404,
+                "{kind:?} {key:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_mixed_cluster_places_by_locate_and_falls_back_across_kinds() {
+    let mut members = vec![
+        member("builtin", None),
+        member("redis", Some(Kind::Redis)),
+        member("memcached", Some(Kind::Memcached)),
+    ];
+    let proxy = Proxy::start(&config_for(&members, "replicas: 2\nwrite_quorum: 2"));
+    let ring = hrwproxy::routing::Ring::new(members.iter().map(|m| (m.id(), 1.0))).unwrap();
+    let keys: Vec<String> = (0..60).map(|i| format!("mixed-{i}")).collect();
+    for key in &keys {
+        assert_eq!(
+            proxy
+                .request("PUT", &kv_path(key.as_bytes()), key.as_bytes())
+                .status,
+            204
+        );
+        let owners: Vec<&str> = ring
+            .rank_all(hrwproxy::routing::key_hash(key.as_bytes()))
+            .iter()
+            .take(2)
+            .map(|r| r.id)
+            .collect();
+        for m in &members {
+            let expected = owners.contains(&m.id()).then(|| key.clone().into_bytes());
+            assert_eq!(m.holds(key.as_bytes()), expected, "{key} on {}", m.id());
+        }
+    }
+    // Each kind stopped in turn: every key still reads from its other replica.
+    for stopped in 1..3 {
+        members[stopped].server().stop();
+        for key in &keys {
+            let get = proxy.request("GET", &kv_path(key.as_bytes()), b"");
+            assert_eq!(
+                (get.status, get.text()),
+                (200, key.clone()),
+                "{} down",
+                members[stopped].id()
+            );
+            assert_ne!(get.header("x-hrw-node"), Some(members[stopped].id()));
+        }
+        members[stopped].server().restart();
+        for key in &keys {
+            assert_eq!(
+                proxy
+                    .request("PUT", &kv_path(key.as_bytes()), key.as_bytes())
+                    .status,
+                204
+            );
+        }
+    }
+}
+
+#[test]
+fn ttl_expires_on_every_kind_and_bad_ttls_are_refused() {
+    for kind in KINDS {
+        let members = [member("only", kind)];
+        let proxy = Proxy::start(&config_for(&members, ""));
+        for (path, how) in [("/kv/short?ttl=1", "query"), ("/kv/short-header", "header")] {
+            let put = match how {
+                "query" => proxy.request("PUT", path, b"soon gone"),
+                _ => request_with_header(proxy.addr, "PUT", path, "x-hrw-ttl: 1", b"soon gone"),
+            };
+            assert_eq!(put.status, 204, "{kind:?} {how}: {}", put.text());
+            let key_path = path.split('?').next().unwrap();
+            assert_eq!(
+                proxy.request("GET", key_path, b"").status,
+                200,
+                "{kind:?} {how}"
+            );
+            let written = Instant::now();
+            wait_until(&format!("{kind:?} {how} ttl expiry"), || {
+                proxy.request("GET", key_path, b"").status == 404
+            });
+            assert!(written.elapsed() < Duration::from_secs(5));
+        }
+        assert_eq!(proxy.request("PUT", "/kv/kept?ttl=3600", b"v").status, 204);
+        assert_eq!(proxy.request("GET", "/kv/kept", b"").status, 200);
+        for bad in [
+            "ttl=0",
+            "ttl=-1",
+            "ttl=abc",
+            "ttl=",
+            "ttl=1.5",
+            "ttl=999999999999",
+            "expire=1",
+        ] {
+            let resp = proxy.request("PUT", &format!("/kv/k?{bad}"), b"v");
+            assert_eq!(resp.status, 400, "{kind:?} {bad}: {}", resp.text());
+        }
+        let resp = request_with_header(proxy.addr, "PUT", "/kv/k", "x-hrw-ttl: soon", b"v");
+        assert_eq!(resp.status, 400);
+        assert_eq!(
+            proxy.request("GET", "/kv/k?ttl=5", b"").status,
+            400,
+            "GET takes no query"
+        );
+    }
+}
+
+#[test]
+fn a_restarted_redis_is_reconnected_without_restarting_the_proxy() {
+    let mut members = [member("redis", Some(Kind::Redis))];
+    let proxy = Proxy::start(&config_for(&members, ""));
+    assert_eq!(proxy.request("PUT", "/kv/before", b"1").status, 204);
+    members[0].server().stop();
+    let down = proxy.request("GET", "/kv/before", b"");
+    assert_eq!(down.status, 502, "{}", down.text());
+    members[0].server().restart();
+    wait_until("the proxy to reconnect to redis", || {
+        proxy.request("PUT", "/kv/after", b"2").status == 204
+    });
+    let get = proxy.request("GET", "/kv/after", b"");
+    assert_eq!((get.status, get.text()), (200, "2".to_string()));
+}
+
+#[test]
+fn health_probes_tell_up_from_down_for_every_kind() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for kind in KINDS {
+        let mut m = member("probe", kind);
+        let yaml = config_for(std::slice::from_ref(&m), "");
+        let config = hrwproxy::config::Config::from_yaml(&yaml).unwrap();
+        let backend = hrwproxy::backend::connect(&config.nodes[0], &config);
+        runtime.block_on(async {
+            backend
+                .health()
+                .await
+                .unwrap_or_else(|e| panic!("{kind:?} up: {e}"));
+        });
+        match &mut m {
+            Member::Builtin(node) => node.kill(),
+            Member::External(_, server) => server.stop(),
+        }
+        let down = runtime.block_on(async {
+            hrwproxy::backend::with_timeout(Duration::from_secs(2), backend.health()).await
+        });
+        assert!(down.is_err(), "{kind:?} down but healthy");
+    }
+}

@@ -1,0 +1,183 @@
+//! Real redis-server and memcached processes on free loopback ports, installed from Debian's
+//! packages when the machine lacks them (never skipped), plus minimal raw-protocol clients to
+//! look at what they hold, independent of the proxy's own clients.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::support::{ChildGuard, PATIENCE};
+
+/// Installs redis-server and memcached once per test run if they are missing.
+fn ensure_installed() {
+    static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = INSTALLED.get_or_init(|| {
+        let have = |bin: &str| Command::new("sh").args(["-c", &format!("command -v {bin}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+        if have("redis-server") && have("memcached") {
+            return Ok(());
+        }
+        let script = "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server memcached";
+        let installed = Command::new("sh")
+            .args(["-c", script])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if installed && have("redis-server") && have("memcached") {
+            Ok(())
+        } else {
+            Err(format!("redis-server and memcached are needed; install them (as root: {script})"))
+        }
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Redis,
+    Memcached,
+}
+
+/// A server process on its own port, killed when dropped.
+pub struct Server {
+    pub kind: Kind,
+    pub addr: SocketAddr,
+    process: Option<ChildGuard>,
+}
+
+impl Server {
+    pub fn start(kind: Kind) -> Server {
+        ensure_installed();
+        let mut server = Server {
+            kind,
+            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            process: None,
+        };
+        server.restart();
+        server
+    }
+
+    /// The node URL for a config.
+    pub fn url(&self) -> String {
+        match self.kind {
+            Kind::Redis => format!("redis://{}", self.addr),
+            Kind::Memcached => format!("memcache://{}", self.addr),
+        }
+    }
+
+    pub fn stop(&mut self) {
+        self.process = None;
+    }
+
+    /// Starts the server again on the same port (empty: nothing is persisted).
+    pub fn restart(&mut self) {
+        self.stop();
+        let port = self.addr.port().to_string();
+        let mut command = match self.kind {
+            Kind::Redis => {
+                let mut c = Command::new("redis-server");
+                c.args([
+                    "--port",
+                    &port,
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ]);
+                c
+            }
+            Kind::Memcached => {
+                let mut c = Command::new("memcached");
+                c.args(["-l", "127.0.0.1", "-p", &port, "-U", "0"]);
+                if running_as_root() {
+                    c.args(["-u", "root"]);
+                }
+                c
+            }
+        };
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {:?}: {e}", self.kind));
+        self.process = Some(ChildGuard(child));
+        let deadline = Instant::now() + PATIENCE;
+        while TcpStream::connect(self.addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "{:?} never listened on {}",
+                self.kind,
+                self.addr
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The value the server holds under its own key `raw_key`, asked over its protocol.
+    pub fn holds_raw(&self, raw_key: &[u8]) -> Option<Vec<u8>> {
+        let mut stream = TcpStream::connect(self.addr).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = Vec::new();
+        match self.kind {
+            Kind::Redis => {
+                let mut request = format!("*2\r\n$3\r\nGET\r\n${}\r\n", raw_key.len()).into_bytes();
+                request.extend_from_slice(raw_key);
+                request.extend_from_slice(b"\r\n");
+                stream.write_all(&request).unwrap();
+                reader.read_until(b'\n', &mut line).unwrap();
+                let len: i64 = std::str::from_utf8(&line[1..line.len() - 2])
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                (len >= 0).then(|| read_exact(&mut reader, len as usize))
+            }
+            Kind::Memcached => {
+                stream
+                    .write_all(&[b"get ", raw_key, b"\r\n"].concat())
+                    .unwrap();
+                reader.read_until(b'\n', &mut line).unwrap();
+                let header = String::from_utf8(line).unwrap();
+                if header == "END\r\n" {
+                    return None;
+                }
+                let len: usize = header
+                    .trim_end()
+                    .rsplit(' ')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let value = read_exact(&mut reader, len);
+                Some(value)
+            }
+        }
+    }
+}
+
+fn read_exact(reader: &mut impl Read, len: usize) -> Vec<u8> {
+    let mut value = vec![0; len + 2];
+    reader.read_exact(&mut value).unwrap();
+    value.truncate(len);
+    value
+}
