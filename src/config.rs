@@ -14,6 +14,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_REPLICAS: usize = 2;
 pub const DEFAULT_CONNECT_MS: u64 = 250;
 pub const DEFAULT_REQUEST_MS: u64 = 2000;
+pub const DEFAULT_DEADLINE_MS: u64 = 5000;
 pub const DEFAULT_MAX_KEY_BYTES: usize = 1024;
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 8 * 1024 * 1024;
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:9090";
@@ -39,16 +40,22 @@ pub struct Config {
     pub handoff_window_s: u64,
     /// How often the file's checksum is compared, in case file events were lost.
     pub reload_poll_s: u64,
+    pub resilience: Resilience,
     pub nodes: Vec<NodeSpec>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Timeouts {
+    /// Per connection attempt.
     #[serde(default = "default_connect_ms")]
     pub connect_ms: u64,
+    /// Per attempt on one node.
     #[serde(default = "default_request_ms")]
     pub request_ms: u64,
+    /// For a whole client request, fallbacks included; `x-hrw-deadline-ms` can shorten it.
+    #[serde(default = "default_deadline_ms")]
+    pub deadline_ms: u64,
 }
 
 impl Timeouts {
@@ -58,6 +65,9 @@ impl Timeouts {
     pub fn request(&self) -> Duration {
         Duration::from_millis(self.request_ms)
     }
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms)
+    }
 }
 
 impl Default for Timeouts {
@@ -65,6 +75,42 @@ impl Default for Timeouts {
         Timeouts {
             connect_ms: DEFAULT_CONNECT_MS,
             request_ms: DEFAULT_REQUEST_MS,
+            deadline_ms: DEFAULT_DEADLINE_MS,
+        }
+    }
+}
+
+/// How failing nodes are ejected and probed, and when reads are hedged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resilience {
+    /// Consecutive failures that eject a node; 0 never ejects.
+    pub eject_after: u32,
+    /// The first ejection's length; each repeat doubles it up to `eject_backoff_max_ms`.
+    pub eject_backoff_ms: u64,
+    pub eject_backoff_max_ms: u64,
+    /// At most this share of the nodes is ejected at once.
+    pub max_ejected_percent: u32,
+    /// Active health probes of every node in service; 0 turns them off.
+    pub health_check_interval_ms: u64,
+    /// Send a GET to the next replica when the first has not answered after this long;
+    /// `None` uses the first node's recent p95 latency (not below `hedge_floor_ms`).
+    pub hedge_after_ms: Option<u64>,
+    pub hedge_floor_ms: u64,
+    /// Hedged reads as a percentage of reads at most; 0 turns hedging off.
+    pub hedge_budget_percent: u32,
+}
+
+impl Default for Resilience {
+    fn default() -> Self {
+        Resilience {
+            eject_after: 5,
+            eject_backoff_ms: 1000,
+            eject_backoff_max_ms: 60_000,
+            max_ejected_percent: 50,
+            health_check_interval_ms: 2000,
+            hedge_after_ms: None,
+            hedge_floor_ms: 5,
+            hedge_budget_percent: 10,
         }
     }
 }
@@ -293,6 +339,9 @@ fn default_connect_ms() -> u64 {
 fn default_request_ms() -> u64 {
     DEFAULT_REQUEST_MS
 }
+fn default_deadline_ms() -> u64 {
+    DEFAULT_DEADLINE_MS
+}
 fn default_weight() -> Weight {
     Weight(1.0)
 }
@@ -335,6 +384,14 @@ struct RawConfig {
     handoff_window_s: u64,
     #[serde(default = "default_reload_poll_s")]
     reload_poll_s: u64,
+    eject_after: Option<u32>,
+    eject_backoff_ms: Option<u64>,
+    eject_backoff_max_ms: Option<u64>,
+    max_ejected_percent: Option<u32>,
+    health_check_interval_ms: Option<u64>,
+    hedge_after_ms: Option<u64>,
+    hedge_floor_ms: Option<u64>,
+    hedge_budget_percent: Option<u32>,
     nodes: Vec<NodeSpec>,
 }
 
@@ -413,10 +470,44 @@ impl Config {
                 format!("write_quorum: {write_quorum} must be between 1 and replicas ({replicas})"),
             ));
         }
-        if raw.timeouts.connect_ms == 0 || raw.timeouts.request_ms == 0 {
+        let t = raw.timeouts;
+        if [t.connect_ms, t.request_ms, t.deadline_ms].contains(&0) {
             return Err(at_key(
                 "timeouts",
-                "timeouts: connect_ms and request_ms must be greater than 0".into(),
+                "timeouts: connect_ms, request_ms and deadline_ms must be greater than 0".into(),
+            ));
+        }
+        let d = Resilience::default();
+        let resilience = Resilience {
+            eject_after: raw.eject_after.unwrap_or(d.eject_after),
+            eject_backoff_ms: raw.eject_backoff_ms.unwrap_or(d.eject_backoff_ms),
+            eject_backoff_max_ms: raw.eject_backoff_max_ms.unwrap_or(d.eject_backoff_max_ms),
+            max_ejected_percent: raw.max_ejected_percent.unwrap_or(d.max_ejected_percent),
+            health_check_interval_ms: raw
+                .health_check_interval_ms
+                .unwrap_or(d.health_check_interval_ms),
+            hedge_after_ms: raw.hedge_after_ms,
+            hedge_floor_ms: raw.hedge_floor_ms.unwrap_or(d.hedge_floor_ms),
+            hedge_budget_percent: raw.hedge_budget_percent.unwrap_or(d.hedge_budget_percent),
+        };
+        if resilience.eject_backoff_ms == 0
+            || resilience.eject_backoff_max_ms < resilience.eject_backoff_ms
+        {
+            return Err(at_key(
+                "eject_backoff_ms",
+                "eject_backoff_ms: must be at least 1 and at most eject_backoff_max_ms".into(),
+            ));
+        }
+        if resilience.max_ejected_percent > 100 {
+            return Err(at_key(
+                "max_ejected_percent",
+                "max_ejected_percent: must be from 0 to 100".into(),
+            ));
+        }
+        if resilience.hedge_budget_percent > 100 {
+            return Err(at_key(
+                "hedge_budget_percent",
+                "hedge_budget_percent: must be from 0 to 100".into(),
             ));
         }
         if raw.max_key_bytes == 0 {
@@ -449,6 +540,7 @@ impl Config {
             max_value_bytes: raw.max_value_bytes,
             handoff_window_s: raw.handoff_window_s,
             reload_poll_s: raw.reload_poll_s,
+            resilience,
             nodes: raw.nodes,
         })
     }

@@ -46,6 +46,8 @@ pub enum RequestError {
     BadQuery(String),
     #[error("bad ttl {0:?}: must be a whole number of seconds from 1 to 315360000")]
     BadTtl(String),
+    #[error("bad header: {0}")]
+    BadHeader(String),
 }
 
 impl RequestError {
@@ -60,9 +62,10 @@ impl RequestError {
             RequestError::ValueTooLarge { .. } | RequestError::BodyTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
-            RequestError::BodyRead(_) | RequestError::BadQuery(_) | RequestError::BadTtl(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            RequestError::BodyRead(_)
+            | RequestError::BadQuery(_)
+            | RequestError::BadTtl(_)
+            | RequestError::BadHeader(_) => StatusCode::BAD_REQUEST,
         }
     }
 

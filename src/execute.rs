@@ -1,5 +1,6 @@
-//! Carrying out a plan against the nodes: replicated writes with a quorum, reads with fallback
-//! down the ranking, a timeout on every attempt, and one log line per failed attempt.
+//! Carrying out a plan against the nodes: replicated writes answered at their ack level, reads
+//! with fallback down the ranking and hedging, ejected nodes skipped, every attempt under the
+//! per-attempt timeout and the request's deadline, one log line per failed attempt.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,6 +11,8 @@ use tokio::sync::mpsc;
 
 use crate::backend::{with_timeout, BackendError, Ttl};
 use crate::handoff::{self, WriteKind};
+use crate::health::{self, AfterFailure};
+use crate::hedge::{self, Raced};
 use crate::routing::key_hash;
 use crate::snapshot::Snapshot;
 
@@ -44,6 +47,8 @@ pub enum ReadOutcome {
     /// No replica answered usefully; `attempts` says what each did.
     Failed {
         attempts: Vec<Attempt>,
+        /// The request's deadline ran out.
+        deadline_exceeded: bool,
     },
 }
 
@@ -67,25 +72,31 @@ impl WriteOp {
 pub struct WriteOutcome {
     pub acks: usize,
     pub replicas: usize,
-    pub quorum: usize,
+    /// Acks the request needed (its ack level).
+    pub required: usize,
     /// Failures seen before the answer was decided (later ones are only logged).
     pub failures: Vec<Attempt>,
+    /// The request's deadline ran out before the ack level was reached or missed.
+    pub deadline_exceeded: bool,
 }
 
 impl WriteOutcome {
-    pub fn reached_quorum(&self) -> bool {
-        self.acks >= self.quorum
+    pub fn succeeded(&self) -> bool {
+        self.acks >= self.required
     }
 }
 
-/// Runs one backend call under the per-attempt timeout and logs it if it fails.
-async fn attempt<T>(
+/// Runs one backend call under the per-attempt timeout, cut short by `deadline`, and logs it if
+/// it fails.
+async fn timed<T>(
     node: &str,
     op: &'static str,
     key: &[u8],
     timeout: Duration,
+    deadline: Instant,
     call: impl Future<Output = Result<T, BackendError>>,
 ) -> Result<T, BackendError> {
+    let timeout = timeout.min(deadline.saturating_duration_since(Instant::now()));
     let result = with_timeout(timeout, call).await;
     if let Err(e) = &result {
         tracing::warn!(
@@ -100,30 +111,87 @@ async fn attempt<T>(
     result
 }
 
-/// Reads from the best replica, falling back down the ranking on an error or timeout, and on
-/// a miss until the miss is final (see [`crate::routing::ReadPlan`]).
+/// [`timed`] on a node of `snap`, feeding the node's health: a success records its latency,
+/// a failure counts toward ejection and, when it ejects the node, schedules its probe.
+async fn attempt<T>(
+    snap: &Snapshot,
+    index: usize,
+    op: &'static str,
+    key: &[u8],
+    deadline: Instant,
+    call: impl Future<Output = Result<T, BackendError>>,
+) -> Result<T, BackendError> {
+    let node = snap.node_id(index);
+    let policy = &snap.config.resilience;
+    let started = Instant::now();
+    let result = timed(
+        node,
+        op,
+        key,
+        snap.config.timeouts.request(),
+        deadline,
+        call,
+    )
+    .await;
+    let health = &snap.health[index];
+    match &result {
+        Ok(_) => health.on_success(started.elapsed(), policy),
+        Err(e) if health::counts_against_node(e) => {
+            if let AfterFailure::Ejected(backoff) = health.on_failure(e, policy, snap.may_eject()) {
+                tracing::warn!(node, backoff_ms = backoff.as_millis() as u64, error = %e, "node ejected");
+                health::probe_after(
+                    node.to_owned(),
+                    snap.backends[index].clone(),
+                    health.clone(),
+                    *policy,
+                    snap.config.timeouts.request(),
+                    backoff,
+                );
+            }
+        }
+        Err(_) => {}
+    }
+    result
+}
+
+/// Reads from the best replica in service, falling back down the ranking on an error or
+/// timeout, and on a miss until the miss is final (see [`crate::routing::ReadPlan`]). Ejected
+/// replicas are skipped. A replica slow to answer is hedged: the next one is asked too, and the
+/// first value wins.
 ///
 /// While a handoff window is open the current replicas may not have the key yet: every one of
 /// them is asked, then the key's earlier replicas, newest first. A value found there is
 /// returned and copied forward. Earlier replicas older than the key's last recorded PUT hold
 /// stale values and are skipped; after a recorded DELETE none is asked. A miss is reported
 /// only if every replica asked answered; otherwise the read failed.
-pub async fn read(snap: &Arc<Snapshot>, key: &Bytes) -> ReadOutcome {
+pub async fn read(snap: &Arc<Snapshot>, key: &Bytes, deadline: Instant) -> ReadOutcome {
     let began = Instant::now();
+    snap.hedge_budget
+        .on_read(snap.config.resilience.hedge_budget_percent);
     let last_write = snap.recent_writes.last(key);
     let handoff = snap.handoff_open() && last_write.is_none_or(|w| w.kind == WriteKind::Put);
-    let current = read_current(snap, key, handoff).await;
-    if !handoff || matches!(current, ReadOutcome::Found { .. }) {
+    let current = read_current(snap, key, handoff, deadline).await;
+    if !handoff
+        || !matches!(
+            current,
+            ReadOutcome::Missing
+                | ReadOutcome::Failed {
+                    deadline_exceeded: false,
+                    ..
+                }
+        )
+    {
         return current;
     }
     let timeout = snap.config.timeouts.request();
     let mut attempts = match current {
-        ReadOutcome::Failed { attempts } => attempts,
+        ReadOutcome::Failed { attempts, .. } => attempts,
         _ => Vec::new(),
     };
     let min_generation = last_write.map_or(0, |w| w.generation);
     for prev in handoff::previous_replicas(snap, key, min_generation) {
-        match attempt(&prev.node, "get", key, timeout, prev.backend.get(key)).await {
+        let call = prev.backend.get(key);
+        match timed(&prev.node, "get", key, timeout, deadline, call).await {
             Ok(Some(value)) => {
                 let (snap, key, copy) = (snap.clone(), key.clone(), value.clone());
                 tokio::spawn(async move {
@@ -146,61 +214,126 @@ pub async fn read(snap: &Arc<Snapshot>, key: &Bytes) -> ReadOutcome {
         }
     }
     if attempts.iter().any(|a| a.result.is_err()) {
-        ReadOutcome::Failed { attempts }
+        ReadOutcome::Failed {
+            attempts,
+            deadline_exceeded: Instant::now() >= deadline,
+        }
     } else {
         ReadOutcome::Missing
     }
 }
 
-/// Reads the current replicas in rank order; with `exhaustive`, a miss never ends the read
-/// early (the handoff case).
-async fn read_current(snap: &Snapshot, key: &[u8], exhaustive: bool) -> ReadOutcome {
+/// Reads the current replicas in rank order, hedging slow ones; with `exhaustive`, a miss never
+/// ends the read early (the handoff case).
+async fn read_current(
+    snap: &Snapshot,
+    key: &[u8],
+    exhaustive: bool,
+    deadline: Instant,
+) -> ReadOutcome {
     let plan = snap.read_plan(key);
-    let timeout = snap.config.timeouts.request();
     let mut attempts = Vec::new();
-    let mut misses = 0;
+    let mut in_service = Vec::with_capacity(plan.replicas.len());
     for index in plan.replicas.iter() {
-        let node = snap.node_id(index);
-        match attempt(node, "get", key, timeout, snap.backends[index].get(key)).await {
-            Ok(Some(value)) => {
-                return ReadOutcome::Found {
-                    source: Source::Current(index),
-                    value,
+        if snap.health[index].is_up() {
+            in_service.push(index);
+        } else {
+            attempts.push(Attempt {
+                node: snap.node_id(index).to_owned(),
+                result: Err(BackendError::Ejected),
+            });
+        }
+    }
+    let get = |index: usize| {
+        attempt(
+            snap,
+            index,
+            "get",
+            key,
+            deadline,
+            snap.backends[index].get(key),
+        )
+    };
+    let mut misses = 0;
+    let mut next = 0;
+    while next < in_service.len() {
+        if Instant::now() >= deadline {
+            return ReadOutcome::Failed {
+                attempts,
+                deadline_exceeded: true,
+            };
+        }
+        let first = in_service[next];
+        let second = in_service.get(next + 1).copied();
+        let delay = second.and_then(|_| hedge::delay(&snap.config.resilience, &snap.health[first]));
+        let raced = hedge::race(
+            get(first),
+            delay,
+            &snap.hedge_budget,
+            || get(second.unwrap_or(first)),
+            |r| matches!(r, Ok(Some(_))),
+        )
+        .await;
+        let (answers, asked) = match raced {
+            Raced::Alone(a) | Raced::FirstWon(a) => (vec![(first, a)], 1),
+            Raced::SecondWon(b) => (vec![(second.unwrap_or(first), b)], 2),
+            Raced::Both(a, b) => (vec![(first, a), (second.unwrap_or(first), b)], 2),
+        };
+        next += asked;
+        for (index, answer) in answers {
+            let node = snap.node_id(index).to_owned();
+            match answer {
+                Ok(Some(value)) => {
+                    return ReadOutcome::Found {
+                        source: Source::Current(index),
+                        value,
+                    }
                 }
-            }
-            Ok(None) => {
-                misses += 1;
-                if !exhaustive && misses >= plan.misses_to_stop {
-                    return ReadOutcome::Missing;
+                Ok(None) => {
+                    misses += 1;
+                    if !exhaustive && misses >= plan.misses_to_stop {
+                        return ReadOutcome::Missing;
+                    }
+                    attempts.push(Attempt {
+                        node,
+                        result: Ok("not found"),
+                    });
                 }
-                attempts.push(Attempt {
-                    node: node.to_owned(),
-                    result: Ok("not found"),
-                });
+                Err(e) => attempts.push(Attempt {
+                    node,
+                    result: Err(e),
+                }),
             }
-            Err(e) => attempts.push(Attempt {
-                node: node.to_owned(),
-                result: Err(e),
-            }),
         }
     }
     let any_failed = attempts.iter().any(|a| a.result.is_err());
-    if (exhaustive && !any_failed) || (!exhaustive && misses >= plan.misses_to_stop) {
+    if exhaustive && !any_failed {
         ReadOutcome::Missing
     } else {
-        ReadOutcome::Failed { attempts }
+        ReadOutcome::Failed {
+            attempts,
+            deadline_exceeded: Instant::now() >= deadline,
+        }
     }
 }
 
-/// Sends a write to every replica in parallel and returns as soon as the quorum is reached;
-/// replicas still working then finish in the background. A write that misses its quorum waits
-/// for every replica (each bounded by the request timeout), so the 503 reports what really
-/// happened, including the replicas that did store it.
+/// Sends a write to every replica in parallel and returns once `required` acked; replicas
+/// still working then finish in the background, and one that fails then is logged as a write
+/// that missed a replica. Ejected replicas count as failed at once (the write is still sent to
+/// them, best effort). A write that misses its ack level waits for every replica (each bounded
+/// by the request timeout and the deadline), so the 503 reports what really happened,
+/// including the replicas that did store it.
 ///
 /// While a handoff window is open, the write is recorded (so no handoff copy lands over it)
 /// and the key is deleted from its earlier replicas before answering (for a PUT, once the
-/// quorum is reached), so no read or returning node can bring an old value back.
-pub async fn write(snap: Arc<Snapshot>, key: Bytes, op: WriteOp) -> WriteOutcome {
+/// ack level is reached), so no read or returning node can bring an old value back.
+pub async fn write(
+    snap: Arc<Snapshot>,
+    key: Bytes,
+    op: WriteOp,
+    required: usize,
+    deadline: Instant,
+) -> WriteOutcome {
     let plan = snap.write_plan(&key);
     let timeout = snap.config.timeouts.request();
     if snap.recent_writes.wanted(&snap) {
@@ -218,33 +351,60 @@ pub async fn write(snap: Arc<Snapshot>, key: Bytes, op: WriteOp) -> WriteOutcome
     };
     // A DELETE removes the earlier copies from the start.
     let mut earlier_deletes = match op {
-        WriteOp::Delete => delete_earlier(earlier.clone(), &key, timeout),
+        WriteOp::Delete => delete_earlier(earlier.clone(), &key, timeout, deadline),
         WriteOp::Put(..) => Vec::new(),
     };
-    let replicas = plan.replicas.len();
-    let (tx, mut rx) = mpsc::channel(replicas.max(1));
+    let mut outcome = WriteOutcome {
+        acks: 0,
+        replicas: plan.replicas.len(),
+        required,
+        failures: Vec::new(),
+        deadline_exceeded: false,
+    };
+    let (tx, mut rx) = mpsc::channel(outcome.replicas.max(1));
+    let mut pending = 0;
     for index in plan.replicas.iter() {
+        let ejected = !snap.health[index].is_up();
+        if ejected {
+            outcome.failures.push(Attempt {
+                node: snap.node_id(index).to_owned(),
+                result: Err(BackendError::Ejected),
+            });
+        } else {
+            pending += 1;
+        }
         let (snap, key, op, tx) = (snap.clone(), key.clone(), op.clone(), tx.clone());
         tokio::spawn(async move {
             let backend = &snap.backends[index];
-            let node = snap.node_id(index);
             let name = op.name();
             let call = match op {
                 WriteOp::Put(value, ttl) => backend.put(&key, value, ttl),
                 WriteOp::Delete => backend.delete(&key),
             };
-            let result = attempt(node, name, &key, timeout, call).await;
-            let _ = tx.send((index, result)).await;
+            if ejected {
+                // Best effort, so the node is less stale when it returns; not counted.
+                let node = snap.node_id(index);
+                let _ = timed(node, name, &key, timeout, Instant::now() + timeout, call).await;
+            } else {
+                let result =
+                    attempt(&snap, index, name, &key, Instant::now() + timeout, call).await;
+                let _ = tx.send((index, result)).await;
+            }
         });
     }
     drop(tx);
-    let mut outcome = WriteOutcome {
-        acks: 0,
-        replicas,
-        quorum: plan.quorum,
-        failures: Vec::new(),
-    };
-    while let Some((index, result)) = rx.recv().await {
+    while pending > 0 && outcome.acks < required {
+        let received = tokio::select! {
+            received = rx.recv() => received,
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                outcome.deadline_exceeded = true;
+                break;
+            }
+        };
+        let Some((index, result)) = received else {
+            break;
+        };
+        pending -= 1;
         match result {
             Ok(()) => outcome.acks += 1,
             Err(e) => outcome.failures.push(Attempt {
@@ -252,14 +412,14 @@ pub async fn write(snap: Arc<Snapshot>, key: Bytes, op: WriteOp) -> WriteOutcome
                 result: Err(e),
             }),
         }
-        if outcome.acks >= plan.quorum {
-            break;
-        }
     }
-    // A PUT that reached its quorum makes the earlier copies stale: remove them, so a node
+    if pending > 0 {
+        tokio::spawn(log_late_failures(snap.clone(), key.clone(), rx));
+    }
+    // A PUT that reached its ack level makes the earlier copies stale: remove them, so a node
     // that becomes a replica again later cannot serve the old value.
-    if matches!(op, WriteOp::Put(..)) && outcome.reached_quorum() {
-        earlier_deletes = delete_earlier(earlier, &key, timeout);
+    if matches!(op, WriteOp::Put(..)) && outcome.succeeded() {
+        earlier_deletes = delete_earlier(earlier, &key, timeout, deadline);
     }
     for delete in earlier_deletes {
         let _ = delete.await;
@@ -267,10 +427,29 @@ pub async fn write(snap: Arc<Snapshot>, key: Bytes, op: WriteOp) -> WriteOutcome
     outcome
 }
 
+/// Replicas that fail after the answer went out: the write missed them. Logged, never silent.
+async fn log_late_failures(
+    snap: Arc<Snapshot>,
+    key: Bytes,
+    mut rx: mpsc::Receiver<(usize, Result<(), BackendError>)>,
+) {
+    while let Some((index, result)) = rx.recv().await {
+        if let Err(e) = result {
+            tracing::warn!(
+                node = snap.node_id(index),
+                key_hash = format_args!("{:016x}", key_hash(&key)),
+                error = %e,
+                "write missed a replica after its ack level was reached"
+            );
+        }
+    }
+}
+
 fn delete_earlier(
     earlier: Vec<handoff::PreviousReplica>,
     key: &Bytes,
     timeout: Duration,
+    deadline: Instant,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     earlier
         .into_iter()
@@ -278,7 +457,7 @@ fn delete_earlier(
             let key = key.clone();
             tokio::spawn(async move {
                 let call = prev.backend.delete(&key);
-                let _ = attempt(&prev.node, "delete", &key, timeout, call).await;
+                let _ = timed(&prev.node, "delete", &key, timeout, deadline, call).await;
             })
         })
         .collect()

@@ -8,12 +8,15 @@
 //! [`routing`] is pure and public, so clients can place keys on their own side.
 
 pub mod admin;
+pub mod app;
 pub mod backend;
 pub mod config;
 pub mod demo;
 pub mod error;
 pub mod execute;
 pub mod handoff;
+pub mod health;
+pub mod hedge;
 pub mod key;
 pub mod node;
 pub mod rebalance;

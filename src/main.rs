@@ -8,17 +8,16 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use hrwproxy::admin::{self, Admin};
+use hrwproxy::app;
 use hrwproxy::config::Config;
 use hrwproxy::demo::Fleet;
 use hrwproxy::error::ConfigError;
+use hrwproxy::key;
 use hrwproxy::node::{self, Store, DEFAULT_NODE_MAX_VALUE_BYTES};
 use hrwproxy::rebalance;
 use hrwproxy::reload::Reloader;
 use hrwproxy::routing::change::ChangeSummary;
 use hrwproxy::routing::key_hash;
-use hrwproxy::watch;
-use hrwproxy::{key, service};
 
 #[derive(Parser)]
 #[command(
@@ -235,8 +234,7 @@ async fn shutdown_signal() {
 
 async fn serve(path: PathBuf, demo: bool) -> anyhow::Result<ExitCode> {
     let reloader = Reloader::load(&path).with_context(|| format!("{}", path.display()))?;
-    let shared = reloader.shared();
-    let config = shared.load().config.clone();
+    let config = reloader.shared().load().config.clone();
     if demo {
         let fleet = Arc::new(Fleet::default());
         fleet.start_missing(&config);
@@ -259,20 +257,9 @@ async fn serve(path: PathBuf, demo: bool) -> anyhow::Result<ExitCode> {
         })?;
     let addr = listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
-    let _watch =
-        watch::watch(&reloader).with_context(|| format!("cannot watch {}", path.display()))?;
-    tokio::spawn(reload_on_hangup(reloader.clone()));
-    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(admin::serve(
-        admin_listener,
-        Admin {
-            reloader: reloader.clone(),
-            rebalancer: Arc::default(),
-        },
-        async {
-            let _ = admin_stopped.await;
-        },
-    ));
+    let proxy = app::start(reloader.clone(), listener, admin_listener)
+        .with_context(|| format!("cannot watch {}", path.display()))?;
+    tokio::spawn(reload_on_hangup(reloader));
     tracing::info!(
         %addr,
         %admin_addr,
@@ -284,8 +271,7 @@ async fn serve(path: PathBuf, demo: bool) -> anyhow::Result<ExitCode> {
     );
     println!("hrwproxy listening on http://{addr}");
     println!("hrwproxy admin listening on http://{admin_addr}");
-    service::serve(listener, shared, shutdown_signal()).await;
-    let _ = stop_admin.send(());
+    proxy.serve(shutdown_signal()).await;
     Ok(ExitCode::SUCCESS)
 }
 

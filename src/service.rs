@@ -1,23 +1,32 @@
-//! The proxy's request handler: parse the operation and key, plan on the current snapshot,
-//! execute, and answer with the `x-hrw-*` headers.
+//! The proxy's request handler: parse the operation, key and per-request options, plan on the
+//! current snapshot, execute, and answer with the `x-hrw-*` headers.
+
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 
+use crate::backend::BackendError;
 use crate::error::RequestError;
-use crate::execute::{self, Attempt, ReadOutcome, Source, WriteOp};
+use crate::execute::{self, Attempt, ReadOutcome, Source, WriteOp, WriteOutcome};
 use crate::key;
 use crate::server::{self, Body};
-use crate::snapshot::SharedSnapshot;
+use crate::snapshot::{SharedSnapshot, Snapshot};
 
 pub const ALLOWED_METHODS: &str = "GET, HEAD, PUT, DELETE";
 pub const HEADER_NODE: &str = "x-hrw-node";
 pub const HEADER_ACKS: &str = "x-hrw-acks";
 /// On a read answered by a key's earlier replica: the generation it was a replica in.
 pub const HEADER_HANDOFF: &str = "x-hrw-handoff-from";
+/// A client's deadline in milliseconds; it can only shorten the configured one.
+pub const HEADER_DEADLINE: &str = "x-hrw-deadline-ms";
+/// A write's ack level: `one`, `quorum`, `all` or a number of replicas.
+pub const HEADER_ACK_LEVEL: &str = "x-hrw-w";
+/// Seconds a client should wait before retrying a 503.
+const RETRY_AFTER_SECONDS: u32 = 1;
 
 /// Answers one client request against the snapshot current when it arrived.
 pub async fn handle(shared: SharedSnapshot, req: Request<Incoming>) -> Response<Body> {
@@ -31,6 +40,7 @@ async fn route(
     shared: SharedSnapshot,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, RequestError> {
+    let received = Instant::now();
     let raw_key = req
         .uri()
         .path()
@@ -54,80 +64,158 @@ async fn route(
     // One load per request: everything below sees this membership, even if a reload lands.
     let snap = shared.load_full();
     let key = Bytes::from(key::decode(raw_key, snap.config.max_key_bytes)?.into_owned());
-    match method {
-        Method::GET | Method::HEAD => Ok(match execute::read(&snap, &key).await {
-            ReadOutcome::Found { source, value } => {
-                let mut resp = Response::new(Body::new(value));
-                resp.headers_mut().insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("application/octet-stream"),
-                );
-                let node = match &source {
-                    Source::Current(index) => snap.node_id(*index),
-                    Source::Previous { node, generation } => {
-                        resp.headers_mut()
-                            .insert(HEADER_HANDOFF, HeaderValue::from(*generation));
-                        node.as_str()
-                    }
-                };
-                if let Ok(id) = HeaderValue::from_str(node) {
-                    resp.headers_mut().insert(HEADER_NODE, id);
-                }
-                resp
-            }
-            ReadOutcome::Missing => server::text(StatusCode::NOT_FOUND, "key not found"),
-            ReadOutcome::Failed { attempts } => {
-                let all_timed_out = attempts
-                    .iter()
-                    .all(|a| matches!(a.result, Err(crate::backend::BackendError::Timeout(_))));
-                let status = if all_timed_out {
-                    StatusCode::GATEWAY_TIMEOUT
-                } else {
-                    StatusCode::BAD_GATEWAY
-                };
-                server::json(
-                    status,
-                    &json!({
-                        "error": "no replica could answer the read",
-                        "nodes": attempts_json(&attempts),
-                    }),
-                )
-            }
-        }),
-        _ => {
-            let op = if method == Method::PUT {
-                let ttl = server::ttl_of(&req)?;
-                WriteOp::Put(
-                    server::read_body(req, snap.config.max_value_bytes).await?,
-                    ttl,
-                )
-            } else {
-                WriteOp::Delete
-            };
-            let outcome = execute::write(snap, key, op).await;
-            let acks = format!("{}/{}", outcome.acks, outcome.replicas);
-            let mut resp = if outcome.reached_quorum() {
-                server::empty(StatusCode::NO_CONTENT)
-            } else {
-                server::json(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &json!({
-                        "error": format!(
-                            "write quorum not reached: {} of {} replicas acknowledged, {} needed",
-                            outcome.acks, outcome.replicas, outcome.quorum
-                        ),
-                        "acks": acks,
-                        "nodes": attempts_json(&outcome.failures),
-                    }),
-                )
-            };
+    let deadline = received + deadline_of(req.headers(), &snap)?;
+    if matches!(method, Method::GET | Method::HEAD) {
+        return Ok(read_response(
+            &snap,
+            execute::read(&snap, &key, deadline).await,
+        ));
+    }
+    let required = ack_level_of(req.headers(), &snap)?;
+    let op = if method == Method::PUT {
+        let ttl = server::ttl_of(&req)?;
+        WriteOp::Put(
+            server::read_body(req, snap.config.max_value_bytes).await?,
+            ttl,
+        )
+    } else {
+        WriteOp::Delete
+    };
+    let outcome = execute::write(snap.clone(), key, op, required, deadline).await;
+    Ok(write_response(&outcome))
+}
+
+/// The request's deadline: the configured one, shortened by `x-hrw-deadline-ms`.
+fn deadline_of(headers: &HeaderMap, snap: &Snapshot) -> Result<Duration, RequestError> {
+    let configured = snap.config.timeouts.deadline();
+    let Some(raw) = headers.get(HEADER_DEADLINE) else {
+        return Ok(configured);
+    };
+    let ms = raw
+        .to_str()
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .ok_or_else(|| {
+            RequestError::BadHeader(format!(
+                "{HEADER_DEADLINE} must be a whole number of milliseconds above 0"
+            ))
+        })?;
+    Ok(configured.min(Duration::from_millis(ms)))
+}
+
+/// Acks a write needs: `write_quorum`, or the request's `x-hrw-w`.
+fn ack_level_of(headers: &HeaderMap, snap: &Snapshot) -> Result<usize, RequestError> {
+    let r = snap.config.replicas;
+    let Some(raw) = headers.get(HEADER_ACK_LEVEL) else {
+        return Ok(snap.config.write_quorum);
+    };
+    let level = match raw.to_str().unwrap_or("") {
+        "one" => Some(1),
+        "quorum" => Some(snap.config.write_quorum),
+        "all" => Some(r),
+        n => n.parse::<usize>().ok().filter(|n| (1..=r).contains(n)),
+    };
+    level.ok_or_else(|| {
+        RequestError::BadHeader(format!(
+            "{HEADER_ACK_LEVEL} must be one, quorum, all or a number from 1 to {r}"
+        ))
+    })
+}
+
+fn read_response(snap: &Snapshot, outcome: ReadOutcome) -> Response<Body> {
+    match outcome {
+        ReadOutcome::Found { source, value } => {
+            let mut resp = Response::new(Body::new(value));
             resp.headers_mut().insert(
-                HEADER_ACKS,
-                HeaderValue::from_str(&acks).expect("digits and a slash"),
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
             );
-            Ok(resp)
+            let node = match &source {
+                Source::Current(index) => snap.node_id(*index),
+                Source::Previous { node, generation } => {
+                    resp.headers_mut()
+                        .insert(HEADER_HANDOFF, HeaderValue::from(*generation));
+                    node.as_str()
+                }
+            };
+            if let Ok(id) = HeaderValue::from_str(node) {
+                resp.headers_mut().insert(HEADER_NODE, id);
+            }
+            resp
+        }
+        ReadOutcome::Missing => server::text(StatusCode::NOT_FOUND, "key not found"),
+        ReadOutcome::Failed {
+            attempts,
+            deadline_exceeded,
+        } => {
+            let all = |f: fn(&BackendError) -> bool| {
+                attempts
+                    .iter()
+                    .all(|a| a.result.as_ref().err().is_some_and(f))
+            };
+            let (status, error) = if deadline_exceeded {
+                (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "the request's deadline ran out",
+                )
+            } else if all(|e| matches!(e, BackendError::Ejected)) {
+                (StatusCode::SERVICE_UNAVAILABLE, "every replica is ejected")
+            } else if all(|e| matches!(e, BackendError::Timeout(_))) {
+                (StatusCode::GATEWAY_TIMEOUT, "every replica timed out")
+            } else {
+                (StatusCode::BAD_GATEWAY, "no replica could answer the read")
+            };
+            let mut resp = server::json(
+                status,
+                &json!({ "error": error, "nodes": attempts_json(&attempts) }),
+            );
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+            }
+            resp
         }
     }
+}
+
+fn write_response(outcome: &WriteOutcome) -> Response<Body> {
+    let acks = format!("{}/{}", outcome.acks, outcome.replicas);
+    let mut resp = if outcome.succeeded() {
+        server::empty(StatusCode::NO_CONTENT)
+    } else {
+        let (status, error) = if outcome.deadline_exceeded {
+            (
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "the request's deadline ran out with {} of {} acks needed; the outcome is unknown",
+                    outcome.acks, outcome.required
+                ),
+            )
+        } else {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "write quorum not reached: {} of {} replicas acknowledged, {} needed",
+                    outcome.acks, outcome.replicas, outcome.required
+                ),
+            )
+        };
+        let mut resp = server::json(
+            status,
+            &json!({ "error": error, "acks": acks, "nodes": attempts_json(&outcome.failures) }),
+        );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
+        resp
+    };
+    resp.headers_mut().insert(
+        HEADER_ACKS,
+        HeaderValue::from_str(&acks).expect("digits and a slash"),
+    );
+    resp
 }
 
 fn attempts_json(attempts: &[Attempt]) -> serde_json::Value {

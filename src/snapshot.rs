@@ -9,6 +9,8 @@ use arc_swap::ArcSwap;
 use crate::backend::{self, Backend};
 use crate::config::Config;
 use crate::handoff::RecentWrites;
+use crate::health::Health;
+use crate::hedge::HedgeBudget;
 use crate::routing::{key_hash, ReadPlan, Ring, TopR, WritePlan};
 
 #[derive(Debug)]
@@ -19,6 +21,8 @@ pub struct Snapshot {
     pub ring: Ring,
     /// One client per node, in the ring's order.
     pub backends: Box<[Arc<dyn Backend>]>,
+    /// Each node's health, beside its client (and kept with it across reloads).
+    pub health: Box<[Arc<Health>]>,
     /// Whether some key has other replicas than in the snapshot before it.
     pub placement_changed: bool,
     /// Earlier snapshots whose handoff window is still open, newest first: a read that misses
@@ -26,6 +30,8 @@ pub struct Snapshot {
     pub previous: Box<[Retired]>,
     /// Client writes during open handoff windows; the same map in every snapshot.
     pub recent_writes: Arc<RecentWrites>,
+    /// Hedged reads allowed; the same budget in every snapshot.
+    pub hedge_budget: Arc<HedgeBudget>,
 }
 
 /// A snapshot replaced by a placement change, consulted by reads until `until`. It keeps no
@@ -51,7 +57,7 @@ impl Snapshot {
     /// joins the handoff list for `handoff_window_s`.
     pub fn build(config: Config, generation: u64, previous: Option<&Arc<Snapshot>>) -> Snapshot {
         let ring = config.ring();
-        let backends = config
+        let (backends, health): (Vec<_>, Vec<_>) = config
             .nodes
             .iter()
             .map(|spec| {
@@ -61,11 +67,11 @@ impl Snapshot {
                         let same = prev.config.nodes[i].url == spec.url
                             && prev.config.timeouts == config.timeouts
                             && prev.config.max_value_bytes == config.max_value_bytes;
-                        same.then(|| prev.backends[i].clone())
+                        same.then(|| (prev.backends[i].clone(), prev.health[i].clone()))
                     })
-                    .unwrap_or_else(|| backend::connect(spec, &config))
+                    .unwrap_or_else(|| (backend::connect(spec, &config), Arc::default()))
             })
-            .collect();
+            .unzip();
         let placement_changed = previous.is_some_and(|prev| {
             prev.config.replicas != config.replicas || !same_placement(&prev.ring, &ring)
         });
@@ -87,11 +93,15 @@ impl Snapshot {
             generation,
             config: Arc::new(config),
             ring,
-            backends,
+            backends: backends.into(),
+            health: health.into(),
             placement_changed,
             previous: handoff.into(),
             recent_writes: previous
                 .map(|prev| prev.recent_writes.clone())
+                .unwrap_or_default(),
+            hedge_budget: previous
+                .map(|prev| prev.hedge_budget.clone())
                 .unwrap_or_default(),
         }
     }
@@ -102,9 +112,11 @@ impl Snapshot {
             config: self.config.clone(),
             ring: self.ring.clone(),
             backends: self.backends.clone(),
+            health: self.health.clone(),
             placement_changed: self.placement_changed,
             previous: Box::default(),
             recent_writes: self.recent_writes.clone(),
+            hedge_budget: self.hedge_budget.clone(),
         }
     }
 
@@ -130,6 +142,13 @@ impl Snapshot {
     /// Whether reads that miss still ask earlier replicas.
     pub fn handoff_open(&self) -> bool {
         self.open_windows().next().is_some()
+    }
+
+    /// Whether ejecting one more node keeps the ejected share within `max_ejected_percent`.
+    pub fn may_eject(&self) -> bool {
+        let ejected = self.health.iter().filter(|h| !h.is_up()).count();
+        let cap = u64::from(self.config.resilience.max_ejected_percent);
+        (ejected as u64 + 1) * 100 <= cap * self.health.len() as u64
     }
 
     pub fn node_id(&self, index: usize) -> &str {

@@ -79,6 +79,9 @@ pub enum BackendError {
     Rejected(String),
     #[error("not supported by this node")]
     Unsupported,
+    /// Not asked: the node is ejected after failing (see `crate::health`).
+    #[error("node is ejected after repeated failures; not asked")]
+    Ejected,
 }
 
 impl BackendError {
@@ -93,6 +96,7 @@ impl BackendError {
             BackendError::Server(_) => "server",
             BackendError::Rejected(_) => "rejected",
             BackendError::Unsupported => "unsupported",
+            BackendError::Ejected => "ejected",
         }
     }
 }

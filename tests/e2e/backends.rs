@@ -146,14 +146,13 @@ fn a_mixed_cluster_places_by_locate_and_falls_back_across_kinds() {
             assert_ne!(get.header("x-hrw-node"), Some(stopped.id()));
         }
         stopped.server().restart();
-        for key in &keys {
-            assert_eq!(
-                proxy
-                    .request("PUT", &kv_path(key.as_bytes()), key.as_bytes())
-                    .status,
-                204
-            );
-        }
+        // The failures ejected it: writes need it again once its probe readmits it.
+        wait_until("the restarted node to be readmitted", || {
+            keys.iter().all(|key| {
+                let path = kv_path(key.as_bytes());
+                proxy.request("PUT", &path, key.as_bytes()).status == 204
+            })
+        });
     }
 }
 

@@ -9,10 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hrwproxy::admin::{self, Admin};
+use hrwproxy::app;
 use hrwproxy::reload::Reloader;
 use hrwproxy::routing::{key_hash, Ring};
-use hrwproxy::{service, watch};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_hrwproxy");
 
@@ -155,14 +154,9 @@ impl Proxy {
                 listener.local_addr().unwrap(),
                 admin_listener.local_addr().unwrap(),
             );
-            watch::watch(&reloader).expect("watch config dir");
-            let shared = reloader.shared();
-            tokio::spawn(service::serve(listener, shared, std::future::pending()));
-            let admin = Admin {
-                reloader: reloader.clone(),
-                rebalancer: Default::default(),
-            };
-            tokio::spawn(admin::serve(admin_listener, admin, std::future::pending()));
+            let proxy =
+                app::start(reloader.clone(), listener, admin_listener).expect("watch config dir");
+            tokio::spawn(proxy.serve(std::future::pending()));
             addrs
         });
         Proxy {
