@@ -102,7 +102,17 @@ fn config(admin: &Admin) -> Response<Body> {
         .config
         .nodes
         .iter()
-        .map(|n| json!({ "id": n.id.as_str(), "url": n.url.base, "weight": n.weight.get() }))
+        .zip(snap.health.iter())
+        .map(|(n, health)| {
+            json!({
+                "id": n.id.as_str(),
+                "url": n.url.base,
+                "weight": n.weight.get(),
+                "health": health.phase().name(),
+                "consecutive_failures": health.consecutive_failures(),
+                "last_error": health.last_error().map(|(e, at)| json!({ "message": e, "at": time(at) })),
+            })
+        })
         .collect();
     let now = std::time::Instant::now();
     let handoff: Vec<_> = snap

@@ -1,6 +1,7 @@
 //! End-to-end tests: real processes and sockets on 127.0.0.1, nothing mocked.
 
 mod backends;
+mod chaos;
 mod cli;
 mod membership;
 mod proxy;

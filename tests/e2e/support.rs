@@ -84,6 +84,28 @@ impl Node {
         self.process = None;
     }
 
+    /// Starts a killed node again on its address, empty.
+    pub fn restart(&mut self) {
+        let listen = self.addr.to_string();
+        let (process, _) = spawn_listening(&["node", "--listen", &listen]);
+        self.process = Some(process);
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`, ...) to the node's process.
+    pub fn signal(&self, name: &str) {
+        let pid = self
+            .process
+            .as_ref()
+            .expect("a running node")
+            .0
+            .id()
+            .to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -{name} {pid}");
+    }
+
     /// The value the node itself holds for `key`, asked directly.
     pub fn holds(&self, key: &[u8]) -> Option<Vec<u8>> {
         let resp = request(self.addr, "GET", &kv_path(key), b"");
@@ -222,6 +244,18 @@ impl Proxy {
 
     pub fn admin(&self, method: &str, path: &str) -> Response {
         request(self.admin_addr, method, path, b"")
+    }
+
+    /// A node's health as the admin API reports it: `up`, `ejected` or `probing`.
+    pub fn health_of(&self, id: &str) -> String {
+        let config: serde_json::Value =
+            serde_json::from_slice(&self.admin("GET", "/admin/config").body).unwrap();
+        let node = config["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id);
+        node.unwrap()["health"].as_str().unwrap().to_string()
     }
 }
 
