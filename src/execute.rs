@@ -138,20 +138,26 @@ async fn attempt<T>(
         Ok(_) => health.on_success(started.elapsed(), policy),
         Err(e) if health::counts_against_node(e) => {
             if let AfterFailure::Ejected(backoff) = health.on_failure(e, policy, snap.may_eject()) {
-                tracing::warn!(node, backoff_ms = backoff.as_millis() as u64, error = %e, "node ejected");
-                health::probe_after(
-                    node.to_owned(),
-                    snap.backends[index].clone(),
-                    health.clone(),
-                    *policy,
-                    snap.config.timeouts.request(),
-                    backoff,
-                );
+                schedule_probe(snap, index, e, backoff);
             }
         }
         Err(_) => {}
     }
     result
+}
+
+/// Logs an ejection and schedules the node's readmission probe.
+fn schedule_probe(snap: &Snapshot, index: usize, why: &BackendError, backoff: Duration) {
+    let node = snap.node_id(index);
+    tracing::warn!(node, backoff_ms = backoff.as_millis() as u64, error = %why, "node ejected");
+    health::probe_after(
+        node.to_owned(),
+        snap.backends[index].clone(),
+        snap.health[index].clone(),
+        snap.config.resilience,
+        snap.config.timeouts.request(),
+        backoff,
+    );
 }
 
 /// Reads from the best replica in service, falling back down the ranking on an error or
@@ -276,7 +282,19 @@ async fn read_current(
         .await;
         let (answers, asked) = match raced {
             Raced::Alone(a) | Raced::FirstWon(a) => (vec![(first, a)], 1),
-            Raced::SecondWon(b) => (vec![(second.unwrap_or(first), b)], 2),
+            Raced::SecondWon(b) => {
+                // The first replica was slower than its own p95 and was cancelled: a node
+                // that keeps losing hedges is hung or overloaded, and is ejected like one
+                // that fails.
+                let slow = BackendError::Slow;
+                let health = &snap.health[first];
+                if let AfterFailure::Ejected(backoff) =
+                    health.on_failure(&slow, &snap.config.resilience, snap.may_eject())
+                {
+                    schedule_probe(snap, first, &slow, backoff);
+                }
+                (vec![(second.unwrap_or(first), b)], 2)
+            }
             Raced::Both(a, b) => (vec![(first, a), (second.unwrap_or(first), b)], 2),
         };
         next += asked;

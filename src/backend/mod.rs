@@ -79,6 +79,9 @@ pub enum BackendError {
     Rejected(String),
     #[error("not supported by this node")]
     Unsupported,
+    /// Slower than its recent p95: a hedged read to another replica answered first.
+    #[error("slower than usual; a hedged read answered first")]
+    Slow,
     /// Not asked: the node is ejected after failing (see `crate::health`).
     #[error("node is ejected after repeated failures; not asked")]
     Ejected,
@@ -97,6 +100,7 @@ impl BackendError {
             BackendError::Rejected(_) => "rejected",
             BackendError::Unsupported => "unsupported",
             BackendError::Ejected => "ejected",
+            BackendError::Slow => "slow",
         }
     }
 }
