@@ -8,9 +8,12 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::error::RequestError;
+use crate::key;
 use crate::rebalance::{self, Options, Rebalancer};
 use crate::reload::{Reloaded, Reloader};
+use crate::routing::key_hash;
 use crate::server::{self, Body};
+use crate::snapshot::Snapshot;
 
 /// What the admin endpoints act on.
 #[derive(Debug, Clone)]
@@ -37,18 +40,42 @@ pub async fn serve(
 }
 
 async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
-    let allow = match req.uri().path() {
+    let path = req.uri().path();
+    if let Some(raw_key) = path.strip_prefix(LOCATE_PREFIX) {
+        return match *req.method() {
+            Method::GET => locate(admin, raw_key),
+            _ => server::rejection(&RequestError::MethodNotAllowed {
+                method: req.method().to_string(),
+                allow: "GET",
+            }),
+        };
+    }
+    let allow = match path {
         "/admin/reload" => "POST",
-        "/admin/config" => "GET",
+        "/admin/config" | "/admin/nodes" | "/metrics" => "GET",
         "/admin/rebalance" => "GET, POST",
         _ => {
             return server::text(
                 StatusCode::NOT_FOUND,
-                "no such admin path; try /admin/config, /admin/reload or /admin/rebalance",
+                "no such admin path; try /metrics, /admin/config, /admin/nodes, /admin/locate/<key>, /admin/reload or /admin/rebalance",
             )
         }
     };
-    match (req.uri().path(), req.method()) {
+    match (path, req.method()) {
+        ("/metrics", &Method::GET) => {
+            let snap = admin.reloader.shared().load_full();
+            let text = snap.metrics.scrape(&snap, &admin.rebalancer.progress());
+            let mut resp = Response::new(Body::new(text.into()));
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            resp
+        }
+        ("/admin/nodes", &Method::GET) => server::json(
+            StatusCode::OK,
+            &json!(nodes_json(&admin.reloader.shared().load_full())),
+        ),
         ("/admin/reload", &Method::POST) => reload(admin).await,
         ("/admin/config", &Method::GET) => config(admin),
         ("/admin/rebalance", &Method::GET) => rebalance_progress(admin, StatusCode::OK),
@@ -97,23 +124,7 @@ async fn reload(admin: &Admin) -> Response<Body> {
 fn config(admin: &Admin) -> Response<Body> {
     let status = admin.reloader.status();
     let snap = admin.reloader.shared().load_full();
-    let time = |t| humantime::format_rfc3339_seconds(t).to_string();
-    let nodes: Vec<_> = snap
-        .config
-        .nodes
-        .iter()
-        .zip(snap.health.iter())
-        .map(|(n, health)| {
-            json!({
-                "id": n.id.as_str(),
-                "url": n.url.base,
-                "weight": n.weight.get(),
-                "health": health.phase().name(),
-                "consecutive_failures": health.consecutive_failures(),
-                "last_error": health.last_error().map(|(e, at)| json!({ "message": e, "at": time(at) })),
-            })
-        })
-        .collect();
+    let nodes = nodes_json(&snap);
     let now = std::time::Instant::now();
     let handoff: Vec<_> = snap
         .previous
@@ -134,6 +145,76 @@ fn config(admin: &Admin) -> Response<Body> {
             "write_quorum": snap.config.write_quorum,
             "nodes": nodes,
             "handoff_from": handoff,
+        }),
+    )
+}
+
+const LOCATE_PREFIX: &str = "/admin/locate/";
+
+fn time(at: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// Each node with its weight, share of primaries, health and last error.
+fn nodes_json(snap: &Snapshot) -> Vec<serde_json::Value> {
+    snap.config
+        .nodes
+        .iter()
+        .zip(snap.health.iter())
+        .enumerate()
+        .map(|(index, (n, health))| {
+            json!({
+                "id": n.id.as_str(),
+                "url": n.url.base,
+                "weight": n.weight.get(),
+                "share": snap.ring.share(index),
+                "health": health.phase().name(),
+                "consecutive_failures": health.consecutive_failures(),
+                "last_error": health.last_error().map(|(e, at)| json!({ "message": e, "at": time(at) })),
+            })
+        })
+        .collect()
+}
+
+/// `GET /admin/locate/<percent-encoded key>`: the key's ranking, replicas marked, and its
+/// replicas in each snapshot whose handoff window is open.
+fn locate(admin: &Admin, raw_key: &str) -> Response<Body> {
+    let snap = admin.reloader.shared().load_full();
+    let key = match key::decode(raw_key, usize::MAX) {
+        Ok(key) => key,
+        Err(e) => return server::rejection(&e),
+    };
+    let hash = key_hash(&key);
+    let ranked: Vec<_> = snap
+        .ring
+        .rank_all(hash)
+        .iter()
+        .enumerate()
+        .map(|(rank, r)| {
+            json!({
+                "node": r.id,
+                "weight": r.weight,
+                "score": r.score,
+                "replica": rank < snap.config.replicas,
+                "health": snap.health[r.index].phase().name(),
+            })
+        })
+        .collect();
+    let previous: Vec<_> = snap
+        .open_windows()
+        .map(|retired| {
+            let old = &retired.snapshot;
+            let replicas: Vec<&str> = old.replicas(&key).iter().map(|i| old.node_id(i)).collect();
+            json!({ "generation": old.generation, "replicas": replicas })
+        })
+        .collect();
+    server::json(
+        StatusCode::OK,
+        &json!({
+            "key_hash": format!("{hash:016x}"),
+            "generation": snap.generation,
+            "nodes": ranked,
+            "previous": previous,
         }),
     )
 }

@@ -13,6 +13,8 @@ use crate::backend::{with_timeout, BackendError, Ttl};
 use crate::handoff::{self, WriteKind};
 use crate::health::{self, AfterFailure};
 use crate::hedge::{self, Raced};
+use crate::metrics::RankLabel;
+use crate::request_id;
 use crate::routing::key_hash;
 use crate::snapshot::Snapshot;
 
@@ -133,6 +135,8 @@ async fn attempt<T>(
         call,
     )
     .await;
+    let failure = result.as_ref().err().map(BackendError::kind);
+    snap.metrics.attempt(node, op, started.elapsed(), failure);
     let health = &snap.health[index];
     match &result {
         Ok(_) => health.on_success(started.elapsed(), policy),
@@ -199,10 +203,13 @@ pub async fn read(snap: &Arc<Snapshot>, key: &Bytes, deadline: Instant) -> ReadO
         let call = prev.backend.get(key);
         match timed(&prev.node, "get", key, timeout, deadline, call).await {
             Ok(Some(value)) => {
+                snap.metrics.handoff_hits.inc();
                 let (snap, key, copy) = (snap.clone(), key.clone(), value.clone());
-                tokio::spawn(async move {
+                request_id::spawn(async move {
                     let targets = snap.replicas(&key);
-                    handoff::copy_where_absent(&snap, &key, &copy, targets.iter(), began).await
+                    let copied =
+                        handoff::copy_where_absent(&snap, &key, &copy, targets.iter(), began).await;
+                    snap.metrics.handoff_copies.inc_by(copied.stored);
                 });
                 return ReadOutcome::Found {
                     source: Source::Previous {
@@ -280,12 +287,16 @@ async fn read_current(
             |r| matches!(r, Ok(Some(_))),
         )
         .await;
+        if !matches!(raced, Raced::Alone(_)) {
+            snap.metrics.hedges_sent.inc();
+        }
         let (answers, asked) = match raced {
             Raced::Alone(a) | Raced::FirstWon(a) => (vec![(first, a)], 1),
             Raced::SecondWon(b) => {
                 // The first replica was slower than its own p95 and was cancelled: a node
                 // that keeps losing hedges is hung or overloaded, and is ejected like one
                 // that fails.
+                snap.metrics.hedges_won.inc();
                 let slow = BackendError::Slow;
                 let health = &snap.health[first];
                 if let AfterFailure::Ejected(backoff) =
@@ -302,10 +313,18 @@ async fn read_current(
             let node = snap.node_id(index).to_owned();
             match answer {
                 Ok(Some(value)) => {
+                    let rank = plan.replicas.iter().position(|i| i == index).unwrap_or(0);
+                    if rank > 0 {
+                        let rank = u16::try_from(rank + 1).unwrap_or(u16::MAX);
+                        snap.metrics
+                            .read_fallbacks
+                            .get_or_create(&RankLabel { rank })
+                            .inc();
+                    }
                     return ReadOutcome::Found {
                         source: Source::Current(index),
                         value,
-                    }
+                    };
                 }
                 Ok(None) => {
                     misses += 1;
@@ -392,7 +411,7 @@ pub async fn write(
             pending += 1;
         }
         let (snap, key, op, tx) = (snap.clone(), key.clone(), op.clone(), tx.clone());
-        tokio::spawn(async move {
+        request_id::spawn(async move {
             let backend = &snap.backends[index];
             let name = op.name();
             let call = match op {
@@ -432,7 +451,7 @@ pub async fn write(
         }
     }
     if pending > 0 {
-        tokio::spawn(log_late_failures(snap.clone(), key.clone(), rx));
+        request_id::spawn(log_late_failures(snap.clone(), key.clone(), rx));
     }
     // A PUT that reached its ack level makes the earlier copies stale: remove them, so a node
     // that becomes a replica again later cannot serve the old value.
@@ -441,6 +460,11 @@ pub async fn write(
     }
     for delete in earlier_deletes {
         let _ = delete.await;
+    }
+    if !outcome.succeeded() {
+        snap.metrics.write_quorum_failures.inc();
+    } else if outcome.acks < outcome.replicas {
+        snap.metrics.writes_short_of_r.inc();
     }
     outcome
 }
@@ -473,7 +497,7 @@ fn delete_earlier(
         .into_iter()
         .map(|prev| {
             let key = key.clone();
-            tokio::spawn(async move {
+            request_id::spawn(async move {
                 let call = prev.backend.delete(&key);
                 let _ = timed(&prev.node, "delete", &key, timeout, deadline, call).await;
             })

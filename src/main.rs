@@ -107,6 +107,12 @@ enum Command {
         #[arg(long)]
         restart: bool,
     },
+    /// A terse view of a running proxy from its admin listener: nodes, health, reload state.
+    Status {
+        /// The proxy's admin address (the config's `admin:`).
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: String,
+    },
     /// Validate a config: prints "ok", or the error with its line and column and exits 1.
     Check {
         #[arg(long, short)]
@@ -147,6 +153,7 @@ fn main() -> ExitCode {
             });
             run_async(rebalance_cli(config, prune, rate, state, restart))
         }
+        Command::Status { admin } => run_async(status(admin)),
         Command::Serve { config } => run_async(serve(config, false)),
         Command::Demo { config } => run_async(serve(config, true)),
         Command::Node {
@@ -390,6 +397,70 @@ fn save_cursor(state: &Path, cursor: &rebalance::Cursor) -> std::io::Result<()> 
     tmp.push(".tmp");
     std::fs::write(&tmp, serde_json::to_string(cursor).unwrap_or_default())?;
     std::fs::rename(&tmp, state)
+}
+
+async fn admin_get(admin: &str, path: &str) -> anyhow::Result<serde_json::Value> {
+    use http_body_util::{BodyExt, Empty};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<bytes::Bytes>>();
+    let uri: hyper::Uri = format!("http://{admin}{path}")
+        .parse()
+        .with_context(|| format!("bad admin address {admin:?}"))?;
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(5), client.get(uri))
+        .await
+        .context("the admin listener did not answer within 5 s")?
+        .with_context(|| format!("cannot reach the admin listener at {admin}"))?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    anyhow::ensure!(
+        status.is_success(),
+        "{path}: {status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    Ok(serde_json::from_slice(&body)?)
+}
+
+/// `hrwproxy status`: the generation, the last reload and every node, for a terminal.
+async fn status(admin: String) -> anyhow::Result<ExitCode> {
+    let config = admin_get(&admin, "/admin/config").await?;
+    let nodes = admin_get(&admin, "/admin/nodes").await?;
+    let sha = config["sha256"].as_str().unwrap_or("");
+    println!(
+        "generation {} (sha256 {}), loaded {}, replicas {}, write_quorum {}",
+        config["generation"],
+        &sha[..sha.len().min(12)],
+        config["loaded_at"].as_str().unwrap_or("?"),
+        config["replicas"],
+        config["write_quorum"]
+    );
+    match config["last_error"]["message"].as_str() {
+        Some(error) => println!("last reload: REJECTED: {error}"),
+        None => println!("last reload: ok"),
+    }
+    if let Some(windows) = config["handoff_from"].as_array().filter(|w| !w.is_empty()) {
+        for w in windows {
+            println!(
+                "handoff from generation {} for {} s more",
+                w["generation"], w["closes_in_s"]
+            );
+        }
+    }
+    println!(
+        "{:<16} {:<8} {:>7} {:>7} {:>8}  last error",
+        "node", "health", "share", "weight", "failures"
+    );
+    for n in nodes.as_array().into_iter().flatten() {
+        println!(
+            "{:<16} {:<8} {:>6.2}% {:>7} {:>8}  {}",
+            n["id"].as_str().unwrap_or("?"),
+            n["health"].as_str().unwrap_or("?"),
+            n["share"].as_f64().unwrap_or(0.0) * 100.0,
+            n["weight"].to_string(),
+            n["consecutive_failures"].to_string(),
+            n["last_error"]["message"].as_str().unwrap_or("-")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn plan(from: &Path, to: &Path, keys: usize) -> anyhow::Result<ExitCode> {

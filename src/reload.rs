@@ -169,17 +169,25 @@ impl Reloader {
     /// Reloads and logs the outcome: one line per applied change or new rejection.
     pub fn reload_logged(&self) -> Reloaded {
         let outcome = self.reload();
-        if let Reloaded::Rejected {
-            error,
-            repeated: false,
-        } = &outcome
-        {
-            tracing::error!(
-                path = %self.path.display(),
-                error = %error,
-                generation = self.shared.load().generation,
-                "config rejected; the previous config keeps serving"
-            );
+        let metrics = self.shared.load().metrics.clone();
+        match &outcome {
+            Reloaded::Applied(_) => metrics.reload_applied(),
+            Reloaded::Unchanged => {
+                metrics.config_last_reload_success.set(1);
+            }
+            Reloaded::Rejected {
+                error,
+                repeated: false,
+            } => {
+                metrics.reload_rejected();
+                tracing::error!(
+                    path = %self.path.display(),
+                    error = %error,
+                    generation = self.shared.load().generation,
+                    "config rejected; the previous config keeps serving"
+                );
+            }
+            Reloaded::Rejected { repeated: true, .. } => {}
         }
         outcome
     }

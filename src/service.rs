@@ -1,6 +1,7 @@
 //! The proxy's request handler: parse the operation, key and per-request options, plan on the
 //! current snapshot, execute, and answer with the `x-hrw-*` headers.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -8,11 +9,14 @@ use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::backend::BackendError;
 use crate::error::RequestError;
 use crate::execute::{self, Attempt, ReadOutcome, Source, WriteOp, WriteOutcome};
 use crate::key;
+use crate::metrics::Op;
+use crate::request_id;
 use crate::server::{self, Body};
 use crate::snapshot::{SharedSnapshot, Snapshot};
 
@@ -28,19 +32,37 @@ pub const HEADER_ACK_LEVEL: &str = "x-hrw-w";
 /// Seconds a client should wait before retrying a 503.
 const RETRY_AFTER_SECONDS: u32 = 1;
 
-/// Answers one client request against the snapshot current when it arrived.
+/// Answers one client request against the snapshot current when it arrived, under its
+/// request id (returned in `x-request-id`, on every log line, sent to HTTP backends).
 pub async fn handle(shared: SharedSnapshot, req: Request<Incoming>) -> Response<Body> {
-    match route(shared, req).await {
-        Ok(resp) => resp,
-        Err(err) => server::rejection(&err),
+    let received = Instant::now();
+    let op = match *req.method() {
+        Method::GET => Op::get,
+        Method::HEAD => Op::head,
+        Method::PUT => Op::put,
+        Method::DELETE => Op::delete,
+        _ => Op::other,
+    };
+    let id = request_id::of(req.headers());
+    // One load per request: everything below sees this membership, even if a reload lands.
+    let snap = shared.load_full();
+    let span = tracing::info_span!("request", id = %id);
+    let routed =
+        request_id::CURRENT.scope(id.clone(), route(&snap, req, received).instrument(span));
+    let mut resp = routed.await.unwrap_or_else(|err| server::rejection(&err));
+    if let Ok(id) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(request_id::HEADER, id);
     }
+    snap.metrics
+        .request(op, resp.status().as_u16(), received.elapsed());
+    resp
 }
 
 async fn route(
-    shared: SharedSnapshot,
+    snap: &Arc<Snapshot>,
     req: Request<Incoming>,
+    received: Instant,
 ) -> Result<Response<Body>, RequestError> {
-    let received = Instant::now();
     let raw_key = req
         .uri()
         .path()
@@ -61,17 +83,15 @@ async fn route(
             "{method} takes no query parameters (a '?' in a key must be sent as %3F)"
         )));
     }
-    // One load per request: everything below sees this membership, even if a reload lands.
-    let snap = shared.load_full();
     let key = Bytes::from(key::decode(raw_key, snap.config.max_key_bytes)?.into_owned());
-    let deadline = received + deadline_of(req.headers(), &snap)?;
+    let deadline = received + deadline_of(req.headers(), snap)?;
     if matches!(method, Method::GET | Method::HEAD) {
         return Ok(read_response(
-            &snap,
-            execute::read(&snap, &key, deadline).await,
+            snap,
+            execute::read(snap, &key, deadline).await,
         ));
     }
-    let required = ack_level_of(req.headers(), &snap)?;
+    let required = ack_level_of(req.headers(), snap)?;
     let op = if method == Method::PUT {
         let ttl = server::ttl_of(&req)?;
         WriteOp::Put(

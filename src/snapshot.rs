@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::handoff::RecentWrites;
 use crate::health::Health;
 use crate::hedge::HedgeBudget;
+use crate::metrics::Metrics;
 use crate::routing::{key_hash, ReadPlan, Ring, TopR, WritePlan};
 
 #[derive(Debug)]
@@ -32,6 +33,8 @@ pub struct Snapshot {
     pub recent_writes: Arc<RecentWrites>,
     /// Hedged reads allowed; the same budget in every snapshot.
     pub hedge_budget: Arc<HedgeBudget>,
+    /// The proxy's metrics; the same in every snapshot.
+    pub metrics: Arc<Metrics>,
 }
 
 /// A snapshot replaced by a placement change, consulted by reads until `until`. It keeps no
@@ -103,6 +106,9 @@ impl Snapshot {
             hedge_budget: previous
                 .map(|prev| prev.hedge_budget.clone())
                 .unwrap_or_default(),
+            metrics: previous
+                .map(|prev| prev.metrics.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -117,6 +123,7 @@ impl Snapshot {
             previous: Box::default(),
             recent_writes: self.recent_writes.clone(),
             hedge_budget: self.hedge_budget.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 

@@ -73,6 +73,10 @@ impl HttpBackend {
         request: http::request::Builder,
         body: Bytes,
     ) -> Result<(StatusCode, Bytes), BackendError> {
+        let request = match crate::request_id::current() {
+            Some(id) => request.header(crate::request_id::HEADER, &*id),
+            None => request,
+        };
         let request = request
             .body(Full::new(body))
             .map_err(|e| BackendError::Protocol(e.to_string()))?;

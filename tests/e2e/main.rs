@@ -4,6 +4,7 @@ mod backends;
 mod chaos;
 mod cli;
 mod membership;
+mod observe;
 mod proxy;
 mod reload;
 mod servers;

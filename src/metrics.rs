@@ -1,0 +1,347 @@
+//! Prometheus metrics, in one place: their names, their labels, and the scrape. One `Metrics`
+//! per proxy, carried by every snapshot, so reloads never reset a counter.
+
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::rebalance::Progress;
+use crate::snapshot::Snapshot;
+
+pub const REQUESTS: &str = "hrw_requests";
+pub const REQUEST_DURATION: &str = "hrw_request_duration_seconds";
+pub const NODE_ATTEMPTS: &str = "hrw_node_attempts";
+pub const NODE_FAILURES: &str = "hrw_node_failures";
+pub const NODE_ATTEMPT_DURATION: &str = "hrw_node_attempt_duration_seconds";
+pub const NODE_EJECTED: &str = "hrw_node_ejected";
+pub const NODE_SHARE: &str = "hrw_node_share";
+pub const READ_FALLBACKS: &str = "hrw_read_fallbacks";
+pub const HEDGES_SENT: &str = "hrw_hedges_sent";
+pub const HEDGES_WON: &str = "hrw_hedges_won";
+pub const WRITES_SHORT_OF_R: &str = "hrw_writes_short_of_r";
+pub const WRITE_QUORUM_FAILURES: &str = "hrw_write_quorum_failures";
+pub const CONFIG_GENERATION: &str = "hrw_config_generation";
+pub const CONFIG_LAST_RELOAD_SUCCESS: &str = "hrw_config_last_reload_success";
+pub const CONFIG_LAST_SUCCESS_TIME: &str = "hrw_config_last_success_timestamp_seconds";
+pub const CONFIG_RELOAD_FAILURES: &str = "hrw_config_reload_failures";
+pub const HANDOFF_HITS: &str = "hrw_handoff_hits";
+pub const HANDOFF_COPIES: &str = "hrw_handoff_copies";
+pub const REBALANCE_KEYS: &str = "hrw_rebalance_keys";
+
+/// Every metric family above; a family shows in a scrape once it has a sample.
+pub const FAMILIES: &[&str] = &[
+    REQUESTS,
+    REQUEST_DURATION,
+    NODE_ATTEMPTS,
+    NODE_FAILURES,
+    NODE_ATTEMPT_DURATION,
+    NODE_EJECTED,
+    NODE_SHARE,
+    READ_FALLBACKS,
+    HEDGES_SENT,
+    HEDGES_WON,
+    WRITES_SHORT_OF_R,
+    WRITE_QUORUM_FAILURES,
+    CONFIG_GENERATION,
+    CONFIG_LAST_RELOAD_SUCCESS,
+    CONFIG_LAST_SUCCESS_TIME,
+    CONFIG_RELOAD_FAILURES,
+    HANDOFF_HITS,
+    HANDOFF_COPIES,
+    REBALANCE_KEYS,
+];
+
+/// The client operations.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Op {
+    get,
+    head,
+    put,
+    delete,
+    /// Anything refused before it became one of the above.
+    other,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub op: Op,
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabel {
+    pub op: Op,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabel {
+    pub node: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeOpLabels {
+    pub node: String,
+    pub op: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeKindLabels {
+    pub node: String,
+    pub kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RankLabel {
+    /// The rank (1 = first replica) of the replica that finally answered.
+    pub rank: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    pub stage: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 100 us to ~6.5 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 17))
+}
+
+/// Every metric of one proxy.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_duration: HistogramFamily<OpLabel>,
+    pub node_attempts: Family<NodeOpLabels, Counter>,
+    pub node_failures: Family<NodeKindLabels, Counter>,
+    pub node_attempt_duration: HistogramFamily<NodeLabel>,
+    node_ejected: Family<NodeLabel, Gauge>,
+    node_share: Family<NodeLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub read_fallbacks: Family<RankLabel, Counter>,
+    pub hedges_sent: Counter,
+    pub hedges_won: Counter,
+    pub writes_short_of_r: Counter,
+    pub write_quorum_failures: Counter,
+    config_generation: Gauge,
+    pub config_last_reload_success: Gauge,
+    pub config_last_success_time: Gauge,
+    pub config_reload_failures: Counter,
+    pub handoff_hits: Counter,
+    pub handoff_copies: Counter,
+    rebalance_keys: Family<StageLabel, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut m = Metrics {
+            registry: Registry::default(),
+            requests: Family::default(),
+            request_duration: Family::new_with_constructor(latency_histogram),
+            node_attempts: Family::default(),
+            node_failures: Family::default(),
+            node_attempt_duration: Family::new_with_constructor(latency_histogram),
+            node_ejected: Family::default(),
+            node_share: Family::default(),
+            read_fallbacks: Family::default(),
+            hedges_sent: Counter::default(),
+            hedges_won: Counter::default(),
+            writes_short_of_r: Counter::default(),
+            write_quorum_failures: Counter::default(),
+            config_generation: Gauge::default(),
+            config_last_reload_success: Gauge::default(),
+            config_last_success_time: Gauge::default(),
+            config_reload_failures: Counter::default(),
+            handoff_hits: Counter::default(),
+            handoff_copies: Counter::default(),
+            rebalance_keys: Family::default(),
+        };
+        let r = &mut m.registry;
+        r.register(
+            REQUESTS,
+            "Client requests by operation and status",
+            m.requests.clone(),
+        );
+        r.register(
+            REQUEST_DURATION,
+            "Client request latency",
+            m.request_duration.clone(),
+        );
+        r.register(
+            NODE_ATTEMPTS,
+            "Attempts on each node by operation",
+            m.node_attempts.clone(),
+        );
+        r.register(
+            NODE_FAILURES,
+            "Failed attempts on each node by kind",
+            m.node_failures.clone(),
+        );
+        r.register(
+            NODE_ATTEMPT_DURATION,
+            "Latency of attempts on each node",
+            m.node_attempt_duration.clone(),
+        );
+        r.register(
+            NODE_EJECTED,
+            "1 while the node is ejected or probing",
+            m.node_ejected.clone(),
+        );
+        r.register(
+            NODE_SHARE,
+            "The node's share of primaries: weight / sum of weights",
+            m.node_share.clone(),
+        );
+        r.register(
+            READ_FALLBACKS,
+            "Reads answered by a replica below the first, by its rank",
+            m.read_fallbacks.clone(),
+        );
+        r.register(HEDGES_SENT, "Hedged reads sent", m.hedges_sent.clone());
+        r.register(
+            HEDGES_WON,
+            "Hedged reads that answered first",
+            m.hedges_won.clone(),
+        );
+        r.register(
+            WRITES_SHORT_OF_R,
+            "Writes answered with fewer than r acks",
+            m.writes_short_of_r.clone(),
+        );
+        r.register(
+            WRITE_QUORUM_FAILURES,
+            "Writes that did not reach their ack level",
+            m.write_quorum_failures.clone(),
+        );
+        r.register(
+            CONFIG_GENERATION,
+            "Generation of the config serving",
+            m.config_generation.clone(),
+        );
+        r.register(
+            CONFIG_LAST_RELOAD_SUCCESS,
+            "1 if the last reload attempt applied or found no change",
+            m.config_last_reload_success.clone(),
+        );
+        r.register(
+            CONFIG_LAST_SUCCESS_TIME,
+            "Unix time of the last applied config",
+            m.config_last_success_time.clone(),
+        );
+        r.register(
+            CONFIG_RELOAD_FAILURES,
+            "Rejected config files",
+            m.config_reload_failures.clone(),
+        );
+        r.register(
+            HANDOFF_HITS,
+            "Reads answered by a key's earlier replica",
+            m.handoff_hits.clone(),
+        );
+        r.register(
+            HANDOFF_COPIES,
+            "Values copied forward to new replicas by handoff",
+            m.handoff_copies.clone(),
+        );
+        r.register(
+            REBALANCE_KEYS,
+            "Keys of the last rebalance by stage",
+            m.rebalance_keys.clone(),
+        );
+        m.config_last_reload_success.set(1);
+        m.config_last_success_time
+            .set(unix_seconds(SystemTime::now()));
+        m
+    }
+}
+
+fn unix_seconds(at: SystemTime) -> i64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Metrics {
+    pub fn request(&self, op: Op, status: u16, took: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels { op, status })
+            .inc();
+        self.request_duration
+            .get_or_create(&OpLabel { op })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn attempt(
+        &self,
+        node: &str,
+        op: &'static str,
+        took: Duration,
+        failure: Option<&'static str>,
+    ) {
+        let node = node.to_owned();
+        self.node_attempts
+            .get_or_create(&NodeOpLabels {
+                node: node.clone(),
+                op,
+            })
+            .inc();
+        self.node_attempt_duration
+            .get_or_create(&NodeLabel { node: node.clone() })
+            .observe(took.as_secs_f64());
+        if let Some(kind) = failure {
+            self.node_failures
+                .get_or_create(&NodeKindLabels { node, kind })
+                .inc();
+        }
+    }
+
+    pub fn reload_applied(&self) {
+        self.config_last_reload_success.set(1);
+        self.config_last_success_time
+            .set(unix_seconds(SystemTime::now()));
+    }
+
+    pub fn reload_rejected(&self) {
+        self.config_last_reload_success.set(0);
+        self.config_reload_failures.inc();
+    }
+
+    /// The Prometheus text of every metric, with the state-like ones read from `snap` and the
+    /// last rebalance now.
+    pub fn scrape(&self, snap: &Snapshot, rebalance: &Progress) -> String {
+        self.config_generation.set(snap.generation as i64);
+        self.node_ejected.clear();
+        self.node_share.clear();
+        for index in 0..snap.ring.len() {
+            let label = NodeLabel {
+                node: snap.node_id(index).to_owned(),
+            };
+            self.node_ejected
+                .get_or_create(&label)
+                .set(i64::from(!snap.health[index].is_up()));
+            self.node_share
+                .get_or_create(&label)
+                .set(snap.ring.share(index));
+        }
+        for (stage, value) in [
+            ("scanned", rebalance.scanned),
+            ("copied", rebalance.copied),
+            ("pruned", rebalance.pruned),
+            ("failed", rebalance.failed),
+        ] {
+            self.rebalance_keys
+                .get_or_create(&StageLabel { stage })
+                .set(value as i64);
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}

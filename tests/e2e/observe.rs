@@ -1,0 +1,241 @@
+//! Seeing inside: exact Prometheus counters after known traffic, locate against where data is,
+//! request ids end to end, the status command, and the admin API kept off the data listener.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::process::Command;
+
+use crate::support::*;
+
+/// The value of one sample line (`name{labels} value`) of a scrape, if present.
+fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn metrics_count_exactly_the_traffic_sent() {
+    let nodes = start_nodes(&["a", "b"]);
+    let proxy = Proxy::start(&config_yaml(
+        &nodes,
+        "replicas: 2\nhealth_check_interval_ms: 0",
+    ));
+    for i in 0..3 {
+        assert_eq!(proxy.request("PUT", &format!("/kv/m{i}"), b"v").status, 204);
+    }
+    for i in 0..2 {
+        assert_eq!(proxy.request("GET", &format!("/kv/m{i}"), b"").status, 200);
+    }
+    assert_eq!(proxy.request("GET", "/kv/absent", b"").status, 404);
+    assert_eq!(proxy.request("POST", "/kv/m0", b"").status, 405);
+    let scrape = proxy.admin("GET", "/metrics").text();
+    for (series, value) in [
+        (r#"hrw_requests_total{op="put",status="204"}"#, 3.0),
+        (r#"hrw_requests_total{op="get",status="200"}"#, 2.0),
+        (r#"hrw_requests_total{op="get",status="404"}"#, 1.0),
+        (r#"hrw_requests_total{op="other",status="405"}"#, 1.0),
+        (r#"hrw_request_duration_seconds_count{op="put"}"#, 3.0),
+        (r#"hrw_node_attempts_total{node="a",op="put"}"#, 3.0),
+        (r#"hrw_node_attempts_total{node="b",op="put"}"#, 3.0),
+        (r#"hrw_node_share{node="a"}"#, 0.5),
+        (r#"hrw_node_ejected{node="b"}"#, 0.0),
+        ("hrw_config_generation", 1.0),
+        ("hrw_config_last_reload_success", 1.0),
+        ("hrw_config_reload_failures_total", 0.0),
+        ("hrw_write_quorum_failures_total", 0.0),
+    ] {
+        assert_eq!(
+            sample(&scrape, series),
+            Some(value),
+            "{series} in\n{scrape}"
+        );
+    }
+    // Each found GET asked one node, the miss asked one (r=2, W=2: one miss is final).
+    let gets: f64 = ["a", "b"]
+        .iter()
+        .filter_map(|n| {
+            sample(
+                &scrape,
+                &format!(r#"hrw_node_attempts_total{{node="{n}",op="get"}}"#),
+            )
+        })
+        .sum();
+    assert_eq!(gets, 3.0, "{scrape}");
+
+    // A rejected edit shows up, and the serving generation does not change.
+    std::fs::write(proxy.config_path(), "nodes: [").unwrap();
+    assert_eq!(proxy.admin("POST", "/admin/reload").status, 422);
+    let scrape = proxy.admin("GET", "/metrics").text();
+    assert_eq!(sample(&scrape, "hrw_config_last_reload_success"), Some(0.0));
+    assert_eq!(
+        sample(&scrape, "hrw_config_reload_failures_total"),
+        Some(1.0)
+    );
+    assert_eq!(sample(&scrape, "hrw_config_generation"), Some(1.0));
+}
+
+#[test]
+fn locate_agrees_with_where_the_data_is() {
+    let nodes = start_nodes(&["a", "b", "c"]);
+    let proxy = Proxy::start(&config_yaml(&nodes, "replicas: 2"));
+    for key in ["x", "a/b", "user:7"] {
+        assert_eq!(
+            proxy.request("PUT", &kv_path(key.as_bytes()), b"v").status,
+            204
+        );
+        let located: serde_json::Value = serde_json::from_slice(
+            &proxy
+                .admin(
+                    "GET",
+                    &format!("/admin/locate/{}", &kv_path(key.as_bytes())[4..]),
+                )
+                .body,
+        )
+        .unwrap();
+        let ranked = located["nodes"].as_array().unwrap();
+        assert_eq!(ranked.len(), 3);
+        for entry in ranked {
+            let node = nodes.iter().find(|n| n.id == entry["node"]).unwrap();
+            let replica = entry["replica"].as_bool().unwrap();
+            assert_eq!(
+                node.holds(key.as_bytes()).is_some(),
+                replica,
+                "{key} on {}",
+                node.id
+            );
+        }
+    }
+}
+
+#[test]
+fn the_admin_api_is_not_reachable_through_the_data_listener() {
+    let nodes = start_nodes(&["a"]);
+    let proxy = Proxy::start(&config_yaml(&nodes, ""));
+    for path in [
+        "/metrics",
+        "/admin/config",
+        "/admin/nodes",
+        "/admin/locate/x",
+        "/admin/reload",
+    ] {
+        for method in ["GET", "POST"] {
+            assert_eq!(
+                proxy.request(method, path, b"").status,
+                404,
+                "{method} {path}"
+            );
+        }
+    }
+    assert_eq!(proxy.admin("GET", "/admin/nodes").status, 200);
+}
+
+/// A real HTTP peer on a free port that answers 204 to one request and hands back its head.
+fn capture_one_request() -> (std::net::SocketAddr, std::thread::JoinHandle<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            head.push_str(&line.to_ascii_lowercase());
+        }
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .map_or(0, |n| n.trim().parse().unwrap());
+        let mut body = vec![0; length];
+        std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+        let mut stream = stream;
+        stream
+            .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+            .unwrap();
+        head
+    });
+    (addr, handle)
+}
+
+#[test]
+fn request_ids_are_kept_returned_and_sent_to_http_backends() {
+    let (node_addr, captured) = capture_one_request();
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nhealth_check_interval_ms: 0\nnodes:\n  - {{ id: peer, url: \"http://{node_addr}\" }}\n"
+    );
+    let proxy = Proxy::start(&yaml);
+    let put = request_with_header(proxy.addr, "PUT", "/kv/k", "x-request-id: trace-42", b"v");
+    assert_eq!(put.status, 204, "{}", put.text());
+    assert_eq!(put.header("x-request-id"), Some("trace-42"));
+    assert!(captured.join().unwrap().contains("x-request-id: trace-42"));
+    // Without one, the proxy makes one up.
+    let get = proxy.request("GET", "/kv/", b"");
+    let made = get.header("x-request-id").unwrap();
+    assert!(
+        made.len() == 16 && made.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{made}"
+    );
+}
+
+#[test]
+fn status_shows_nodes_health_and_reload_state() {
+    let nodes = start_nodes(&["a", "b"]);
+    let proxy = Proxy::start(&config_yaml(&nodes, ""));
+    let out = Command::new(BIN)
+        .args(["status", "--admin", &proxy.admin_addr.to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("generation 1 "), "{text}");
+    assert!(text.contains("last reload: ok"), "{text}");
+    for id in ["a", "b"] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{id} ")))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(line.contains("up") && line.contains("50.00%"), "{line}");
+    }
+}
+
+#[test]
+fn the_grafana_dashboard_uses_only_metrics_the_proxy_defines() {
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/grafana/hrwproxy.json"
+    ))
+    .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let mut used = std::collections::BTreeSet::new();
+    for panel in json["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for (at, _) in expr.match_indices("hrw_") {
+                let name: String = expr[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let family = ["_total", "_bucket", "_count", "_sum"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .unwrap_or(&name)
+                    .to_string();
+                assert!(
+                    hrwproxy::metrics::FAMILIES.contains(&family.as_str()),
+                    "{name} (panel {}) is no metric of the proxy",
+                    panel["title"]
+                );
+                used.insert(family);
+            }
+        }
+    }
+    assert!(used.len() >= 15, "{used:?}");
+}
