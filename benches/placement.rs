@@ -1,15 +1,21 @@
-//! Placement cost per request: hashing the key and picking the top-r nodes, for equal weights
-//! (the fast path) and mixed weights, against the naive score-everything-and-sort baseline.
+//! Placement cost per key: hashing a 32-byte key and picking its top-1 or top-3 of n nodes,
+//! equal and mixed weights, against the crates hrw-hash and rendezvous_hash on the same keys
+//! and nodes (equal weights).
 //!
 //! cargo bench --bench placement
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use hrwproxy::routing::{key_hash, Ring};
 
-fn ring(nodes: usize, mixed: bool) -> Ring {
-    let ids: Vec<String> = (0..nodes).map(|i| format!("node-{i}")).collect();
+const SIZES: [usize; 4] = [3, 10, 100, 1000];
+
+fn ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("node-{i}")).collect()
+}
+
+fn ring(ids: &[String], mixed: bool) -> Ring {
     let weight = |i: usize| if mixed { [1.0, 2.0, 0.5][i % 3] } else { 1.0 };
     Ring::new(
         ids.iter()
@@ -19,42 +25,58 @@ fn ring(nodes: usize, mixed: bool) -> Ring {
     .unwrap()
 }
 
-fn keys() -> Vec<Vec<u8>> {
-    (0..1024)
-        .map(|i| format!("user:{i}:profile").into_bytes())
+/// 1024 distinct 32-byte keys.
+fn keys() -> Vec<[u8; 32]> {
+    (0..1024u32)
+        .map(|i| {
+            let mut key = [b'k'; 32];
+            key[..4].copy_from_slice(&i.to_le_bytes());
+            key
+        })
         .collect()
 }
 
 fn placement(c: &mut Criterion) {
     let keys = keys();
-    let mut group = c.benchmark_group("top2");
-    group.throughput(Throughput::Elements(keys.len() as u64));
-    for nodes in [3, 10, 100] {
-        for (label, mixed) in [("equal", false), ("mixed", true)] {
-            let ring = ring(nodes, mixed);
-            group.bench_with_input(BenchmarkId::new(label, nodes), &ring, |b, ring| {
+    for r in [1, 3] {
+        let mut group = c.benchmark_group(format!("top{r}"));
+        for n in SIZES {
+            let ids = ids(n);
+            for (label, mixed) in [("hrwproxy-equal", false), ("hrwproxy-mixed", true)] {
+                let ring = ring(&ids, mixed);
+                group.bench_with_input(BenchmarkId::new(label, n), &ring, |b, ring| {
+                    let mut i = 0;
+                    b.iter(|| {
+                        i = (i + 1) & 1023;
+                        ring.top(key_hash(black_box(&keys[i])), r)
+                    })
+                });
+            }
+            let hrw = hrw_hash::HrwNodes::new(ids.iter().cloned());
+            group.bench_function(BenchmarkId::new("hrw-hash", n), |b| {
+                let mut i = 0;
                 b.iter(|| {
-                    for key in &keys {
-                        black_box(ring.top(key_hash(black_box(key)), 2));
-                    }
+                    i = (i + 1) & 1023;
+                    hrw.sorted(black_box(&keys[i])).take(r).count()
                 })
             });
-            group.bench_with_input(
-                BenchmarkId::new(format!("{label}-sort-all"), nodes),
-                &ring,
-                |b, ring| {
-                    b.iter(|| {
-                        for key in &keys {
-                            let mut ranked = ring.rank_all(key_hash(black_box(key)));
-                            ranked.truncate(2);
-                            black_box(ranked);
-                        }
-                    })
-                },
-            );
+            let mut rendezvous = rendezvous_hash::RendezvousNodes::default();
+            for id in &ids {
+                rendezvous.insert(id.as_str());
+            }
+            group.bench_function(BenchmarkId::new("rendezvous_hash", n), |b| {
+                let mut i = 0;
+                b.iter(|| {
+                    i = (i + 1) & 1023;
+                    rendezvous
+                        .calc_candidates(black_box(&keys[i]))
+                        .take(r)
+                        .count()
+                })
+            });
         }
+        group.finish();
     }
-    group.finish();
 }
 
 criterion_group!(benches, placement);

@@ -83,6 +83,9 @@ struct RingNode {
 #[derive(Debug, Clone)]
 struct WeightClass {
     weight: f64,
+    /// The members' node seeds, contiguous, so the scan touches nothing else.
+    seeds: Box<[u64]>,
+    /// The members' ring indices, beside `seeds`.
     members: Box<[u32]>,
 }
 
@@ -150,6 +153,46 @@ struct Candidate {
     score: f64,
 }
 
+/// The r best candidates of one weight class by raw bits, best first.
+struct Kept {
+    list: [Candidate; MAX_REPLICAS],
+    len: usize,
+    r: usize,
+    /// Below this a node cannot enter: 0 until r are kept.
+    floor: u64,
+}
+
+impl Kept {
+    fn new(r: usize) -> Kept {
+        Kept {
+            list: [Candidate {
+                index: 0,
+                u53: 0,
+                score: 0.0,
+            }; MAX_REPLICAS],
+            len: 0,
+            r,
+            floor: 0,
+        }
+    }
+
+    #[inline]
+    fn offer(&mut self, ring: &Ring, index: u32, bits: u64) {
+        if bits < self.floor {
+            return;
+        }
+        let cand = Candidate {
+            index,
+            u53: bits,
+            score: 0.0,
+        };
+        ring.insert(&mut self.list, &mut self.len, self.r, cand);
+        if self.len == self.r {
+            self.floor = self.list[self.r - 1].u53;
+        }
+    }
+}
+
 impl Ring {
     /// Builds a ring from `(id, weight)` pairs. Ids must be unique and non-empty, weights
     /// finite and positive.
@@ -206,15 +249,17 @@ impl Ring {
                 None => classes.push((node.weight, vec![i as u32])),
             }
         }
+        let classes = classes
+            .into_iter()
+            .map(|(weight, members)| WeightClass {
+                weight,
+                seeds: members.iter().map(|&i| built[i as usize].seed).collect(),
+                members: members.into(),
+            })
+            .collect();
         Ok(Ring {
             nodes: built.into(),
-            classes: classes
-                .into_iter()
-                .map(|(weight, members)| WeightClass {
-                    weight,
-                    members: members.into(),
-                })
-                .collect(),
+            classes,
         })
     }
 
@@ -270,35 +315,40 @@ impl Ring {
         if r == 0 {
             return best;
         }
-        let mut best_cand = [Candidate {
+        const NONE: Candidate = Candidate {
             index: 0,
             u53: 0,
             score: 0.0,
-        }; MAX_REPLICAS];
+        };
+        let mut best_cand = [NONE; MAX_REPLICAS];
         let mut best_len = 0usize;
-        let single_class = self.classes.len() == 1;
         for class in self.classes.iter() {
             // Within a class every score is the same increasing function of u53, so rank by
-            // the raw bits (score 0 as a placeholder) and score only the class winners.
-            let mut local = [Candidate {
-                index: 0,
-                u53: 0,
-                score: 0.0,
-            }; MAX_REPLICAS];
-            let mut local_len = 0usize;
-            for &index in class.members.iter() {
-                let node = &self.nodes[index as usize];
-                let cand = Candidate {
-                    index,
-                    u53: u53(mix(key_hash, node.seed)),
-                    score: 0.0,
-                };
-                if local_len == r && cand.u53 < local[r - 1].u53 {
+            // the raw bits and score only the class winners.
+            let mut kept = Kept::new(r);
+            // Four nodes at a time: their mixes run in parallel and one comparison skips
+            // all four in the common case.
+            let mut chunks = class.seeds.chunks_exact(4);
+            for (chunk_no, chunk) in chunks.by_ref().enumerate() {
+                let bits = [
+                    u53(mix(key_hash, chunk[0])),
+                    u53(mix(key_hash, chunk[1])),
+                    u53(mix(key_hash, chunk[2])),
+                    u53(mix(key_hash, chunk[3])),
+                ];
+                if bits[0].max(bits[1]).max(bits[2].max(bits[3])) < kept.floor {
                     continue;
                 }
-                self.insert(&mut local, &mut local_len, r, cand);
+                for (k, &b) in bits.iter().enumerate() {
+                    kept.offer(self, class.members[chunk_no * 4 + k], b);
+                }
             }
-            if single_class {
+            let done = class.seeds.len() - chunks.remainder().len();
+            for (k, &seed) in chunks.remainder().iter().enumerate() {
+                kept.offer(self, class.members[done + k], u53(mix(key_hash, seed)));
+            }
+            let (mut local, local_len) = (kept.list, kept.len);
+            if self.classes.len() == 1 {
                 best_cand = local;
                 best_len = local_len;
                 break;
