@@ -102,6 +102,7 @@ async fn timed<T>(
     let result = with_timeout(timeout, call).await;
     if let Err(e) = &result {
         tracing::warn!(
+            request_id = %request_id::for_log(),
             node,
             op,
             key_hash = format_args!("{:016x}", key_hash(key)),
@@ -136,7 +137,7 @@ async fn attempt<T>(
     )
     .await;
     let failure = result.as_ref().err().map(BackendError::kind);
-    snap.metrics.attempt(node, op, started.elapsed(), failure);
+    snap.node_metrics[index].attempt(&snap.metrics, op, started.elapsed(), failure);
     let health = &snap.health[index];
     match &result {
         Ok(_) => health.on_success(started.elapsed(), policy),
@@ -153,7 +154,13 @@ async fn attempt<T>(
 /// Logs an ejection and schedules the node's readmission probe.
 fn schedule_probe(snap: &Snapshot, index: usize, why: &BackendError, backoff: Duration) {
     let node = snap.node_id(index);
-    tracing::warn!(node, backoff_ms = backoff.as_millis() as u64, error = %why, "node ejected");
+    tracing::warn!(
+        request_id = %request_id::for_log(),
+        node,
+        backoff_ms = backoff.as_millis() as u64,
+        error = %why,
+        "node ejected"
+    );
     health::probe_after(
         node.to_owned(),
         snap.backends[index].clone(),
@@ -178,8 +185,10 @@ pub async fn read(snap: &Arc<Snapshot>, key: &Bytes, deadline: Instant) -> ReadO
     let began = Instant::now();
     snap.hedge_budget
         .on_read(snap.config.resilience.hedge_budget_percent);
-    let last_write = snap.recent_writes.last(key);
-    let handoff = snap.handoff_open() && last_write.is_none_or(|w| w.kind == WriteKind::Put);
+    // Only while a window is open does the key's last write matter (and cost a lookup).
+    let window_open = snap.handoff_open();
+    let last_write = window_open.then(|| snap.recent_writes.last(key)).flatten();
+    let handoff = window_open && last_write.is_none_or(|w| w.kind == WriteKind::Put);
     let current = read_current(snap, key, handoff, deadline).await;
     if !handoff
         || !matches!(
@@ -478,6 +487,7 @@ async fn log_late_failures(
     while let Some((index, result)) = rx.recv().await {
         if let Err(e) = result {
             tracing::warn!(
+                request_id = %request_id::for_log(),
                 node = snap.node_id(index),
                 key_hash = format_args!("{:016x}", key_hash(&key)),
                 error = %e,

@@ -267,6 +267,42 @@ fn unix_seconds(at: SystemTime) -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// One node's attempt counters and latency histogram.
+#[derive(Debug, Clone)]
+pub struct NodeMetrics {
+    node: String,
+    get: Counter,
+    put: Counter,
+    delete: Counter,
+    duration: Histogram,
+}
+
+impl NodeMetrics {
+    pub fn attempt(
+        &self,
+        metrics: &Metrics,
+        op: &'static str,
+        took: Duration,
+        failure: Option<&'static str>,
+    ) {
+        match op {
+            "get" => self.get.inc(),
+            "put" => self.put.inc(),
+            _ => self.delete.inc(),
+        };
+        self.duration.observe(took.as_secs_f64());
+        if let Some(kind) = failure {
+            metrics
+                .node_failures
+                .get_or_create(&NodeKindLabels {
+                    node: self.node.clone(),
+                    kind,
+                })
+                .inc();
+        }
+    }
+}
+
 impl Metrics {
     pub fn request(&self, op: Op, status: u16, took: Duration) {
         self.requests
@@ -277,27 +313,23 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    pub fn attempt(
-        &self,
-        node: &str,
-        op: &'static str,
-        took: Duration,
-        failure: Option<&'static str>,
-    ) {
-        let node = node.to_owned();
-        self.node_attempts
-            .get_or_create(&NodeOpLabels {
-                node: node.clone(),
+    /// The handles of one node's metrics, made once per snapshot so that the request path
+    /// neither allocates label strings nor looks families up.
+    pub fn node(&self, id: &str) -> NodeMetrics {
+        let attempts = |op| {
+            self.node_attempts.get_or_create_owned(&NodeOpLabels {
+                node: id.to_owned(),
                 op,
             })
-            .inc();
-        self.node_attempt_duration
-            .get_or_create(&NodeLabel { node: node.clone() })
-            .observe(took.as_secs_f64());
-        if let Some(kind) = failure {
-            self.node_failures
-                .get_or_create(&NodeKindLabels { node, kind })
-                .inc();
+        };
+        NodeMetrics {
+            node: id.to_owned(),
+            get: attempts("get"),
+            put: attempts("put"),
+            delete: attempts("delete"),
+            duration: self.node_attempt_duration.get_or_create_owned(&NodeLabel {
+                node: id.to_owned(),
+            }),
         }
     }
 

@@ -9,7 +9,6 @@ use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
-use tracing::Instrument;
 
 use crate::backend::BackendError;
 use crate::error::RequestError;
@@ -46,9 +45,7 @@ pub async fn handle(shared: SharedSnapshot, req: Request<Incoming>) -> Response<
     let id = request_id::of(req.headers());
     // One load per request: everything below sees this membership, even if a reload lands.
     let snap = shared.load_full();
-    let span = tracing::info_span!("request", id = %id);
-    let routed =
-        request_id::CURRENT.scope(id.clone(), route(&snap, req, received).instrument(span));
+    let routed = request_id::CURRENT.scope(id.clone(), route(&snap, req, received));
     let mut resp = routed.await.unwrap_or_else(|err| server::rejection(&err));
     if let Ok(id) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(request_id::HEADER, id);

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::handoff::RecentWrites;
 use crate::health::Health;
 use crate::hedge::HedgeBudget;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, NodeMetrics};
 use crate::routing::{key_hash, ReadPlan, Ring, TopR, WritePlan};
 
 #[derive(Debug)]
@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub hedge_budget: Arc<HedgeBudget>,
     /// The proxy's metrics; the same in every snapshot.
     pub metrics: Arc<Metrics>,
+    /// Each node's metric handles, in the ring's order.
+    pub node_metrics: Box<[NodeMetrics]>,
 }
 
 /// A snapshot replaced by a placement change, consulted by reads until `until`. It keeps no
@@ -60,6 +62,14 @@ impl Snapshot {
     /// joins the handoff list for `handoff_window_s`.
     pub fn build(config: Config, generation: u64, previous: Option<&Arc<Snapshot>>) -> Snapshot {
         let ring = config.ring();
+        let metrics: Arc<Metrics> = previous
+            .map(|prev| prev.metrics.clone())
+            .unwrap_or_default();
+        let node_metrics = config
+            .nodes
+            .iter()
+            .map(|n| metrics.node(n.id.as_str()))
+            .collect();
         let (backends, health): (Vec<_>, Vec<_>) = config
             .nodes
             .iter()
@@ -106,9 +116,8 @@ impl Snapshot {
             hedge_budget: previous
                 .map(|prev| prev.hedge_budget.clone())
                 .unwrap_or_default(),
-            metrics: previous
-                .map(|prev| prev.metrics.clone())
-                .unwrap_or_default(),
+            metrics,
+            node_metrics,
         }
     }
 
@@ -124,6 +133,7 @@ impl Snapshot {
             recent_writes: self.recent_writes.clone(),
             hedge_budget: self.hedge_budget.clone(),
             metrics: self.metrics.clone(),
+            node_metrics: self.node_metrics.clone(),
         }
     }
 

@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# hrwproxy against nginx and HAProxy doing the same job in front of the same 3 built-in nodes,
+# plus the nodes hit directly as the ceiling. GET and PUT with wrk, targets alternating, several
+# rounds, medians reported; then hrwproxy PUT at r=2 and r=3 (quorum), then resident memory of
+# each proxy holding IDLE (9000) idle keep-alive client connections.
+#   bash benches/compare.sh       # ROUNDS=3 SECONDS_PER_RUN=5 CONNECTIONS=32 IDLE=9000
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-5}
+CONNECTIONS=${CONNECTIONS:-32}
+IDLE=${IDLE:-9000} # HAProxy reserves two descriptors per connection; this machine allows 20000
+KEYS=1000
+
+missing=()
+for tool in nginx haproxy wrk; do
+    command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+export PATH="$PATH:/usr/sbin"
+ulimit -n "$(ulimit -Hn)"  # as many as allowed: the idle-connection test needs 10,000+
+cargo build --release -q
+BIN=$PWD/target/release/hrwproxy
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "nothing listens on $1" >&2; cat "$WORK"/*.err >&2 2>/dev/null; exit 1; }
+# Only for nginx and HAProxy, which cannot report a port they picked themselves.
+
+# Starts `hrwproxy ARGS` with its output in $WORK/NAME.out; sets LAST_PID, and PORTS_SEEN to
+# the ports of its "listening on http://..." lines once there are COUNT of them.
+start_bin() { # name, count, args...
+    local name=$1 count=$2
+    shift 2
+    RUST_LOG=error "$BIN" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+    for _ in $(seq 1 200); do
+        if [ "$(grep -c "listening on" "$WORK/$name.out")" -ge "$count" ]; then
+            PORTS_SEEN=($(sed -n 's#.*http://127.0.0.1:##p' "$WORK/$name.out"))
+            return
+        fi
+        sleep 0.05
+    done
+    echo "hrwproxy $* did not start:" >&2
+    cat "$WORK/$name.err" >&2
+    exit 1
+}
+
+# The three nodes, every key preloaded on each, so any proxy's choice of node finds it.
+NODE_PORTS=()
+for n in 1 2 3; do
+    start_bin "node$n" 1 node --listen 127.0.0.1:0
+    NODE_PORTS+=("${PORTS_SEEN[0]}")
+done
+python3 - "$KEYS" "${NODE_PORTS[@]}" <<'PY'
+import http.client, sys
+keys, ports = int(sys.argv[1]), sys.argv[2:]
+for port in ports:
+    conn = http.client.HTTPConnection("127.0.0.1", int(port))
+    for i in range(keys):
+        conn.request("PUT", f"/kv/key-{i}", body=b"v" * 100)
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 204, (port, i, response.status)
+PY
+
+hrw_config() { # replicas
+    cat <<YAML
+listen: 127.0.0.1:0
+admin: 127.0.0.1:0
+replicas: $1
+health_check_interval_ms: 0
+nodes:
+YAML
+    local n=0
+    for port in "${NODE_PORTS[@]}"; do
+        n=$((n + 1))
+        echo "  - { id: n$n, url: \"http://127.0.0.1:$port\" }"
+    done
+}
+
+declare -A PORT PROCS
+start_hrwproxy() { # name, replicas
+    hrw_config "$2" >"$WORK/$1.yaml"
+    start_bin "$1" 2 serve --config "$WORK/$1.yaml"
+    PORT[$1]=${PORTS_SEEN[0]}
+    PROCS[$1]=$LAST_PID
+}
+start_hrwproxy hrwproxy 1
+
+PORT[nginx]=$(free_port)
+cat >"$WORK/nginx.conf" <<NGINX
+worker_processes 2;
+worker_rlimit_nofile 20000;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx.error.log error;
+events { worker_connections 15000; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx-body;
+    proxy_temp_path $WORK/nginx-proxy;
+    client_max_body_size 8m;
+    keepalive_requests 1000000;
+    upstream nodes {
+        hash \$uri consistent;
+$(for port in "${NODE_PORTS[@]}"; do echo "        server 127.0.0.1:$port;"; done)
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:${PORT[nginx]};
+        location / {
+            proxy_pass http://nodes;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_next_upstream error timeout http_502 http_503;
+            proxy_request_buffering off;
+        }
+    }
+}
+NGINX
+nginx -c "$WORK/nginx.conf"
+wait_port "${PORT[nginx]}"
+PROCS[nginx]=$(cat "$WORK/nginx.pid")
+
+PORT[haproxy]=$(free_port)
+cat >"$WORK/haproxy.cfg" <<HAPROXY
+global
+    nbthread 2
+    maxconn 9500
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 30s
+    timeout server 30s
+    http-reuse always
+frontend front
+    bind 127.0.0.1:${PORT[haproxy]}
+    default_backend nodes
+backend nodes
+    balance uri
+    hash-type consistent
+$(n=0; for port in "${NODE_PORTS[@]}"; do n=$((n + 1)); echo "    server n$n 127.0.0.1:$port"; done)
+HAPROXY
+haproxy -f "$WORK/haproxy.cfg" >/dev/null 2>"$WORK/haproxy.err" &
+PIDS+=($!)
+PROCS[haproxy]=$!
+wait_port "${PORT[haproxy]}"
+
+PORT[nodes-direct]=${NODE_PORTS[0]}
+
+cat >"$WORK/get.lua" <<LUA
+math.randomseed(os.time())
+request = function() return wrk.format("GET", "/kv/key-" .. math.random(0, $KEYS - 1)) end
+LUA
+cat >"$WORK/put.lua" <<LUA
+math.randomseed(os.time())
+local body = string.rep("v", 100)
+request = function() return wrk.format("PUT", "/kv/key-" .. math.random(0, $KEYS - 1), nil, body) end
+LUA
+
+# requests/s, p50 ms, p99 ms of one wrk run; non-2xx answers make the run fail loudly.
+run_wrk() { # port, get|put
+    wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/$2.lua" "http://127.0.0.1:$1" |
+        awk '
+            function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+            $1 == "50%" { p50 = ms($2) }
+            $1 == "99%" { p99 = ms($2) }
+            /Non-2xx/ { bad = $NF }
+            /Requests\/sec/ { rps = $2 }
+            END { if (bad > 0) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 } printf "%.0f %.3f %.3f\n", rps, p50, p99 }'
+}
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+TARGETS=(hrwproxy nginx haproxy nodes-direct)
+for round in $(seq 1 "$ROUNDS"); do
+    for load in get put; do
+        for target in "${TARGETS[@]}"; do
+            run_wrk "${PORT[$target]}" "$load" >>"$WORK/$target.$load"
+        done
+    done
+    echo "round $round of $ROUNDS done" >&2
+done
+
+start_hrwproxy hrwproxy-r2 2
+start_hrwproxy hrwproxy-r3 3
+for round in $(seq 1 "$ROUNDS"); do
+    for target in hrwproxy-r2 hrwproxy-r3; do
+        run_wrk "${PORT[$target]}" put >>"$WORK/$target.put"
+    done
+done
+
+column_of() { awk -v c="$2" '{ print $c }' "$1" | median; }
+echo
+echo "median of $ROUNDS rounds, wrk -t2 -c$CONNECTIONS -d${SECONDS_PER_RUN}s, 100-byte values, $KEYS keys, 3 built-in nodes"
+printf "%-14s %-4s %10s %9s %9s %12s\n" target load req/s p50_ms p99_ms "vs hrwproxy"
+for load in get put; do
+    base=$(column_of "$WORK/hrwproxy.$load" 1)
+    for target in "${TARGETS[@]}"; do
+        rps=$(column_of "$WORK/$target.$load" 1)
+        printf "%-14s %-4s %10s %9s %9s %11.2fx\n" "$target" "$load" "$rps" \
+            "$(column_of "$WORK/$target.$load" 2)" "$(column_of "$WORK/$target.$load" 3)" \
+            "$(echo "$rps / $base" | bc -l)"
+    done
+done
+base=$(column_of "$WORK/hrwproxy.put" 1)
+for target in hrwproxy-r2 hrwproxy-r3; do
+    rps=$(column_of "$WORK/$target.put" 1)
+    printf "%-14s %-4s %10s %9s %9s %11.2fx\n" "$target" put "$rps" \
+        "$(column_of "$WORK/$target.put" 2)" "$(column_of "$WORK/$target.put" 3)" "$(echo "$rps / $base" | bc -l)"
+done
+
+# Resident memory with IDLE idle keep-alive clients (all processes of the proxy).
+rss_kib() { # pid (and its children)
+    local total=0 pid
+    for pid in "$1" $(pgrep -P "$1" || true); do
+        total=$((total + $(awk '/VmRSS/ { print $2 }' "/proc/$pid/status")))
+    done
+    echo "$total"
+}
+echo
+printf "%-14s %14s %14s\n" proxy "RSS idle MiB" "RSS +${IDLE} MiB"
+for target in hrwproxy nginx haproxy; do
+    before=$(rss_kib "${PROCS[$target]}")
+    coproc IDLER { python3 benches/idle_connections.py 127.0.0.1 "${PORT[$target]}" "$IDLE" /kv/key-1; }
+    read -r ready <&"${IDLER[0]}"
+    [ "$ready" = ready ] || { echo "idle connections to $target failed" >&2; exit 1; }
+    after=$(rss_kib "${PROCS[$target]}")
+    exec {IDLER[1]}>&-
+    wait "$IDLER_PID" 2>/dev/null || true
+    printf "%-14s %14.1f %14.1f\n" "$target" "$(echo "$before / 1024" | bc -l)" "$(echo "$after / 1024" | bc -l)"
+done
