@@ -1,127 +1,299 @@
-//! Nodes that take `GET / PUT / DELETE <url>/kv/<key>` over HTTP/1.1 with pooled keep-alive.
+//! Nodes that take `GET / PUT / DELETE <url>/kv/<key>` over HTTP/1.1, through a pool of
+//! keep-alive connections that the requesting task drives itself: no connection task and no
+//! channel between them, so a backend request costs no extra task wakeups.
 
-use std::error::Error as _;
 use std::io;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::IF_NONE_MATCH;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use bytes::{Bytes, BytesMut};
+use http::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 
 use super::{Backend, BackendError, BoxFuture, Ttl};
+use crate::config::NodeUrl;
 use crate::key;
 
 /// The largest key listing page accepted.
 const MAX_LISTING_BYTES: usize = 64 * 1024 * 1024;
+/// Idle connections kept per node.
+const POOL_SIZE: usize = 64;
+/// Response headers read at most.
+const MAX_HEADERS: usize = 64;
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+type Conn = BufReader<TcpStream>;
 
 #[derive(Debug)]
 pub struct HttpBackend {
-    base: String,
+    /// `host:port`, to connect to and for the Host header.
+    authority: String,
+    connect_timeout: Duration,
     /// With [`MAX_LISTING_BYTES`], the largest response body accepted from the node.
-    max_value_bytes: usize,
-    client: Client<HttpConnector, Full<Bytes>>,
+    max_body: usize,
+    idle: Mutex<Vec<Conn>>,
+}
+
+/// One request to send: the method, the path (with query) and optional headers.
+struct Call<'a> {
+    method: &'static str,
+    path: String,
+    if_none_match: bool,
+    body: &'a [u8],
 }
 
 impl HttpBackend {
-    pub fn new(base: &str, connect_timeout: Duration, max_value_bytes: usize) -> HttpBackend {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
+    pub fn new(url: &NodeUrl, connect_timeout: Duration, max_value_bytes: usize) -> HttpBackend {
         HttpBackend {
-            base: base.to_owned(),
-            max_value_bytes,
-            client,
+            authority: format!("{}:{}", url.host, url.port),
+            connect_timeout,
+            max_body: max_value_bytes.max(MAX_LISTING_BYTES),
+            idle: Mutex::new(Vec::new()),
         }
     }
 
-    fn kv_uri(&self, key: &[u8]) -> String {
-        let mut uri = String::with_capacity(self.base.len() + 4 + key.len() * 3);
-        uri.push_str(&self.base);
-        uri.push_str(key::KV_PREFIX);
-        key::encode_into(key, &mut uri);
-        uri
-    }
-
-    /// A PUT carries its time to live as `?ttl=`, which the built-in node honours.
-    fn put_uri(&self, key: &[u8], ttl: Option<Ttl>) -> String {
-        let mut uri = self.kv_uri(key);
+    fn kv_path(key: &[u8], ttl: Option<Ttl>) -> String {
+        let mut path = String::with_capacity(4 + key.len() * 3 + 16);
+        path.push_str(key::KV_PREFIX);
+        key::encode_into(key, &mut path);
         if let Some(ttl) = ttl {
-            uri.push_str(&format!("?ttl={ttl}"));
+            // The built-in node honours `?ttl=`.
+            path.push_str(&format!("?ttl={ttl}"));
         }
-        uri
+        path
     }
 
-    async fn send(
-        &self,
-        method: Method,
-        uri: String,
-        body: Bytes,
-    ) -> Result<(StatusCode, Bytes), BackendError> {
-        self.send_with(Request::builder().method(method).uri(uri), body)
-            .await
+    async fn connect(&self) -> Result<Conn, BackendError> {
+        let stream =
+            tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.authority))
+                .await
+                .map_err(|_| BackendError::Connect("connect timed out".into()))?
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::ConnectionRefused => BackendError::Refused,
+                    _ => BackendError::Connect(e.to_string()),
+                })?;
+        let _ = stream.set_nodelay(true);
+        Ok(BufReader::with_capacity(4096, stream))
     }
 
-    async fn send_with(
-        &self,
-        request: http::request::Builder,
-        body: Bytes,
-    ) -> Result<(StatusCode, Bytes), BackendError> {
-        let request = match crate::request_id::current() {
-            Some(id) => request.header(crate::request_id::HEADER, &*id),
-            None => request,
-        };
-        let request = request
-            .body(Full::new(body))
-            .map_err(|e| BackendError::Protocol(e.to_string()))?;
-        let response = self.client.request(request).await.map_err(classify)?;
-        let status = response.status();
-        // Bounded, so a misbehaving node cannot make the proxy buffer without limit.
-        let limit = self.max_value_bytes.max(MAX_LISTING_BYTES);
-        let body = Limited::new(response.into_body(), limit)
-            .collect()
+    /// Sends `call` on a pooled connection (or a new one) and reads the whole response. A
+    /// pooled connection the node had closed while idle is retried once on a new one.
+    async fn send(&self, call: Call<'_>) -> Result<(StatusCode, Bytes), BackendError> {
+        let pooled = crate::lock(&self.idle).pop();
+        if let Some(conn) = pooled {
+            match self.exchange(conn, &call).await {
+                Err(Exchange::ClosedBeforeAnswer) => {}
+                other => return other.map_err(Exchange::into_error),
+            }
+        }
+        let conn = self.connect().await?;
+        self.exchange(conn, &call)
             .await
-            .map_err(|e| {
-                if e.is::<LengthLimitError>() {
-                    BackendError::Protocol(format!("response larger than {limit} bytes"))
-                } else {
-                    BackendError::Io(e.to_string())
-                }
-            })?
-            .to_bytes();
+            .map_err(Exchange::into_error)
+    }
+
+    async fn exchange(
+        &self,
+        mut conn: Conn,
+        call: &Call<'_>,
+    ) -> Result<(StatusCode, Bytes), Exchange> {
+        let mut head = format!(
+            "{} {} HTTP/1.1\r\nhost: {}\r\ncontent-length: {}\r\n",
+            call.method,
+            call.path,
+            self.authority,
+            call.body.len()
+        );
+        if call.if_none_match {
+            head.push_str("if-none-match: *\r\n");
+        }
+        if let Some(id) = crate::request_id::current() {
+            head.push_str(crate::request_id::HEADER);
+            head.push_str(": ");
+            head.push_str(&id);
+            head.push_str("\r\n");
+        }
+        head.push_str("\r\n");
+        let stream = conn.get_mut();
+        if call.body.len() <= 16 * 1024 {
+            // One write, one packet, for the usual small request.
+            let mut request = head.into_bytes();
+            request.extend_from_slice(call.body);
+            stream.write_all(&request).await.map_err(Exchange::Io)?;
+        } else {
+            stream
+                .write_all(head.as_bytes())
+                .await
+                .map_err(Exchange::Io)?;
+            stream.write_all(call.body).await.map_err(Exchange::Io)?;
+        }
+        let (status, body, keep_alive) = read_response(&mut conn, self.max_body).await?;
+        if keep_alive {
+            let mut idle = crate::lock(&self.idle);
+            if idle.len() < POOL_SIZE {
+                idle.push(conn);
+            }
+        }
         Ok((status, body))
     }
 }
 
-/// Sorts a client error into the shared classes: refused, other connect failure, or a
-/// connection that broke mid-request.
-fn classify(err: hyper_util::client::legacy::Error) -> BackendError {
-    let mut source = err.source();
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<io::Error>() {
-            if io.kind() == io::ErrorKind::ConnectionRefused {
-                return BackendError::Refused;
+/// How an exchange failed; a connection closed before any answer may be retried.
+enum Exchange {
+    ClosedBeforeAnswer,
+    Io(io::Error),
+    Protocol(String),
+}
+
+impl Exchange {
+    fn into_error(self) -> BackendError {
+        match self {
+            Exchange::ClosedBeforeAnswer => {
+                BackendError::Io("connection closed before an answer".into())
             }
-            if io.kind() == io::ErrorKind::TimedOut && err.is_connect() {
-                return BackendError::Connect("connect timed out".into());
+            Exchange::Io(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                BackendError::Refused
+            }
+            Exchange::Io(e) => BackendError::Io(e.to_string()),
+            Exchange::Protocol(why) => BackendError::Protocol(why),
+        }
+    }
+}
+
+/// Reads one response: status, body (by content-length or chunked), and whether the
+/// connection can be reused.
+async fn read_response(
+    conn: &mut Conn,
+    max_body: usize,
+) -> Result<(StatusCode, Bytes, bool), Exchange> {
+    let mut buf = BytesMut::with_capacity(1024);
+    loop {
+        let n = conn.read_buf(&mut buf).await.map_err(Exchange::Io)?;
+        if n == 0 {
+            return Err(if buf.is_empty() {
+                Exchange::ClosedBeforeAnswer
+            } else {
+                Exchange::Protocol("connection closed mid-response".into())
+            });
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut headers);
+        let head_len = match response.parse(&buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD_BYTES => continue,
+            Ok(httparse::Status::Partial) => {
+                return Err(Exchange::Protocol("response head too large".into()))
+            }
+            Err(e) => return Err(Exchange::Protocol(format!("bad response: {e}"))),
+        };
+        let status = StatusCode::from_u16(response.code.unwrap_or(0))
+            .map_err(|_| Exchange::Protocol("bad status code".into()))?;
+        let mut length = None;
+        let mut chunked = false;
+        let mut keep_alive = response.version == Some(1);
+        for h in response.headers.iter() {
+            if h.name.eq_ignore_ascii_case("content-length") {
+                let parsed = std::str::from_utf8(h.value)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<usize>().ok());
+                length =
+                    Some(parsed.ok_or_else(|| Exchange::Protocol("bad content-length".into()))?);
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = h.value.eq_ignore_ascii_case(b"chunked");
+            } else if h.name.eq_ignore_ascii_case("connection") {
+                keep_alive = !h.value.eq_ignore_ascii_case(b"close");
             }
         }
-        source = cause.source();
+        let _ = buf.split_to(head_len);
+        let no_body = status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
+        let body = if no_body {
+            Bytes::new()
+        } else if chunked {
+            read_chunked(conn, buf, max_body).await?
+        } else if let Some(length) = length {
+            if length > max_body {
+                return Err(Exchange::Protocol(format!(
+                    "response larger than {max_body} bytes"
+                )));
+            }
+            while buf.len() < length {
+                buf.reserve(length - buf.len());
+                if conn.read_buf(&mut buf).await.map_err(Exchange::Io)? == 0 {
+                    return Err(Exchange::Protocol("connection closed mid-body".into()));
+                }
+            }
+            buf.split_to(length).freeze()
+        } else {
+            // Delimited by the connection closing.
+            keep_alive = false;
+            loop {
+                if buf.len() > max_body {
+                    return Err(Exchange::Protocol(format!(
+                        "response larger than {max_body} bytes"
+                    )));
+                }
+                if conn.read_buf(&mut buf).await.map_err(Exchange::Io)? == 0 {
+                    break buf.freeze();
+                }
+            }
+        };
+        return Ok((status, body, keep_alive));
     }
-    let reason = match err.source() {
-        Some(cause) => cause.to_string(),
-        None => err.to_string(),
-    };
-    if err.is_connect() {
-        BackendError::Connect(reason)
-    } else {
-        BackendError::Io(reason)
+}
+
+/// A chunked body: hex size line, data, CRLF, until a zero-size chunk and the trailers.
+async fn read_chunked(
+    conn: &mut Conn,
+    mut buf: BytesMut,
+    max_body: usize,
+) -> Result<Bytes, Exchange> {
+    let mut body = BytesMut::new();
+    loop {
+        let line_end = loop {
+            if let Some(at) = buf.windows(2).position(|w| w == b"\r\n") {
+                break at;
+            }
+            if buf.len() > 1024 || conn.read_buf(&mut buf).await.map_err(Exchange::Io)? == 0 {
+                return Err(Exchange::Protocol("bad chunk size line".into()));
+            }
+        };
+        let line = buf.split_to(line_end + 2);
+        let size_text = std::str::from_utf8(&line[..line_end])
+            .ok()
+            .map(|l| l.split(';').next().unwrap_or("").trim().to_owned())
+            .ok_or_else(|| Exchange::Protocol("bad chunk size".into()))?;
+        let size = usize::from_str_radix(&size_text, 16)
+            .map_err(|_| Exchange::Protocol("bad chunk size".into()))?;
+        if size == 0 {
+            // Trailers (usually none) end with an empty line.
+            loop {
+                if let Some(at) = buf.windows(2).position(|w| w == b"\r\n") {
+                    let trailer = buf.split_to(at + 2);
+                    if trailer.len() == 2 {
+                        return Ok(body.freeze());
+                    }
+                    continue;
+                }
+                if conn.read_buf(&mut buf).await.map_err(Exchange::Io)? == 0 {
+                    return Err(Exchange::Protocol("connection closed in trailers".into()));
+                }
+            }
+        }
+        if body.len() + size > max_body {
+            return Err(Exchange::Protocol(format!(
+                "response larger than {max_body} bytes"
+            )));
+        }
+        while buf.len() < size + 2 {
+            if conn.read_buf(&mut buf).await.map_err(Exchange::Io)? == 0 {
+                return Err(Exchange::Protocol("connection closed mid-chunk".into()));
+            }
+        }
+        body.extend_from_slice(&buf[..size]);
+        let _ = buf.split_to(size + 2);
     }
 }
 
@@ -150,10 +322,13 @@ fn unexpected(status: StatusCode) -> BackendError {
 impl Backend for HttpBackend {
     fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Bytes>, BackendError>> {
         Box::pin(async move {
-            match self
-                .send(Method::GET, self.kv_uri(key), Bytes::new())
-                .await?
-            {
+            let call = Call {
+                method: "GET",
+                path: Self::kv_path(key, None),
+                if_none_match: false,
+                body: &[],
+            };
+            match self.send(call).await? {
                 (StatusCode::OK, body) => Ok(Some(body)),
                 (StatusCode::NOT_FOUND, _) => Ok(None),
                 (status, _) => Err(unexpected(status)),
@@ -168,10 +343,13 @@ impl Backend for HttpBackend {
         ttl: Option<Ttl>,
     ) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
-            match self
-                .send(Method::PUT, self.put_uri(key, ttl), value)
-                .await?
-            {
+            let call = Call {
+                method: "PUT",
+                path: Self::kv_path(key, ttl),
+                if_none_match: false,
+                body: &value,
+            };
+            match self.send(call).await? {
                 (status, _) if status.is_success() => Ok(()),
                 (status, _) => Err(unexpected(status)),
             }
@@ -185,11 +363,13 @@ impl Backend for HttpBackend {
         ttl: Option<Ttl>,
     ) -> BoxFuture<'a, Result<bool, BackendError>> {
         Box::pin(async move {
-            let request = Request::builder()
-                .method(Method::PUT)
-                .uri(self.put_uri(key, ttl))
-                .header(IF_NONE_MATCH, "*");
-            match self.send_with(request, value).await? {
+            let call = Call {
+                method: "PUT",
+                path: Self::kv_path(key, ttl),
+                if_none_match: true,
+                body: &value,
+            };
+            match self.send(call).await? {
                 (StatusCode::PRECONDITION_FAILED, _) => Ok(false),
                 (status, _) if status.is_success() => Ok(true),
                 (status, _) => Err(unexpected(status)),
@@ -203,12 +383,18 @@ impl Backend for HttpBackend {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Bytes>, BackendError>> {
         Box::pin(async move {
-            let mut uri = format!("{}/kv?limit={limit}", self.base);
+            let mut path = format!("/kv?limit={limit}");
             if let Some(after) = after {
-                uri.push_str("&after=");
-                key::encode_into(after, &mut uri);
+                path.push_str("&after=");
+                key::encode_into(after, &mut path);
             }
-            match self.send(Method::GET, uri, Bytes::new()).await? {
+            let call = Call {
+                method: "GET",
+                path,
+                if_none_match: false,
+                body: &[],
+            };
+            match self.send(call).await? {
                 (StatusCode::OK, body) => parse_listing(&body),
                 (StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED, _) => {
                     Err(BackendError::Unsupported)
@@ -220,10 +406,13 @@ impl Backend for HttpBackend {
 
     fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
-            match self
-                .send(Method::DELETE, self.kv_uri(key), Bytes::new())
-                .await?
-            {
+            let call = Call {
+                method: "DELETE",
+                path: Self::kv_path(key, None),
+                if_none_match: false,
+                body: &[],
+            };
+            match self.send(call).await? {
                 (status, _) if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
                 (status, _) => Err(unexpected(status)),
             }
@@ -232,9 +421,14 @@ impl Backend for HttpBackend {
 
     fn health(&self) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
+            let call = Call {
+                method: "GET",
+                path: "/health".into(),
+                if_none_match: false,
+                body: &[],
+            };
             // A store without a /health route (404) still answered: it is up.
-            let uri = format!("{}/health", self.base);
-            match self.send(Method::GET, uri, Bytes::new()).await? {
+            match self.send(call).await? {
                 (status, _) if status.is_server_error() => Err(unexpected(status)),
                 _ => Ok(()),
             }

@@ -110,7 +110,7 @@ pub fn connect(spec: &NodeSpec, config: &Config) -> Arc<dyn Backend> {
     let timeouts = &config.timeouts;
     match spec.url.scheme {
         Scheme::Http => Arc::new(HttpBackend::new(
-            &spec.url.base,
+            &spec.url,
             timeouts.connect(),
             config.max_value_bytes,
         )),
