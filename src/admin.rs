@@ -34,6 +34,7 @@ pub async fn serve(
             let admin = admin.clone();
             async move { handle(&admin, req).await }
         },
+        crate::config::Limits::default(),
         shutdown,
     )
     .await

@@ -41,6 +41,7 @@ pub struct Config {
     /// How often the file's checksum is compared, in case file events were lost.
     pub reload_poll_s: u64,
     pub resilience: Resilience,
+    pub limits: Limits,
     pub nodes: Vec<NodeSpec>,
 }
 
@@ -77,6 +78,50 @@ impl Default for Timeouts {
             request_ms: DEFAULT_REQUEST_MS,
             deadline_ms: DEFAULT_DEADLINE_MS,
         }
+    }
+}
+
+/// What one client may hold of the data listener, and how long shutdown waits. Listener
+/// settings: a change needs a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Open client connections at most; the next ones get a 503 and are closed.
+    pub max_connections: usize,
+    /// Time to send a request's headers (also how long an idle keep-alive connection waits
+    /// for its next request).
+    pub header_read_timeout_ms: u64,
+    /// Time to send a request's body.
+    pub body_read_timeout_ms: u64,
+    /// Request headers at most, and their bytes at most (at least 8192).
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
+    /// How long requests in flight may take to finish after SIGTERM or SIGINT.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10_000,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            max_headers: 64,
+            max_header_bytes: 16 * 1024,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+impl Limits {
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
     }
 }
 
@@ -392,6 +437,8 @@ struct RawConfig {
     hedge_after_ms: Option<u64>,
     hedge_floor_ms: Option<u64>,
     hedge_budget_percent: Option<u32>,
+    #[serde(default)]
+    limits: Limits,
     nodes: Vec<NodeSpec>,
 }
 
@@ -530,6 +577,18 @@ impl Config {
                 ),
             ));
         }
+        let l = raw.limits;
+        if l.max_connections == 0
+            || l.max_headers == 0
+            || l.max_header_bytes < 8192
+            || l.header_read_timeout_ms == 0
+            || l.body_read_timeout_ms == 0
+        {
+            return Err(at_key(
+                "limits",
+                "limits: max_connections, max_headers and the timeouts must be above 0, max_header_bytes at least 8192".into(),
+            ));
+        }
         Ok(Config {
             listen: raw.listen,
             admin: raw.admin,
@@ -541,6 +600,7 @@ impl Config {
             handoff_window_s: raw.handoff_window_s,
             reload_poll_s: raw.reload_poll_s,
             resilience,
+            limits: raw.limits,
             nodes: raw.nodes,
         })
     }

@@ -48,6 +48,8 @@ pub enum RequestError {
     BadTtl(String),
     #[error("bad header: {0}")]
     BadHeader(String),
+    #[error("the request body did not arrive within {0} ms")]
+    BodyTimeout(u64),
 }
 
 impl RequestError {
@@ -59,6 +61,7 @@ impl RequestError {
                 StatusCode::BAD_REQUEST
             }
             RequestError::KeyTooLong { .. } => StatusCode::URI_TOO_LONG,
+            RequestError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             RequestError::ValueTooLarge { .. } | RequestError::BodyTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }

@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 use crate::backend::Ttl;
+use crate::config::Limits;
 use crate::error::RequestError;
 use crate::key;
 use crate::server::{self, Body};
@@ -147,7 +148,7 @@ pub async fn serve(
 ) {
     let sweeper = tokio::spawn(sweep_every(SWEEP_EVERY, Arc::downgrade(&store)));
     let handler = move |req| handle(store.clone(), max_value_bytes, req);
-    server::serve(listener, handler, shutdown).await;
+    server::serve(listener, handler, Limits::default(), shutdown).await;
     sweeper.abort();
 }
 
@@ -208,7 +209,8 @@ async fn route(
                 .get(IF_NONE_MATCH)
                 .is_some_and(|v| v.as_bytes() == b"*");
             let ttl = server::ttl_of(&req)?;
-            let value = server::read_body(req, max_value_bytes).await?;
+            let limits = Limits::default();
+            let value = server::read_body(req, max_value_bytes, limits.body_read_timeout()).await?;
             if only_if_absent {
                 if !store.put_if_absent(key, value, ttl) {
                     return Ok(server::text(

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,23 +16,27 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::backend::Ttl;
+use crate::config::Limits;
 use crate::error::RequestError;
 
 pub type Body = Full<Bytes>;
 
-/// How long connections may take to finish their requests after shutdown begins.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-/// Serves `handler` on `listener` until `shutdown` resolves, then stops accepting and lets
-/// open connections finish for up to [`SHUTDOWN_GRACE`].
-pub async fn serve<H, Fut>(listener: TcpListener, handler: H, shutdown: impl Future<Output = ()>)
-where
+/// Serves `handler` on `listener` within `limits` until `shutdown` resolves, then stops
+/// accepting and lets open connections finish their requests for up to the shutdown grace.
+pub async fn serve<H, Fut>(
+    listener: TcpListener,
+    handler: H,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -47,24 +52,33 @@ where
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tokio::spawn(refuse_busy(stream));
+            continue;
+        };
         let handler = handler.clone();
         let service = service_fn(move |req| {
             let response = handler(req);
             async move { Ok::<_, Infallible>(response.await) }
         });
+        // The timer must be set for the header read timeout, or hyper panics.
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .keep_alive(true)
+            .header_read_timeout(limits.header_read_timeout())
+            .max_headers(limits.max_headers)
+            .max_buf_size(limits.max_header_bytes)
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+    if tokio::time::timeout(limits.shutdown_grace(), graceful.shutdown())
         .await
         .is_err()
     {
@@ -72,9 +86,28 @@ where
     }
 }
 
+/// Over the connection limit: one 503 saying so, then close.
+async fn refuse_busy(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = "too many connections; try again shortly\n";
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        stream.write_all(response.as_bytes()),
+    )
+    .await;
+}
+
 /// Reads a request body of at most `max` bytes; a larger one is refused before it is read
 /// whole when it declares its length.
-pub async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, RequestError> {
+pub async fn read_body(
+    req: Request<Incoming>,
+    max: usize,
+    timeout: Duration,
+) -> Result<Bytes, RequestError> {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -85,7 +118,10 @@ pub async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, Requ
             return Err(RequestError::ValueTooLarge { len, max });
         }
     }
-    match Limited::new(req.into_body(), max).collect().await {
+    let collected = tokio::time::timeout(timeout, Limited::new(req.into_body(), max).collect())
+        .await
+        .map_err(|_| RequestError::BodyTimeout(timeout.as_millis() as u64))?;
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             Err(RequestError::BodyTooLarge { max })

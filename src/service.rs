@@ -92,7 +92,12 @@ async fn route(
     let op = if method == Method::PUT {
         let ttl = server::ttl_of(&req)?;
         WriteOp::Put(
-            server::read_body(req, snap.config.max_value_bytes).await?,
+            server::read_body(
+                req,
+                snap.config.max_value_bytes,
+                snap.config.limits.body_read_timeout(),
+            )
+            .await?,
             ttl,
         )
     } else {
@@ -251,5 +256,12 @@ pub async fn serve(
     shared: SharedSnapshot,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    server::serve(listener, move |req| handle(shared.clone(), req), shutdown).await
+    let limits = shared.load().config.limits;
+    server::serve(
+        listener,
+        move |req| handle(shared.clone(), req),
+        limits,
+        shutdown,
+    )
+    .await
 }

@@ -3,6 +3,7 @@
 mod backends;
 mod chaos;
 mod cli;
+mod hardening;
 mod membership;
 mod observe;
 mod proxy;

@@ -60,7 +60,7 @@ fn an_invalid_edit_is_rejected_and_the_old_membership_keeps_serving() {
     for (bad, expected) in [
         (
             good.replace("nodes:", "replicas: 3\nnodes:"),
-            "line 4 column 1: replicas",
+            "line 5 column 1: replicas",
         ),
         (good.replace("- id: b", "- id: a"), "duplicate"),
         (good.replace("url: http", "url: ftp"), "url"),

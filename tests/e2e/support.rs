@@ -121,9 +121,17 @@ pub fn start_nodes(ids: &[&str]) -> Vec<Node> {
     ids.iter().map(|id| Node::start(id)).collect()
 }
 
-/// A config for `nodes` with the given top-level settings (YAML lines, may be empty).
+/// A config for `nodes` with the given top-level settings (YAML lines, may be empty). Reads
+/// are not hedged unless the settings say so: a hedge may answer from the second replica, and
+/// tests read `x-hrw-node` to see who owns a key.
 pub fn config_yaml<'a>(nodes: impl IntoIterator<Item = &'a Node>, settings: &str) -> String {
-    let mut yaml = format!("listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\n{settings}\nnodes:\n");
+    let hedging = if settings.contains("hedge_budget_percent") {
+        ""
+    } else {
+        "hedge_budget_percent: 0\n"
+    };
+    let mut yaml =
+        format!("listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\n{hedging}{settings}\nnodes:\n");
     for node in nodes {
         yaml.push_str(&format!(
             "  - id: {}\n    url: http://{}\n",

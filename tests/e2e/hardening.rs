@@ -1,0 +1,218 @@
+//! Untrusted clients: connection and header limits, slow senders, smuggling and path tricks,
+//! hop-by-hop headers, and a graceful shutdown that finishes requests in flight.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// Sends raw bytes on a new connection and reads until the server closes or `PATIENCE`.
+fn raw(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn status_of(response: &str) -> u16 {
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+const TIGHT: &str = "limits: { max_connections: 2, header_read_timeout_ms: 300, body_read_timeout_ms: 300, max_headers: 16 }";
+
+#[test]
+fn connection_header_and_body_limits_hold() {
+    let nodes = start_nodes(&["a"]);
+    let proxy = Proxy::start(&config_yaml(&nodes, TIGHT));
+    // Two idle keep-alive clients take both slots: the third is told so and closed.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(proxy.addr).unwrap();
+        s.write_all(b"GET /kv/x HTTP/1.1\r\nhost: h\r\n\r\n")
+            .unwrap();
+        let mut buf = [0; 512];
+        let _ = s.read(&mut buf).unwrap();
+        held.push(s);
+    }
+    let third = raw(proxy.addr, b"GET /kv/x HTTP/1.1\r\nhost: h\r\n\r\n");
+    assert_eq!(status_of(&third), 503, "{third}");
+    assert!(third.contains("too many connections"), "{third}");
+    drop(held);
+    wait_until("the slots to free up", || {
+        proxy.request("GET", "/kv/x", b"").status == 404
+    });
+
+    // Headers that never finish: the connection is closed (hyper answers 408 or just closes).
+    let started = Instant::now();
+    let slow = raw(proxy.addr, b"GET /kv/x HTTP/1.1\r\nhost: h\r\n");
+    assert!(slow.is_empty() || status_of(&slow) == 408, "{slow}");
+    assert!(started.elapsed() < PATIENCE);
+
+    // Too many headers.
+    let mut many = String::from("GET /kv/x HTTP/1.1\r\nhost: h\r\n");
+    for i in 0..40 {
+        many.push_str(&format!("x-h{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    let answer = raw(proxy.addr, many.as_bytes());
+    assert_eq!(status_of(&answer), 431, "{answer}");
+
+    // A body that stops arriving.
+    let answer = raw(
+        proxy.addr,
+        b"PUT /kv/x HTTP/1.1\r\nhost: h\r\ncontent-length: 10\r\n\r\nhalf",
+    );
+    assert_eq!(status_of(&answer), 408, "{answer}");
+    assert_eq!(nodes[0].holds(b"x"), None, "a partial body was stored");
+}
+
+#[test]
+fn smuggling_and_path_tricks_never_reach_a_backend_as_another_key() {
+    let nodes = start_nodes(&["a"]);
+    let proxy = Proxy::start(&config_yaml(&nodes, ""));
+    // Content-Length and Transfer-Encoding together: hyper reads the body as chunked (as
+    // RFC 9112 says) and closes the connection after answering, so nothing that follows can
+    // be read as another request; the backend gets exactly the chunked body.
+    let answer = raw(
+        proxy.addr,
+        b"PUT /kv/s HTTP/1.1\r\nhost: h\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\nGET /kv/smuggled HTTP/1.1\r\nhost: h\r\n\r\n",
+    );
+    assert_eq!(status_of(&answer), 204, "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    assert_eq!(
+        answer.matches("HTTP/1.1").count(),
+        1,
+        "a smuggled request was answered: {answer}"
+    );
+    assert_eq!(nodes[0].holds(b"s"), Some(Vec::new()));
+    for (request, status) in [
+        (
+            &b"PUT /kv/t HTTP/1.1\r\nhost: h\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\nabcd"
+                [..],
+            400,
+        ),
+        (
+            b"PUT /kv/t HTTP/1.1\r\nhost: h\r\nx-folded: a\r\n b\r\ncontent-length: 1\r\n\r\nv",
+            400,
+        ),
+    ] {
+        let answer = raw(proxy.addr, request);
+        assert_eq!(
+            status_of(&answer),
+            status,
+            "{}\n{answer}",
+            String::from_utf8_lossy(request)
+        );
+    }
+    assert_eq!(nodes[0].holds(b"t"), None);
+    // Absolute-form targets and encoded dots, slashes and NULs are just key bytes.
+    for (target, key) in [
+        ("http://elsewhere.example/kv/abs", &b"abs"[..]),
+        ("/kv/%2e%2e", b".."),
+        ("/kv/..%2F..%2Fadmin", b"../../admin"),
+        ("/kv/a%00b", b"a\0b"),
+        ("/kv/%0D%0Ahost:%20evil", b"\r\nhost: evil"),
+    ] {
+        let request = format!(
+            "PUT {target} HTTP/1.1\r\nhost: h\r\nconnection: close\r\ncontent-length: 1\r\n\r\nv"
+        );
+        let answer = raw(proxy.addr, request.as_bytes());
+        assert_eq!(status_of(&answer), 204, "{target}: {answer}");
+        assert_eq!(nodes[0].holds(key), Some(b"v".to_vec()), "{target}");
+    }
+}
+
+#[test]
+fn hop_by_hop_and_client_headers_are_never_forwarded() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let node = listener.local_addr().unwrap();
+    let captured = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let mut body = [0; 1];
+        stream.read_exact(&mut body).unwrap();
+        stream
+            .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+            .unwrap();
+        String::from_utf8(head).unwrap().to_ascii_lowercase()
+    });
+    let proxy = Proxy::start(&format!(
+        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nhealth_check_interval_ms: 0\nnodes:\n  - {{ id: n, url: \"http://{node}\" }}\n"
+    ));
+    let request = "PUT /kv/k HTTP/1.1\r\nhost: h\r\nconnection: keep-alive, x-secret\r\nx-secret: 1\r\nte: trailers\r\nupgrade: h2c\r\nproxy-authorization: Basic eA==\r\nkeep-alive: timeout=5\r\ncookie: c=1\r\ncontent-length: 1\r\n\r\nv";
+    let answer = raw_until_status(proxy.addr, request.as_bytes());
+    assert_eq!(status_of(&answer), 204, "{answer}");
+    let head = captured.join().unwrap();
+    let names: Vec<&str> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':').map(|(n, _)| n))
+        .collect();
+    assert_eq!(names, ["host", "content-length", "x-request-id"], "{head}");
+}
+
+/// Sends a request and reads just until a status line arrives (the connection stays open).
+fn raw_until_status(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.write_all(bytes).unwrap();
+    let mut buf = [0; 1024];
+    let n = stream.read(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn sigterm_finishes_requests_in_flight_then_exits_zero() {
+    let nodes = start_nodes(&["a"]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(CONFIG_NAME);
+    write_file(
+        &path,
+        &config_yaml(
+            &nodes,
+            "limits: { shutdown_grace_ms: 5000 }\ntimeouts: { request_ms: 5000 }\neject_after: 0",
+        ),
+    );
+    let (mut proxy, addrs) = spawn_listening_all(&["serve", "--config", path.to_str().unwrap()], 2);
+    assert_eq!(request(addrs[0], "PUT", "/kv/k", b"v").status, 204);
+    nodes[0].signal("STOP");
+    let data = addrs[0];
+    let in_flight = std::thread::spawn(move || request(data, "GET", "/kv/k", b""));
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = proxy.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        TcpStream::connect(addrs[0]).is_err(),
+        "still accepting after SIGTERM"
+    );
+    nodes[0].signal("CONT");
+    let answer = in_flight.join().unwrap();
+    assert_eq!((answer.status, answer.body.as_slice()), (200, &b"v"[..]));
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = proxy.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the proxy did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}");
+}
