@@ -8,9 +8,13 @@ RUN cargo build --release --locked --bin hrwproxy
 
 FROM debian:bookworm-slim
 COPY --from=build /src/target/release/hrwproxy /usr/local/bin/hrwproxy
+# The config lives in a directory (mount yours over /config, never a single file): saves by
+# rename and ConfigMap updates replace the file, which only a directory mount lets us see.
 COPY config/docker.yaml /config/hrwproxy.yaml
-USER nobody
-EXPOSE 8080
+USER 65534:65534
+EXPOSE 8080 9090
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+    CMD ["hrwproxy", "status", "--admin", "127.0.0.1:9090"]
 ENTRYPOINT ["hrwproxy"]
-# The demo out of the box; mount your own /config and run `serve` for real nodes.
+# The demo out of the box (built-in nodes inside the container); `serve` for real nodes.
 CMD ["demo", "--config", "/config/hrwproxy.yaml"]
