@@ -115,3 +115,26 @@ fn help_explains_every_subcommand() {
         assert!(help.contains(sub), "--help lacks {sub}: {help}");
     }
 }
+
+#[test]
+fn the_readme_config_reference_is_a_valid_config() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("## Configuration")
+        .nth(1)
+        .expect("a Configuration section");
+    let yaml = section
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a yaml block");
+    let config =
+        hrwproxy::config::Config::from_yaml(yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    assert_eq!(
+        config.limits,
+        hrwproxy::config::Limits::default(),
+        "the README shows the defaults"
+    );
+    assert_eq!(config.resilience, hrwproxy::config::Resilience::default());
+}
