@@ -271,15 +271,6 @@ impl Backend for MemcacheBackend {
         })
     }
 
-    fn list<'a>(
-        &'a self,
-        _after: Option<&'a [u8]>,
-        _limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<Bytes>, BackendError>> {
-        // memcached cannot list its keys; rebalance skips memcached nodes.
-        Box::pin(async { Err(BackendError::Unsupported) })
-    }
-
     fn health(&self) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
             let (conn, line) = self.exchange(&[b"version\r\n"]).await?;

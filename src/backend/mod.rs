@@ -48,12 +48,15 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), BackendError>>;
     /// Up to `limit` keys in byte order, strictly after `after` (from the start when `None`).
     /// Fewer than `limit` means the listing is complete. Nodes that cannot list their keys
-    /// answer [`BackendError::Unsupported`].
+    /// (Redis's SCAN has no key order to resume from; memcached cannot list at all) keep this
+    /// default, [`BackendError::Unsupported`], and rebalance skips them.
     fn list<'a>(
         &'a self,
-        after: Option<&'a [u8]>,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<Bytes>, BackendError>>;
+        _after: Option<&'a [u8]>,
+        _limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Bytes>, BackendError>> {
+        Box::pin(async { Err(BackendError::Unsupported) })
+    }
     /// A cheap liveness probe.
     fn health(&self) -> BoxFuture<'_, Result<(), BackendError>>;
 }

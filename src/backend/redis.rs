@@ -143,15 +143,6 @@ impl Backend for RedisBackend {
         })
     }
 
-    fn list<'a>(
-        &'a self,
-        _after: Option<&'a [u8]>,
-        _limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<Bytes>, BackendError>> {
-        // SCAN has no order to resume from by key; rebalance skips Redis nodes.
-        Box::pin(async { Err(BackendError::Unsupported) })
-    }
-
     fn health(&self) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
             let mut conn = self.connection().await?;

@@ -96,14 +96,7 @@ fn a_paused_node_is_ejected_and_reads_keep_answering_from_other_replicas() {
     let nodes = start_nodes(&["a", "b", "c"]);
     let proxy = Proxy::start(&config_yaml(&nodes, FAST_FAILOVER));
     let keys: Vec<String> = (0..40).map(|i| format!("paused-{i}")).collect();
-    for key in &keys {
-        assert_eq!(
-            proxy
-                .request("PUT", &kv_path(key.as_bytes()), key.as_bytes())
-                .status,
-            204
-        );
-    }
+    put_keys(&proxy, &keys);
     nodes[0].signal("STOP");
     wait_until("node a to be ejected", || {
         proxy.request("GET", &kv_path(keys[0].as_bytes()), b"");

@@ -54,9 +54,7 @@ fn get_falls_back_when_the_primary_is_down() {
     let mut nodes = start_nodes(&["a", "b", "c"]);
     let proxy = Proxy::start(&config_yaml(&nodes, "replicas: 2\nwrite_quorum: 2"));
     let keys: Vec<Vec<u8>> = (0..30).map(|i| format!("k{i}").into_bytes()).collect();
-    for key in &keys {
-        assert_eq!(proxy.request("PUT", &kv_path(key), key).status, 204);
-    }
+    put_keys(&proxy, &keys);
     let rankings: Vec<Vec<String>> = {
         let all: Vec<&Node> = nodes.iter().collect();
         keys.iter().map(|k| ranking(&all, k)).collect()

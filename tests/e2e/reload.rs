@@ -20,14 +20,7 @@ fn removing_a_node_by_rename_moves_only_its_keys_and_adding_it_back_in_place_res
     let full = config_yaml(&nodes, "replicas: 2");
     let proxy = Proxy::start(&full);
     let keys: Vec<String> = (0..200).map(|i| format!("key-{i}")).collect();
-    for k in &keys {
-        assert_eq!(
-            proxy
-                .request("PUT", &kv_path(k.as_bytes()), k.as_bytes())
-                .status,
-            204
-        );
-    }
+    put_keys(&proxy, &keys);
     let before = owners(&proxy, &keys);
 
     let without_c = config_yaml(nodes.iter().filter(|n| n.id != "c"), "replicas: 2");

@@ -141,6 +141,15 @@ pub fn config_yaml<'a>(nodes: impl IntoIterator<Item = &'a Node>, settings: &str
     yaml
 }
 
+/// PUTs every key through the proxy with itself as the value.
+pub fn put_keys<K: AsRef<[u8]>>(proxy: &Proxy, keys: &[K]) {
+    for key in keys {
+        let key = key.as_ref();
+        let put = proxy.request("PUT", &kv_path(key), key);
+        assert_eq!(put.status, 204, "PUT {key:?}: {}", put.text());
+    }
+}
+
 /// The same ranking the proxy uses, from the public library API.
 pub fn ranking(nodes: &[&Node], key: &[u8]) -> Vec<String> {
     let ring = Ring::new(nodes.iter().map(|n| (n.id.as_str(), 1.0))).unwrap();
