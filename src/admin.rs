@@ -41,6 +41,10 @@ pub async fn serve(
 }
 
 async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
+    let tokens = admin.reloader.shared().load().tokens.admin.clone();
+    if !crate::auth::allows(tokens.as_ref(), req.headers()) {
+        return server::unauthorized();
+    }
     let path = req.uri().path();
     if let Some(raw_key) = path.strip_prefix(LOCATE_PREFIX) {
         return match *req.method() {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::auth::AuthConfig;
 use crate::error::ConfigError;
 use crate::routing::{Ring, MAX_REPLICAS};
 
@@ -42,6 +43,7 @@ pub struct Config {
     pub reload_poll_s: u64,
     pub resilience: Resilience,
     pub limits: Limits,
+    pub auth: AuthConfig,
     pub nodes: Vec<NodeSpec>,
 }
 
@@ -439,6 +441,8 @@ struct RawConfig {
     hedge_budget_percent: Option<u32>,
     #[serde(default)]
     limits: Limits,
+    #[serde(default)]
+    auth: AuthConfig,
     nodes: Vec<NodeSpec>,
 }
 
@@ -601,6 +605,7 @@ impl Config {
             reload_poll_s: raw.reload_poll_s,
             resilience,
             limits: raw.limits,
+            auth: raw.auth,
             nodes: raw.nodes,
         })
     }

@@ -112,6 +112,9 @@ enum Command {
         /// The proxy's admin address (the config's `admin:`).
         #[arg(long, default_value = "127.0.0.1:9090")]
         admin: String,
+        /// A file holding the admin bearer token, if the proxy requires one.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
     /// Validate a config: prints "ok", or the error with its line and column and exits 1.
     Check {
@@ -153,7 +156,7 @@ fn main() -> ExitCode {
             });
             run_async(rebalance_cli(config, prune, rate, state, restart))
         }
-        Command::Status { admin } => run_async(status(admin)),
+        Command::Status { admin, token_file } => run_async(status(admin, token_file)),
         Command::Serve { config } => run_async(serve(config, false)),
         Command::Demo { config } => run_async(serve(config, true)),
         Command::Node {
@@ -399,14 +402,23 @@ fn save_cursor(state: &Path, cursor: &rebalance::Cursor) -> std::io::Result<()> 
     std::fs::rename(&tmp, state)
 }
 
-async fn admin_get(admin: &str, path: &str) -> anyhow::Result<serde_json::Value> {
+async fn admin_get(
+    admin: &str,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<serde_json::Value> {
     use http_body_util::{BodyExt, Empty};
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Empty<bytes::Bytes>>();
     let uri: hyper::Uri = format!("http://{admin}{path}")
         .parse()
         .with_context(|| format!("bad admin address {admin:?}"))?;
-    let resp = tokio::time::timeout(std::time::Duration::from_secs(5), client.get(uri))
+    let mut request = hyper::Request::get(uri);
+    if let Some(token) = token {
+        request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = request.body(Empty::new())?;
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(5), client.request(request))
         .await
         .context("the admin listener did not answer within 5 s")?
         .with_context(|| format!("cannot reach the admin listener at {admin}"))?;
@@ -421,9 +433,18 @@ async fn admin_get(admin: &str, path: &str) -> anyhow::Result<serde_json::Value>
 }
 
 /// `hrwproxy status`: the generation, the last reload and every node, for a terminal.
-async fn status(admin: String) -> anyhow::Result<ExitCode> {
-    let config = admin_get(&admin, "/admin/config").await?;
-    let nodes = admin_get(&admin, "/admin/nodes").await?;
+async fn status(admin: String, token_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let token = match &token_file {
+        Some(file) => Some(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let config = admin_get(&admin, "/admin/config", token.as_deref()).await?;
+    let nodes = admin_get(&admin, "/admin/nodes", token.as_deref()).await?;
     let sha = config["sha256"].as_str().unwrap_or("");
     println!(
         "generation {} (sha256 {}), loaded {}, replicas {}, write_quorum {}",

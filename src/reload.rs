@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use twox_hash::XxHash3_64;
 
+use crate::auth::Tokens;
 use crate::config::{read_file, Config};
 use crate::error::ConfigError;
 use crate::routing::change::ChangeSummary;
@@ -83,7 +84,9 @@ impl Reloader {
     pub fn load(path: &Path) -> Result<Arc<Reloader>, ConfigError> {
         let text = read_file(path)?;
         let config = Config::from_yaml(&text)?;
-        let snapshot = Snapshot::build(config, 1, None);
+        let tokens = Tokens::load(&config.auth, &config_dir(path))?;
+        let mut snapshot = Snapshot::build(config, 1, None);
+        snapshot.tokens = tokens;
         Ok(Arc::new(Reloader {
             path: path.to_owned(),
             shared: Arc::new(ArcSwap::from_pointee(snapshot)),
@@ -142,13 +145,19 @@ impl Reloader {
                 };
             }
         }
-        let config = match Config::from_yaml(&text) {
-            Ok(config) => config,
+        let loaded = Config::from_yaml(&text).and_then(|config| {
+            let tokens = Tokens::load(&config.auth, &config_dir(&self.path))?;
+            Ok((config, tokens))
+        });
+        let (config, tokens) = match loaded {
+            Ok(loaded) => loaded,
             Err(error) => return state.reject(Some(hash), error),
         };
         let old = self.shared.load_full();
         let generation = old.generation + 1;
-        let new = Arc::new(Snapshot::build(config, generation, Some(&old)));
+        let mut new = Snapshot::build(config, generation, Some(&old));
+        new.tokens = tokens;
+        let new = Arc::new(new);
         self.shared.store(new.clone());
         state.applied_hash = hash;
         state.rejected_hash = None;
@@ -191,6 +200,11 @@ impl Reloader {
         }
         outcome
     }
+}
+
+/// The directory token file paths are relative to.
+fn config_dir(path: &Path) -> PathBuf {
+    path.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 impl State {

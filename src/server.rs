@@ -130,6 +130,19 @@ pub async fn read_body(
     }
 }
 
+/// 401 for a missing or wrong bearer token.
+pub fn unauthorized() -> Response<Body> {
+    let mut resp = text(
+        StatusCode::UNAUTHORIZED,
+        "a valid Authorization: Bearer <token> header is required",
+    );
+    resp.headers_mut().insert(
+        http::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer"),
+    );
+    resp
+}
+
 /// A plain-text response of one line.
 pub fn text(status: StatusCode, line: &str) -> Response<Body> {
     let mut body = String::with_capacity(line.len() + 1);

@@ -10,6 +10,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 
+use crate::auth;
 use crate::backend::BackendError;
 use crate::error::RequestError;
 use crate::execute::{self, Attempt, ReadOutcome, Source, WriteOp, WriteOutcome};
@@ -45,6 +46,12 @@ pub async fn handle(shared: SharedSnapshot, req: Request<Incoming>) -> Response<
     let id = request_id::of(req.headers());
     // One load per request: everything below sees this membership, even if a reload lands.
     let snap = shared.load_full();
+    if !auth::allows(snap.tokens.data.as_ref(), req.headers()) {
+        let resp = server::unauthorized();
+        snap.metrics
+            .request(op, resp.status().as_u16(), received.elapsed());
+        return resp;
+    }
     let routed = request_id::CURRENT.scope(id.clone(), route(&snap, req, received));
     let mut resp = routed.await.unwrap_or_else(|err| server::rejection(&err));
     if let Ok(id) = HeaderValue::from_str(&id) {

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
+use crate::auth::Tokens;
 use crate::backend::{self, Backend};
 use crate::config::Config;
 use crate::handoff::RecentWrites;
@@ -37,6 +38,8 @@ pub struct Snapshot {
     pub metrics: Arc<Metrics>,
     /// Each node's metric handles, in the ring's order.
     pub node_metrics: Box<[NodeMetrics]>,
+    /// Bearer tokens the listeners require, read from the files the config names.
+    pub tokens: Tokens,
 }
 
 /// A snapshot replaced by a placement change, consulted by reads until `until`. It keeps no
@@ -118,6 +121,7 @@ impl Snapshot {
                 .unwrap_or_default(),
             metrics,
             node_metrics,
+            tokens: Tokens::default(),
         }
     }
 
@@ -134,6 +138,7 @@ impl Snapshot {
             hedge_budget: self.hedge_budget.clone(),
             metrics: self.metrics.clone(),
             node_metrics: self.node_metrics.clone(),
+            tokens: self.tokens.clone(),
         }
     }
 

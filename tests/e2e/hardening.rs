@@ -216,3 +216,73 @@ fn sigterm_finishes_requests_in_flight_then_exits_zero() {
     };
     assert!(status.success(), "exit status {status}");
 }
+
+#[test]
+fn bearer_tokens_guard_both_listeners_and_reload_with_the_config() {
+    let nodes = start_nodes(&["a"]);
+    let dir = tempfile::tempdir().unwrap();
+    write_file(&dir.path().join("data.token"), "data-secret\n");
+    write_file(&dir.path().join("admin.token"), "admin-secret");
+    let auth = "auth: { data_token_file: data.token, admin_token_file: admin.token }";
+    write_file(&dir.path().join(CONFIG_NAME), &config_yaml(&nodes, auth));
+    let proxy = Proxy::start_in(dir);
+    let with = |token: &str| format!("authorization: Bearer {token}");
+    let denied = proxy.request("PUT", "/kv/k", b"v");
+    assert_eq!(denied.status, 401, "{}", denied.text());
+    assert_eq!(denied.header("www-authenticate"), Some("Bearer"));
+    assert_eq!(
+        request_with_header(proxy.addr, "PUT", "/kv/k", &with("wrong"), b"v").status,
+        401
+    );
+    assert_eq!(
+        request_with_header(proxy.addr, "PUT", "/kv/k", &with("data-secret"), b"v").status,
+        204
+    );
+    assert_eq!(proxy.admin("GET", "/admin/config").status, 401);
+    let admin = request_with_header(
+        proxy.admin_addr,
+        "GET",
+        "/admin/config",
+        &with("admin-secret"),
+        b"",
+    );
+    assert_eq!(admin.status, 200);
+    assert!(
+        !admin.text().contains("secret"),
+        "a token leaked: {}",
+        admin.text()
+    );
+
+    // A new token applies with the next reload of the config.
+    write_file(&proxy.dir().join("data.token"), "rotated");
+    let reload = request_with_header(
+        proxy.admin_addr,
+        "POST",
+        "/admin/reload",
+        &with("admin-secret"),
+        b"",
+    );
+    assert_eq!(reload.status, 200, "{}", reload.text());
+    proxy.save_in_place(&config_yaml(&nodes, &format!("{auth}\nmax_key_bytes: 100")));
+    proxy.await_generation(2);
+    assert_eq!(
+        request_with_header(proxy.addr, "GET", "/kv/k", &with("data-secret"), b"").status,
+        401
+    );
+    assert_eq!(
+        request_with_header(proxy.addr, "GET", "/kv/k", &with("rotated"), b"").status,
+        200
+    );
+
+    // A token file that is missing rejects the config; the old one keeps serving.
+    proxy.save_in_place(&config_yaml(
+        &nodes,
+        "auth: { data_token_file: nowhere.token }",
+    ));
+    wait_until("the rejection", || {
+        proxy.reloader.status().last_error.is_some()
+    });
+    let error = proxy.reloader.status().last_error.unwrap().0.to_string();
+    assert!(error.contains("auth.data_token_file"), "{error}");
+    assert_eq!(proxy.generation(), 2);
+}
