@@ -4,7 +4,9 @@
 //!
 //! Data path: [`service`] parses a request, loads one [`snapshot::Snapshot`], asks [`routing`]
 //! for the plan and [`execute`] carries it out against [`backend`]s.
-//! Control path: [`reload`] turns a file change into a new snapshot, or keeps the old one.
+//! Control path: [`watch`] decides when to look at the config file, [`reload`] turns it into a
+//! new snapshot or keeps the old one; [`health`] ejects and readmits nodes; [`handoff`] and
+//! [`rebalance`] move data after a membership change; [`admin`] and [`metrics`] show it all.
 //! [`routing`] is pure and public, so clients can place keys on their own side.
 
 pub mod admin;
