@@ -105,14 +105,6 @@ impl Store {
         self.write().remove(key).is_some_and(|e| e.live(now))
     }
 
-    pub fn len(&self) -> usize {
-        self.read().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     // A panic while holding the lock cannot leave the map half-changed (every operation is a
     // single call), so a poisoned lock is still safe to use.
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Vec<u8>, Entry>> {
