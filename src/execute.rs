@@ -300,7 +300,7 @@ async fn read_current(
             snap.metrics.hedges_sent.inc();
         }
         let (answers, asked) = match raced {
-            Raced::Alone(a) | Raced::FirstWon(a) => (vec![(first, a)], 1),
+            Raced::Alone(a) | Raced::FirstWon(a) => ([Some((first, a)), None], 1),
             Raced::SecondWon(b) => {
                 // The first replica was slower than its own p95 and was cancelled: a node
                 // that keeps losing hedges is hung or overloaded, and is ejected like one
@@ -313,13 +313,14 @@ async fn read_current(
                 {
                     schedule_probe(snap, first, &slow, backoff);
                 }
-                (vec![(second.unwrap_or(first), b)], 2)
+                ([Some((second.unwrap_or(first), b)), None], 2)
             }
-            Raced::Both(a, b) => (vec![(first, a), (second.unwrap_or(first), b)], 2),
+            Raced::Both(a, b) => ([Some((first, a)), Some((second.unwrap_or(first), b))], 2),
         };
         next += asked;
-        for (index, answer) in answers {
-            let node = snap.node_id(index).to_owned();
+        // No allocation on the way to a value: node names are copied only for error bodies.
+        for (index, answer) in answers.into_iter().flatten() {
+            let node = || snap.node_id(index).to_owned();
             match answer {
                 Ok(Some(value)) => {
                     let rank = plan.replicas.iter().position(|i| i == index).unwrap_or(0);
@@ -341,12 +342,12 @@ async fn read_current(
                         return ReadOutcome::Missing;
                     }
                     attempts.push(Attempt {
-                        node,
+                        node: node(),
                         result: Ok("not found"),
                     });
                 }
                 Err(e) => attempts.push(Attempt {
-                    node,
+                    node: node(),
                     result: Err(e),
                 }),
             }
