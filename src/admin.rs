@@ -35,6 +35,7 @@ pub async fn serve(
             async move { handle(&admin, req).await }
         },
         crate::config::Limits::default(),
+        None,
         shutdown,
     )
     .await

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::auth::AuthConfig;
 use crate::error::ConfigError;
 use crate::routing::{Ring, MAX_REPLICAS};
+use crate::tls::TlsConfig;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_REPLICAS: usize = 2;
@@ -44,6 +45,7 @@ pub struct Config {
     pub resilience: Resilience,
     pub limits: Limits,
     pub auth: AuthConfig,
+    pub tls: TlsConfig,
     pub nodes: Vec<NodeSpec>,
 }
 
@@ -227,6 +229,8 @@ impl Weight {
 pub enum Scheme {
     /// `PUT / GET / DELETE <url>/kv/<key>`: the built-in node or any such store.
     Http,
+    /// The same over TLS.
+    Https,
     /// Redis GET / SET / DEL.
     Redis,
     /// memcached get / set / delete (text protocol).
@@ -237,6 +241,7 @@ impl Scheme {
     pub fn name(self) -> &'static str {
         match self {
             Scheme::Http => "http",
+            Scheme::Https => "https",
             Scheme::Redis => "redis",
             Scheme::Memcache => "memcache",
         }
@@ -245,6 +250,7 @@ impl Scheme {
     fn default_port(self) -> u16 {
         match self {
             Scheme::Http => 80,
+            Scheme::Https => 443,
             Scheme::Redis => 6379,
             Scheme::Memcache => 11211,
         }
@@ -284,11 +290,12 @@ impl TryFrom<String> for NodeUrl {
             .ok_or_else(|| bad("expected scheme://host:port"))?;
         let scheme = match scheme_name {
             "http" => Scheme::Http,
+            "https" => Scheme::Https,
             "redis" => Scheme::Redis,
             "memcache" => Scheme::Memcache,
             other => {
                 return Err(format!(
-                    "url: unsupported scheme {other:?} in {:?} (supported: http, redis, memcache)",
+                    "url: unsupported scheme {other:?} in {:?} (supported: http, https, redis, memcache)",
                     redact(&raw)
                 ))
             }
@@ -328,7 +335,7 @@ impl TryFrom<String> for NodeUrl {
             (Scheme::Redis, path) => path[1..].parse().map_err(|_| {
                 bad("the path must be a database number, as in redis://host:6379/0")
             })?,
-            (Scheme::Http, _) => {
+            (Scheme::Http | Scheme::Https, _) => {
                 return Err(bad(
                     "must have no path or query (requests go to <url>/kv/<key>)",
                 ))
@@ -443,6 +450,8 @@ struct RawConfig {
     limits: Limits,
     #[serde(default)]
     auth: AuthConfig,
+    #[serde(default)]
+    tls: TlsConfig,
     nodes: Vec<NodeSpec>,
 }
 
@@ -593,6 +602,12 @@ impl Config {
                 "limits: max_connections, max_headers and the timeouts must be above 0, max_header_bytes at least 8192".into(),
             ));
         }
+        if raw.tls.cert_file.is_some() != raw.tls.key_file.is_some() {
+            return Err(at_key(
+                "tls",
+                "tls: cert_file and key_file go together".into(),
+            ));
+        }
         Ok(Config {
             listen: raw.listen,
             admin: raw.admin,
@@ -606,6 +621,7 @@ impl Config {
             resilience,
             limits: raw.limits,
             auth: raw.auth,
+            tls: raw.tls,
             nodes: raw.nodes,
         })
     }
@@ -797,7 +813,7 @@ mod tests {
             ("http://u:p@h:1", "credentials are only supported for redis"),
             ("redis://h:1/x", "database number"),
             ("memcache://h:1/x", "no path"),
-            ("ftp://h:1", "supported: http, redis, memcache"),
+            ("ftp://h:1", "supported: http, https, redis, memcache"),
         ] {
             let err = url(raw).unwrap_err();
             assert!(err.contains(why), "{raw}: {err}");

@@ -30,6 +30,7 @@ pub mod routing;
 pub mod server;
 pub mod service;
 pub mod snapshot;
+pub mod tls;
 pub mod watch;
 
 /// Locks a mutex, ignoring poisoning: every critical section in this crate leaves its data

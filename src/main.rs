@@ -18,6 +18,7 @@ use hrwproxy::rebalance;
 use hrwproxy::reload::Reloader;
 use hrwproxy::routing::change::ChangeSummary;
 use hrwproxy::routing::key_hash;
+use hrwproxy::snapshot::{Files, Snapshot};
 
 #[derive(Parser)]
 #[command(
@@ -337,7 +338,9 @@ async fn rebalance_cli(
         }
         _ => None,
     };
-    let snap = Arc::new(hrwproxy::snapshot::Snapshot::build(config, 1, None));
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let files = Files::load(&config, &dir).with_context(|| format!("{}", path.display()))?;
+    let snap = Arc::new(Snapshot::build_with(config, files, 1, None));
     let options = rebalance::Options {
         prune,
         rate,

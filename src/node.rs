@@ -140,7 +140,7 @@ pub async fn serve(
 ) {
     let sweeper = tokio::spawn(sweep_every(SWEEP_EVERY, Arc::downgrade(&store)));
     let handler = move |req| handle(store.clone(), max_value_bytes, req);
-    server::serve(listener, handler, Limits::default(), shutdown).await;
+    server::serve(listener, handler, Limits::default(), None, shutdown).await;
     sweeper.abort();
 }
 

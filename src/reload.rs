@@ -12,11 +12,10 @@ use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use twox_hash::XxHash3_64;
 
-use crate::auth::Tokens;
 use crate::config::{read_file, Config};
 use crate::error::ConfigError;
 use crate::routing::change::ChangeSummary;
-use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::snapshot::{Files, SharedSnapshot, Snapshot};
 
 /// Keys sampled for the change summary logged at each reload.
 pub const RELOAD_SUMMARY_KEYS: usize = 20_000;
@@ -84,9 +83,8 @@ impl Reloader {
     pub fn load(path: &Path) -> Result<Arc<Reloader>, ConfigError> {
         let text = read_file(path)?;
         let config = Config::from_yaml(&text)?;
-        let tokens = Tokens::load(&config.auth, &config_dir(path))?;
-        let mut snapshot = Snapshot::build(config, 1, None);
-        snapshot.tokens = tokens;
+        let files = Files::load(&config, &config_dir(path))?;
+        let snapshot = Snapshot::build_with(config, files, 1, None);
         Ok(Arc::new(Reloader {
             path: path.to_owned(),
             shared: Arc::new(ArcSwap::from_pointee(snapshot)),
@@ -146,18 +144,16 @@ impl Reloader {
             }
         }
         let loaded = Config::from_yaml(&text).and_then(|config| {
-            let tokens = Tokens::load(&config.auth, &config_dir(&self.path))?;
-            Ok((config, tokens))
+            let files = Files::load(&config, &config_dir(&self.path))?;
+            Ok((config, files))
         });
-        let (config, tokens) = match loaded {
+        let (config, files) = match loaded {
             Ok(loaded) => loaded,
             Err(error) => return state.reject(Some(hash), error),
         };
         let old = self.shared.load_full();
         let generation = old.generation + 1;
-        let mut new = Snapshot::build(config, generation, Some(&old));
-        new.tokens = tokens;
-        let new = Arc::new(new);
+        let new = Arc::new(Snapshot::build_with(config, files, generation, Some(&old)));
         self.shared.store(new.clone());
         state.applied_hash = hash;
         state.rejected_hash = None;
@@ -269,13 +265,17 @@ fn log_change(old: &Snapshot, new: &Snapshot) {
         summary_ms = started.elapsed().as_millis() as u64,
         "config reloaded"
     );
-    if old_cfg.listen != new_cfg.listen || old_cfg.admin != new_cfg.admin {
+    if old_cfg.listen != new_cfg.listen
+        || old_cfg.admin != new_cfg.admin
+        || old_cfg.tls.serves_https() != new_cfg.tls.serves_https()
+        || old_cfg.limits != new_cfg.limits
+    {
         tracing::warn!(
             old_listen = %old_cfg.listen,
             new_listen = %new_cfg.listen,
             old_admin = %old_cfg.admin,
             new_admin = %new_cfg.admin,
-            "listen or admin address changed; restart hrwproxy to apply it (still serving on the old addresses)"
+            "listen, admin, HTTPS on or off, or limits changed; restart hrwproxy to apply them (the listeners keep their old settings)"
         );
     }
 }

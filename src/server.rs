@@ -17,6 +17,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
 use crate::backend::Ttl;
 use crate::config::Limits;
@@ -24,12 +25,14 @@ use crate::error::RequestError;
 
 pub type Body = Full<Bytes>;
 
-/// Serves `handler` on `listener` within `limits` until `shutdown` resolves, then stops
-/// accepting and lets open connections finish their requests for up to the shutdown grace.
+/// Serves `handler` on `listener` within `limits`, over TLS when `tls` is given, until
+/// `shutdown` resolves; then stops accepting and lets open connections finish their requests
+/// for up to the shutdown grace.
 pub async fn serve<H, Fut>(
     listener: TcpListener,
     handler: H,
     limits: Limits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
@@ -62,16 +65,40 @@ pub async fn serve<H, Fut>(
             async move { Ok::<_, Infallible>(response.await) }
         });
         // The timer must be set for the header read timeout, or hyper panics.
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
             .keep_alive(true)
             .header_read_timeout(limits.header_read_timeout())
             .max_headers(limits.max_headers)
-            .max_buf_size(limits.max_header_bytes)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+            .max_buf_size(limits.max_header_bytes);
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let ended = match tls {
+                None => {
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(tls) => {
+                    // The handshake gets the same time as the headers that follow it.
+                    let handshake =
+                        tokio::time::timeout(limits.header_read_timeout(), tls.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(stream)) => {
+                            watcher
+                                .watch(http.serve_connection(TokioIo::new(stream), service))
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => Ok(()),
+                    }
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(slot);

@@ -257,17 +257,21 @@ fn attempts_json(attempts: &[Attempt]) -> serde_json::Value {
         .collect()
 }
 
-/// Serves the proxy on `listener` until `shutdown` resolves.
+/// Serves the proxy on `listener` (over TLS when the snapshot has a certificate) until
+/// `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     shared: SharedSnapshot,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let limits = shared.load().config.limits;
+    let snap = shared.load_full();
+    let tls = snap.server_cert.clone().map(crate::tls::acceptor);
+    let limits = snap.config.limits;
     server::serve(
         listener,
         move |req| handle(shared.clone(), req),
         limits,
+        tls,
         shutdown,
     )
     .await

@@ -6,14 +6,21 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
+use std::path::Path;
+
+use tokio_rustls::rustls::sign::CertifiedKey;
+use tokio_rustls::TlsConnector;
+
 use crate::auth::Tokens;
 use crate::backend::{self, Backend};
-use crate::config::Config;
+use crate::config::{Config, Scheme};
+use crate::error::ConfigError;
 use crate::handoff::RecentWrites;
 use crate::health::Health;
 use crate::hedge::HedgeBudget;
 use crate::metrics::{Metrics, NodeMetrics};
 use crate::routing::{key_hash, ReadPlan, Ring, TopR, WritePlan};
+use crate::tls::{self, ServerCert};
 
 #[derive(Debug)]
 pub struct Snapshot {
@@ -40,6 +47,35 @@ pub struct Snapshot {
     pub node_metrics: Box<[NodeMetrics]>,
     /// Bearer tokens the listeners require, read from the files the config names.
     pub tokens: Tokens,
+    /// The data listener's certificate when it serves HTTPS; the same resolver in every
+    /// snapshot, its certificate replaced by each reload.
+    pub server_cert: Option<Arc<ServerCert>>,
+}
+
+/// What a config names outside itself, read when it is applied: token files, the listener's
+/// certificate, the trust for `https://` nodes.
+#[derive(Default)]
+pub struct Files {
+    pub tokens: Tokens,
+    pub server_key: Option<Arc<CertifiedKey>>,
+    pub connector: Option<TlsConnector>,
+}
+
+impl Files {
+    /// Reads the files `config` names, relative to `dir` (the config file's directory).
+    pub fn load(config: &Config, dir: &Path) -> Result<Files, ConfigError> {
+        let needs_connector = config.tls.backend_ca_file.is_some()
+            || config.nodes.iter().any(|n| n.url.scheme == Scheme::Https);
+        Ok(Files {
+            tokens: Tokens::load(&config.auth, dir)?,
+            server_key: tls::load_certified_key(&config.tls, dir)?,
+            connector: if needs_connector {
+                Some(tls::connector(&config.tls, dir)?)
+            } else {
+                None
+            },
+        })
+    }
 }
 
 /// A snapshot replaced by a placement change, consulted by reads until `until`. It keeps no
@@ -60,10 +96,20 @@ impl Retired {
 pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 
 impl Snapshot {
-    /// Builds the snapshot for `config`, reusing the clients (and their pooled connections) of
-    /// nodes whose id, URL and timeouts did not change. After a placement change, `previous`
-    /// joins the handoff list for `handoff_window_s`.
+    /// [`Snapshot::build_with`] a config that names no files.
     pub fn build(config: Config, generation: u64, previous: Option<&Arc<Snapshot>>) -> Snapshot {
+        Snapshot::build_with(config, Files::default(), generation, previous)
+    }
+
+    /// Builds the snapshot for `config` and the files it names, reusing the clients (and
+    /// their pooled connections) of nodes whose id, URL and timeouts did not change. After a
+    /// placement change, `previous` joins the handoff list for `handoff_window_s`.
+    pub fn build_with(
+        config: Config,
+        files: Files,
+        generation: u64,
+        previous: Option<&Arc<Snapshot>>,
+    ) -> Snapshot {
         let ring = config.ring();
         let metrics: Arc<Metrics> = previous
             .map(|prev| prev.metrics.clone())
@@ -80,14 +126,31 @@ impl Snapshot {
                 previous
                     .and_then(|prev| {
                         let i = prev.ring.index_of(spec.id.as_str())?;
+                        // https clients are rebuilt: the trusted CAs may have changed.
                         let same = prev.config.nodes[i].url == spec.url
+                            && spec.url.scheme != Scheme::Https
                             && prev.config.timeouts == config.timeouts
                             && prev.config.max_value_bytes == config.max_value_bytes;
                         same.then(|| (prev.backends[i].clone(), prev.health[i].clone()))
                     })
-                    .unwrap_or_else(|| (backend::connect(spec, &config), Arc::default()))
+                    .unwrap_or_else(|| {
+                        let client = backend::connect(spec, &config, files.connector.as_ref());
+                        (client, Arc::default())
+                    })
             })
             .unzip();
+        // The listener keeps its resolver; a reload only swaps the certificate in it.
+        let server_cert = match (
+            previous.and_then(|p| p.server_cert.clone()),
+            files.server_key.clone(),
+        ) {
+            (Some(cert), Some(key)) => {
+                cert.replace(key);
+                Some(cert)
+            }
+            (None, Some(key)) => Some(ServerCert::new(key)),
+            (kept, None) => kept,
+        };
         let placement_changed = previous.is_some_and(|prev| {
             prev.config.replicas != config.replicas || !same_placement(&prev.ring, &ring)
         });
@@ -121,7 +184,8 @@ impl Snapshot {
                 .unwrap_or_default(),
             metrics,
             node_metrics,
-            tokens: Tokens::default(),
+            tokens: files.tokens,
+            server_cert,
         }
     }
 
@@ -139,6 +203,7 @@ impl Snapshot {
             metrics: self.metrics.clone(),
             node_metrics: self.node_metrics.clone(),
             tokens: self.tokens.clone(),
+            server_cert: self.server_cert.clone(),
         }
     }
 

@@ -11,6 +11,9 @@ use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
+
 use super::{Backend, BackendError, BoxFuture, Ttl};
 use crate::config::NodeUrl;
 use crate::key;
@@ -23,16 +26,31 @@ const POOL_SIZE: usize = 64;
 const MAX_HEADERS: usize = 64;
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
-type Conn = BufReader<TcpStream>;
+/// A connection's byte stream: plain TCP, or TLS over it for `https://` nodes.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Stream for T {}
 
-#[derive(Debug)]
+type Conn = BufReader<Box<dyn Stream>>;
+
 pub struct HttpBackend {
     /// `host:port`, to connect to and for the Host header.
     authority: String,
+    host: String,
+    /// For `https://` nodes.
+    tls: Option<TlsConnector>,
     connect_timeout: Duration,
     /// With [`MAX_LISTING_BYTES`], the largest response body accepted from the node.
     max_body: usize,
     idle: Mutex<Vec<Conn>>,
+}
+
+impl std::fmt::Debug for HttpBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpBackend")
+            .field("authority", &self.authority)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 /// One request to send: the method, the path (with query) and optional headers.
@@ -44,9 +62,20 @@ struct Call<'a> {
 }
 
 impl HttpBackend {
-    pub fn new(url: &NodeUrl, connect_timeout: Duration, max_value_bytes: usize) -> HttpBackend {
+    pub fn new(
+        url: &NodeUrl,
+        connect_timeout: Duration,
+        max_value_bytes: usize,
+        tls: Option<TlsConnector>,
+    ) -> HttpBackend {
         HttpBackend {
             authority: format!("{}:{}", url.host, url.port),
+            host: url
+                .host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            tls,
             connect_timeout,
             max_body: max_value_bytes.max(MAX_LISTING_BYTES),
             idle: Mutex::new(Vec::new()),
@@ -74,6 +103,21 @@ impl HttpBackend {
                     _ => BackendError::Connect(e.to_string()),
                 })?;
         let _ = stream.set_nodelay(true);
+        let stream: Box<dyn Stream> = match &self.tls {
+            None => Box::new(stream),
+            Some(tls) => {
+                let name = ServerName::try_from(self.host.clone())
+                    .map_err(|e| BackendError::Connect(format!("bad TLS server name: {e}")))?;
+                let handshake =
+                    tokio::time::timeout(self.connect_timeout, tls.connect(name, stream));
+                Box::new(
+                    handshake
+                        .await
+                        .map_err(|_| BackendError::Connect("TLS handshake timed out".into()))?
+                        .map_err(|e| BackendError::Connect(format!("TLS: {e}")))?,
+                )
+            }
+        };
         Ok(BufReader::with_capacity(4096, stream))
     }
 

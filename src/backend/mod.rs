@@ -6,9 +6,12 @@ mod redis;
 
 use std::fmt;
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio_rustls::TlsConnector;
 
 use bytes::Bytes;
 
@@ -108,15 +111,24 @@ impl BackendError {
     }
 }
 
-/// Opens a client for a node (connections are made lazily, on first use).
-pub fn connect(spec: &NodeSpec, config: &Config) -> Arc<dyn Backend> {
+/// Opens a client for a node (connections are made lazily, on first use). `https://` nodes
+/// use `tls`, or the public web roots alone when it is `None`.
+pub fn connect(spec: &NodeSpec, config: &Config, tls: Option<&TlsConnector>) -> Arc<dyn Backend> {
     let timeouts = &config.timeouts;
-    match spec.url.scheme {
-        Scheme::Http => Arc::new(HttpBackend::new(
+    let http = |tls: Option<TlsConnector>| {
+        Arc::new(HttpBackend::new(
             &spec.url,
             timeouts.connect(),
             config.max_value_bytes,
-        )),
+            tls,
+        ))
+    };
+    match spec.url.scheme {
+        Scheme::Http => http(None),
+        Scheme::Https => http(Some(tls.cloned().unwrap_or_else(|| {
+            crate::tls::connector(&Default::default(), Path::new(""))
+                .expect("the public roots need no file")
+        }))),
         Scheme::Redis => Arc::new(RedisBackend::new(&spec.url, timeouts)),
         Scheme::Memcache => Arc::new(MemcacheBackend::new(&spec.url, timeouts.connect())),
     }

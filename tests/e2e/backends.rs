@@ -229,7 +229,7 @@ fn health_probes_tell_up_from_down_for_every_kind() {
         let mut m = member("probe", kind);
         let yaml = config_for(std::slice::from_ref(&m), "");
         let config = hrwproxy::config::Config::from_yaml(&yaml).unwrap();
-        let backend = hrwproxy::backend::connect(&config.nodes[0], &config);
+        let backend = hrwproxy::backend::connect(&config.nodes[0], &config, None);
         runtime.block_on(async {
             backend
                 .health()

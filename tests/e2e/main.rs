@@ -10,3 +10,4 @@ mod proxy;
 mod reload;
 mod servers;
 mod support;
+mod tls;

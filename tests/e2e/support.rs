@@ -346,7 +346,7 @@ pub fn request_with_header(
     parse(&raw).unwrap_or_else(|| panic!("{method} {path}: unparsable response {raw:?}"))
 }
 
-fn parse(raw: &[u8]) -> Option<Response> {
+pub fn parse(raw: &[u8]) -> Option<Response> {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..split]).ok()?;
     let mut lines = head.split("\r\n");
