@@ -54,3 +54,47 @@ proptest! {
 fn the_valid_seed_config_is_valid() {
     Config::from_yaml(VALID).unwrap();
 }
+
+/// Inputs that once looked dangerous, kept as seeds: each must be handled without a panic.
+#[test]
+fn seed_inputs_are_handled() {
+    for raw in [
+        "",
+        "%",
+        "%%",
+        "%2",
+        "%zz",
+        "%2F",
+        "%2e%2e",
+        "..%2F..%2F",
+        "%00",
+        "%0D%0A",
+        "%ff%fe",
+        "a?b#c",
+        "caf%C3%A9",
+        "%E2%82",
+        "~_-.",
+        "%252F",
+    ] {
+        let _ = key::decode(raw, 1024);
+        let _ = key::decode(raw, 1);
+    }
+    for yaml in [
+        "",
+        "nodes:",
+        "nodes: []",
+        "nodes: [{}]",
+        "nodes: [{ id: a }]",
+        "nodes: [{ id: a, url: \"\" }]",
+        "nodes: [{ id: a, url: \"http://[::1]:99999\" }]",
+        "nodes: [{ id: a, url: \"redis://:@h\" }]",
+        "nodes: !!binary aGVsbG8=",
+        "&a [*a]",
+        "nodes: [{ id: a, url: \"http://h:1\", weight: 1e309 }]",
+        "replicas: -1\nnodes: [{ id: a, url: \"http://h:1\" }]",
+        "limits: { max_header_bytes: 1 }\nnodes: [{ id: a, url: \"http://h:1\" }]",
+        "tls: { cert_file: x }\nnodes: [{ id: a, url: \"http://h:1\" }]",
+    ] {
+        let _ = Config::from_yaml(yaml);
+    }
+}
