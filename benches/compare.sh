@@ -81,6 +81,8 @@ listen: 127.0.0.1:0
 admin: 127.0.0.1:0
 replicas: $1
 health_check_interval_ms: 0
+# Idle keep-alive clients stay as long as nginx's (75 s) for the memory measurement.
+limits: { header_read_timeout_ms: 75000 }
 nodes:
 YAML
     local n=0
