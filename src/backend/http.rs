@@ -3,17 +3,16 @@
 //! channel between them, so a backend request costs no extra task wakeups.
 
 use std::io;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
+use super::pool::{connect_tcp, Pool};
 use super::{Backend, BackendError, BoxFuture, Ttl};
 use crate::config::NodeUrl;
 use crate::key;
@@ -41,7 +40,7 @@ pub struct HttpBackend {
     connect_timeout: Duration,
     /// With [`MAX_LISTING_BYTES`], the largest response body accepted from the node.
     max_body: usize,
-    idle: Mutex<Vec<Conn>>,
+    idle: Pool<Conn>,
 }
 
 impl std::fmt::Debug for HttpBackend {
@@ -78,7 +77,7 @@ impl HttpBackend {
             tls,
             connect_timeout,
             max_body: max_value_bytes.max(MAX_LISTING_BYTES),
-            idle: Mutex::new(Vec::new()),
+            idle: Pool::new(POOL_SIZE),
         }
     }
 
@@ -94,15 +93,7 @@ impl HttpBackend {
     }
 
     async fn connect(&self) -> Result<Conn, BackendError> {
-        let stream =
-            tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.authority))
-                .await
-                .map_err(|_| BackendError::Connect("connect timed out".into()))?
-                .map_err(|e| match e.kind() {
-                    io::ErrorKind::ConnectionRefused => BackendError::Refused,
-                    _ => BackendError::Connect(e.to_string()),
-                })?;
-        let _ = stream.set_nodelay(true);
+        let stream = connect_tcp(&self.authority, self.connect_timeout).await?;
         let stream: Box<dyn Stream> = match &self.tls {
             None => Box::new(stream),
             Some(tls) => {
@@ -124,8 +115,7 @@ impl HttpBackend {
     /// Sends `call` on a pooled connection (or a new one) and reads the whole response. A
     /// pooled connection the node had closed while idle is retried once on a new one.
     async fn send(&self, call: Call<'_>) -> Result<(StatusCode, Bytes), BackendError> {
-        let pooled = crate::lock(&self.idle).pop();
-        if let Some(conn) = pooled {
+        if let Some(conn) = self.idle.take() {
             match self.exchange(conn, &call).await {
                 Err(Exchange::ClosedBeforeAnswer) => {}
                 other => return other.map_err(Exchange::into_error),
@@ -174,10 +164,7 @@ impl HttpBackend {
         }
         let (status, body, keep_alive) = read_response(&mut conn, self.max_body).await?;
         if keep_alive {
-            let mut idle = crate::lock(&self.idle);
-            if idle.len() < POOL_SIZE {
-                idle.push(conn);
-            }
+            self.idle.give_back(conn);
         }
         Ok((status, body))
     }

@@ -3,13 +3,13 @@
 //! [`memcache_key`].
 
 use std::borrow::Cow;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use super::pool::{connect_tcp, Pool};
 use super::{Backend, BackendError, BoxFuture, Ttl};
 use crate::config::NodeUrl;
 
@@ -70,7 +70,7 @@ type Conn = BufReader<TcpStream>;
 pub struct MemcacheBackend {
     addr: String,
     connect_timeout: Duration,
-    idle: Mutex<Vec<Conn>>,
+    idle: Pool<Conn>,
 }
 
 impl std::fmt::Debug for MemcacheBackend {
@@ -119,31 +119,16 @@ impl MemcacheBackend {
         MemcacheBackend {
             addr: format!("{}:{}", url.host, url.port),
             connect_timeout,
-            idle: Mutex::new(Vec::new()),
+            idle: Pool::new(POOL_SIZE),
         }
     }
 
     async fn checkout(&self) -> Result<Conn, BackendError> {
-        if let Some(conn) = crate::lock(&self.idle).pop() {
-            return Ok(conn);
-        }
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.addr))
-            .await
-            .map_err(|_| BackendError::Connect("connect timed out".into()))?
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::ConnectionRefused => BackendError::Refused,
-                _ => BackendError::Connect(e.to_string()),
-            })?;
-        let _ = stream.set_nodelay(true);
-        Ok(BufReader::new(stream))
-    }
-
-    /// Returns a connection whose exchange completed; one dropped mid-exchange (an error, a
-    /// timeout) is closed instead, since its stream position is unknown.
-    fn checkin(&self, conn: Conn) {
-        let mut idle = crate::lock(&self.idle);
-        if idle.len() < POOL_SIZE {
-            idle.push(conn);
+        match self.idle.take() {
+            Some(conn) => Ok(conn),
+            None => Ok(BufReader::new(
+                connect_tcp(&self.addr, self.connect_timeout).await?,
+            )),
         }
     }
 
@@ -182,7 +167,7 @@ impl MemcacheBackend {
             "NOT_STORED" => false,
             other => return Err(error_reply(other)),
         };
-        self.checkin(conn);
+        self.idle.give_back(conn);
         Ok(stored)
     }
 }
@@ -206,7 +191,7 @@ impl Backend for MemcacheBackend {
             let mkey = memcache_key(key);
             let (mut conn, line) = self.exchange(&[b"get ", &mkey, b"\r\n"]).await?;
             if line == "END" {
-                self.checkin(conn);
+                self.idle.give_back(conn);
                 return Ok(None);
             }
             // VALUE <key> <flags> <bytes>
@@ -229,7 +214,7 @@ impl Backend for MemcacheBackend {
             if end != "END" {
                 return Err(BackendError::Protocol(format!("expected END, got {end:?}")));
             }
-            self.checkin(conn);
+            self.idle.give_back(conn);
             Ok(Some(Bytes::from(data)))
         })
     }
@@ -263,7 +248,7 @@ impl Backend for MemcacheBackend {
             let (conn, line) = self.exchange(&[b"delete ", &mkey, b"\r\n"]).await?;
             match line.as_str() {
                 "DELETED" | "NOT_FOUND" => {
-                    self.checkin(conn);
+                    self.idle.give_back(conn);
                     Ok(())
                 }
                 other => Err(error_reply(other)),
@@ -277,7 +262,7 @@ impl Backend for MemcacheBackend {
             if !line.starts_with("VERSION ") {
                 return Err(error_reply(&line));
             }
-            self.checkin(conn);
+            self.idle.give_back(conn);
             Ok(())
         })
     }

@@ -2,6 +2,7 @@
 
 mod http;
 mod memcache;
+mod pool;
 mod redis;
 
 use std::fmt;

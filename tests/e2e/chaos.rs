@@ -118,11 +118,7 @@ fn a_paused_node_is_ejected_and_reads_keep_answering_from_other_replicas() {
 fn a_node_that_comes_back_is_readmitted_only_after_its_probe_passes() {
     let mut nodes = start_nodes(&["a", "b"]);
     let proxy = Proxy::start(&config_yaml(&nodes, FAST_FAILOVER));
-    let all: Vec<&Node> = nodes.iter().collect();
-    let key = (0..)
-        .map(|i| format!("back-{i}"))
-        .find(|k| ranking(&all, k.as_bytes())[0] == "a")
-        .unwrap();
+    let key = key_with_primary(&nodes, "back", "a");
     nodes[0].kill();
     wait_until("node a to be ejected", || proxy.health_of("a") != "up");
     // Several backoffs pass; every probe fails, so it never serves.
@@ -155,11 +151,7 @@ health_check_interval_ms: 0
 hedge_after_ms: 20
 hedge_budget_percent: 100";
     let proxy = Proxy::start(&config_yaml(&nodes, settings));
-    let all: Vec<&Node> = nodes.iter().collect();
-    let key = (0..)
-        .map(|i| format!("hedged-{i}"))
-        .find(|k| ranking(&all, k.as_bytes())[0] == "a")
-        .unwrap();
+    let key = key_with_primary(&nodes, "hedged", "a");
     assert_eq!(
         proxy.request("PUT", &kv_path(key.as_bytes()), b"v").status,
         204
@@ -190,47 +182,22 @@ fn deadlines_and_ack_levels_come_from_headers_within_limits() {
     }
     // One replica paused: the client's deadline bounds the wait, and says so.
     nodes[0].signal("STOP");
-    let all: Vec<&Node> = nodes.iter().collect();
-    let key = (0..)
-        .map(|i| format!("slow-{i}"))
-        .find(|k| ranking(&all, k.as_bytes())[0] == "a")
-        .unwrap();
-    let get = request_with_header(
-        proxy.addr,
-        "GET",
-        &kv_path(key.as_bytes()),
-        "x-hrw-deadline-ms: 200",
-        b"",
-    );
+    let key = key_with_primary(&nodes, "slow", "a");
+    let to_key = |method, header, body: &[u8]| {
+        request_with_header(proxy.addr, method, &kv_path(key.as_bytes()), header, body)
+    };
+    let get = to_key("GET", "x-hrw-deadline-ms: 200", b"");
     assert_eq!(get.status, 504, "{}", get.text());
     assert!(get.text().contains("deadline"), "{}", get.text());
-    let put = request_with_header(
-        proxy.addr,
-        "PUT",
-        &kv_path(key.as_bytes()),
-        "x-hrw-deadline-ms: 200",
-        b"v",
-    );
+    let put = to_key("PUT", "x-hrw-deadline-ms: 200", b"v");
     assert_eq!(put.status, 504, "{}", put.text());
     // With ack level one, the live replica is enough.
-    let put = request_with_header(
-        proxy.addr,
-        "PUT",
-        &kv_path(key.as_bytes()),
-        "x-hrw-w: one",
-        b"v",
-    );
+    let put = to_key("PUT", "x-hrw-w: one", b"v");
     assert_eq!((put.status, put.header("x-hrw-acks")), (204, Some("1/2")));
     nodes[0].signal("CONT");
     // One replica dead: ack level all cannot be met: 503 with Retry-After and both nodes named.
     nodes[0].kill();
-    let put = request_with_header(
-        proxy.addr,
-        "PUT",
-        &kv_path(key.as_bytes()),
-        "x-hrw-w: all",
-        b"v",
-    );
+    let put = to_key("PUT", "x-hrw-w: all", b"v");
     assert_eq!(put.status, 503, "{}", put.text());
     assert_eq!(put.header("retry-after"), Some("1"));
     assert!(put.text().contains("\"a\""), "{}", put.text());

@@ -132,23 +132,7 @@ fn smuggling_and_path_tricks_never_reach_a_backend_as_another_key() {
 
 #[test]
 fn hop_by_hop_and_client_headers_are_never_forwarded() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let node = listener.local_addr().unwrap();
-    let captured = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            stream.read_exact(&mut byte).unwrap();
-            head.push(byte[0]);
-        }
-        let mut body = [0; 1];
-        stream.read_exact(&mut body).unwrap();
-        stream
-            .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
-            .unwrap();
-        String::from_utf8(head).unwrap().to_ascii_lowercase()
-    });
+    let (node, captured) = capture_one_request();
     let proxy = Proxy::start(&format!(
         "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nhealth_check_interval_ms: 0\nnodes:\n  - {{ id: n, url: \"http://{node}\" }}\n"
     ));

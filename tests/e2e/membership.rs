@@ -307,12 +307,8 @@ fn scale_in_loses_nothing_and_admin_rebalance_restores_two_copies() {
 fn a_delete_during_handoff_stays_deleted() {
     let nodes = start_nodes(&["a", "b", "c", "d"]);
     let proxy = Proxy::start(&config_yaml(&nodes[..3], "replicas: 2"));
-    let after: Vec<&Node> = nodes.iter().collect();
     // A key whose replicas change when d joins, so its value is only on earlier replicas.
-    let key = (0..)
-        .map(|i| format!("moving-{i}"))
-        .find(|k| ranking(&after, k.as_bytes())[0] == "d")
-        .unwrap();
+    let key = key_with_primary(&nodes, "moving", "d");
     assert_eq!(
         proxy
             .request("PUT", &kv_path(key.as_bytes()), b"old")

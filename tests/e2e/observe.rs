@@ -1,8 +1,6 @@
 //! Seeing inside: exact Prometheus counters after known traffic, locate against where data is,
 //! request ids end to end, the status command, and the admin API kept off the data listener.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::process::Command;
 
 use crate::support::*;
@@ -128,37 +126,6 @@ fn the_admin_api_is_not_reachable_through_the_data_listener() {
         }
     }
     assert_eq!(proxy.admin("GET", "/admin/nodes").status, 200);
-}
-
-/// A real HTTP peer on a free port that answers 204 to one request and hands back its head.
-fn capture_one_request() -> (std::net::SocketAddr, std::thread::JoinHandle<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let handle = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            head.push_str(&line.to_ascii_lowercase());
-        }
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length: "))
-            .map_or(0, |n| n.trim().parse().unwrap());
-        let mut body = vec![0; length];
-        std::io::Read::read_exact(&mut reader, &mut body).unwrap();
-        let mut stream = stream;
-        stream
-            .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
-            .unwrap();
-        head
-    });
-    (addr, handle)
 }
 
 #[test]

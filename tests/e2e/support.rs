@@ -3,7 +3,7 @@
 //! so a test controls every byte of the request line.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -148,6 +148,15 @@ pub fn put_keys<K: AsRef<[u8]>>(proxy: &Proxy, keys: &[K]) {
         let put = proxy.request("PUT", &kv_path(key), key);
         assert_eq!(put.status, 204, "PUT {key:?}: {}", put.text());
     }
+}
+
+/// The first key `prefix-N` whose first replica among `nodes` is `primary`.
+pub fn key_with_primary(nodes: &[Node], prefix: &str, primary: &str) -> String {
+    let all: Vec<&Node> = nodes.iter().collect();
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|k| ranking(&all, k.as_bytes())[0] == primary)
+        .expect("some key")
 }
 
 /// The same ranking the proxy uses, from the public library API.
@@ -408,4 +417,35 @@ fn percent_decode(s: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// A real HTTP peer on a free port that answers 204 to one request and hands back its head.
+pub fn capture_one_request() -> (std::net::SocketAddr, std::thread::JoinHandle<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            head.push_str(&line.to_ascii_lowercase());
+        }
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .map_or(0, |n| n.trim().parse().unwrap());
+        let mut body = vec![0; length];
+        std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+        let mut stream = stream;
+        stream
+            .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+            .unwrap();
+        head
+    });
+    (addr, handle)
 }
