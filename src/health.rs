@@ -1,14 +1,17 @@
-//! Each node's health: consecutive failures, ejection with a doubling backoff, a probe before a
-//! node serves again, and its recent latencies (for hedging). Ejection changes who is asked,
-//! never where keys live.
+//! One node's health as a small state machine: consecutive failures, ejection with a doubling
+//! backoff, a probe before the node serves again, its recent latencies (for hedging) and how
+//! often its troubles are logged. Ejection changes who is asked, never where keys live. The
+//! probes themselves run in one driver (`cluster::probes`); the cap on how many nodes may be
+//! ejected at once is kept by `cluster::Runtime`.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
-use crate::backend::{with_timeout, Backend, BackendError};
+use tokio::time::Instant;
+
+use crate::backend::BackendError;
 use crate::config::Resilience;
 use crate::lock;
-use crate::snapshot::SharedSnapshot;
 
 /// Where a node stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +38,8 @@ impl Phase {
 const SAMPLES: usize = 128;
 /// Samples needed before a p95 is trusted.
 const MIN_SAMPLES: usize = 16;
+/// The most doublings of the ejection backoff (far beyond any sane maximum backoff).
+const MAX_DOUBLINGS: u32 = 20;
 
 #[derive(Debug)]
 struct State {
@@ -47,9 +52,12 @@ struct State {
     /// Recent successful attempt latencies in microseconds, a ring.
     latencies: Vec<u32>,
     next_sample: usize,
+    /// When a repeated trouble of this node was last logged, and how many went unlogged since.
+    last_logged: Option<Instant>,
+    unlogged: u32,
 }
 
-/// One node's health; shared by every snapshot in which the node has the same client.
+/// One node's health; kept by node id across every reload, whatever else changes.
 #[derive(Debug)]
 pub struct Health {
     state: Mutex<State>,
@@ -66,22 +74,17 @@ impl Default for Health {
                 last_error: None,
                 latencies: Vec::with_capacity(SAMPLES),
                 next_sample: 0,
+                last_logged: None,
+                unlogged: 0,
             }),
         }
     }
 }
 
-/// What [`Health::on_failure`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AfterFailure {
-    Counted,
-    /// The node was ejected for this long; its probe must be scheduled.
-    Ejected(Duration),
-}
-
-/// Whether a failure says something about the node itself (not about the request).
-pub fn counts_against_node(error: &BackendError) -> bool {
-    !matches!(error, BackendError::Rejected(_) | BackendError::Unsupported)
+/// Whether ejecting one more of `total` nodes, `ejected` of which are out already, keeps the
+/// ejected share within `max_percent`.
+pub fn may_eject(ejected: usize, total: usize, max_percent: u32) -> bool {
+    (ejected as u64 + 1) * 100 <= u64::from(max_percent) * total as u64
 }
 
 impl Health {
@@ -97,14 +100,14 @@ impl Health {
         lock(&self.state).last_error.clone()
     }
 
+    pub fn consecutive_failures(&self) -> u32 {
+        lock(&self.state).consecutive_failures
+    }
+
     /// An active check passed: the failure streak ends (latency is not sampled; probes are
     /// not reads).
     pub fn on_check_passed(&self) {
         lock(&self.state).consecutive_failures = 0;
-    }
-
-    pub fn consecutive_failures(&self) -> u32 {
-        lock(&self.state).consecutive_failures
     }
 
     pub fn on_success(&self, latency: Duration, policy: &Resilience) {
@@ -126,34 +129,38 @@ impl Health {
         s.next_sample = (s.next_sample + 1) % SAMPLES;
     }
 
-    /// Counts a failure; ejects the node once `eject_after` failures in a row are reached and
-    /// `may_eject` allows it (the cap on ejected nodes).
-    pub fn on_failure(
-        &self,
-        error: &BackendError,
-        policy: &Resilience,
-        may_eject: bool,
-    ) -> AfterFailure {
+    /// Counts a failure; true when the node is in service and its streak reached
+    /// `eject_after`, so it should be ejected if the cap allows.
+    pub fn on_failure(&self, error: &BackendError, policy: &Resilience) -> bool {
         let mut s = lock(&self.state);
         s.last_error = Some((error.to_string(), SystemTime::now()));
         s.consecutive_failures = s.consecutive_failures.saturating_add(1);
-        let due = policy.eject_after > 0 && s.consecutive_failures >= policy.eject_after;
-        if s.phase == Phase::Up && due && may_eject {
-            AfterFailure::Ejected(s.eject(policy))
-        } else {
-            AfterFailure::Counted
-        }
+        s.phase == Phase::Up
+            && policy.eject_after > 0
+            && s.consecutive_failures >= policy.eject_after
     }
 
-    /// Ends an ejection: the node waits for its probe.
-    pub fn start_probing(&self) {
+    /// Ejects the node if it is in service; the backoff it got.
+    pub fn eject(&self, policy: &Resilience) -> Option<Duration> {
         let mut s = lock(&self.state);
-        if matches!(s.phase, Phase::Ejected { .. }) {
-            s.phase = Phase::Probing;
+        (s.phase == Phase::Up).then(|| s.eject(policy))
+    }
+
+    /// Whether its ejection has run out, so its readmission probe is due; if so it is now
+    /// probing.
+    pub fn start_probing(&self, now: Instant) -> bool {
+        let mut s = lock(&self.state);
+        match s.phase {
+            Phase::Ejected { until } if until <= now => {
+                s.phase = Phase::Probing;
+                true
+            }
+            _ => false,
         }
     }
 
-    /// The probe's verdict: back in service, or ejected again for a longer backoff.
+    /// The readmission probe's verdict: back in service (`None`), or ejected again for a
+    /// longer backoff.
     pub fn on_probe(
         &self,
         result: &Result<(), BackendError>,
@@ -165,6 +172,7 @@ impl Health {
                 s.phase = Phase::Up;
                 s.consecutive_failures = 0;
                 s.up_since = Instant::now();
+                s.last_logged = None;
                 None
             }
             Err(e) => {
@@ -186,100 +194,37 @@ impl Health {
         let (_, p95, _) = sorted.select_nth_unstable(at);
         Some(Duration::from_micros(u64::from(*p95)))
     }
+
+    /// Whether a repeated trouble of this node should be logged now (at most once per
+    /// `every`), and how many went unlogged before it.
+    pub fn may_log(&self, now: Instant, every: Duration) -> Option<u32> {
+        let mut s = lock(&self.state);
+        match s.last_logged {
+            Some(at) if now.saturating_duration_since(at) < every => {
+                s.unlogged = s.unlogged.saturating_add(1);
+                None
+            }
+            _ => {
+                s.last_logged = Some(now);
+                Some(std::mem::take(&mut s.unlogged))
+            }
+        }
+    }
 }
 
 impl State {
     fn eject(&mut self, policy: &Resilience) -> Duration {
-        let doublings = self.ejections.min(32);
+        let doublings = self.ejections.min(MAX_DOUBLINGS);
         self.ejections = self.ejections.saturating_add(1);
         let backoff = policy
             .eject_backoff_ms
-            .saturating_mul(1u64 << doublings.min(20))
+            .saturating_mul(1u64 << doublings)
             .min(policy.eject_backoff_max_ms);
         let backoff = Duration::from_millis(backoff);
         self.phase = Phase::Ejected {
             until: Instant::now() + backoff,
         };
         backoff
-    }
-}
-
-/// Waits out an ejection, then probes the node until a probe passes, ejecting it again with a
-/// longer backoff after each failed probe.
-pub fn probe_after(
-    node: String,
-    backend: Arc<dyn Backend>,
-    health: Arc<Health>,
-    policy: Resilience,
-    timeout: Duration,
-    backoff: Duration,
-) {
-    tokio::spawn(async move {
-        let mut wait = backoff;
-        loop {
-            tokio::time::sleep(wait).await;
-            health.start_probing();
-            let result = with_timeout(timeout, backend.health()).await;
-            match health.on_probe(&result, &policy) {
-                None => {
-                    tracing::info!(node, "node readmitted: its health probe passed");
-                    return;
-                }
-                Some(next) => {
-                    let error = result.err().map(|e| e.to_string()).unwrap_or_default();
-                    tracing::warn!(
-                        node,
-                        error,
-                        backoff_ms = next.as_millis() as u64,
-                        "node failed its health probe; ejected again"
-                    );
-                    wait = next;
-                }
-            }
-        }
-    });
-}
-
-/// Probes every node in service every `health_check_interval_ms`, with the same state machine
-/// as request failures. Runs until the task is aborted.
-pub async fn check_actively(shared: SharedSnapshot) {
-    loop {
-        let interval = shared.load().config.resilience.health_check_interval_ms;
-        if interval == 0 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        }
-        tokio::time::sleep(Duration::from_millis(interval)).await;
-        let snap = shared.load_full();
-        for index in 0..snap.ring.len() {
-            if !snap.health[index].is_up() {
-                continue;
-            }
-            let snap = snap.clone();
-            tokio::spawn(async move {
-                let timeout = snap.config.timeouts.request();
-                let health = &snap.health[index];
-                let policy = snap.config.resilience;
-                match with_timeout(timeout, snap.backends[index].health()).await {
-                    Ok(()) => health.on_check_passed(),
-                    Err(e) => {
-                        let node = snap.node_id(index).to_owned();
-                        tracing::warn!(node, error = %e, "health check failed");
-                        if let AfterFailure::Ejected(backoff) =
-                            health.on_failure(&e, &policy, snap.may_eject())
-                        {
-                            tracing::warn!(
-                                node,
-                                backoff_ms = backoff.as_millis() as u64,
-                                "node ejected"
-                            );
-                            let backend = snap.backends[index].clone();
-                            probe_after(node, backend, health.clone(), policy, timeout, backoff);
-                        }
-                    }
-                }
-            });
-        }
     }
 }
 
@@ -301,37 +246,57 @@ mod tests {
         let h = Health::default();
         let p = policy();
         let e = BackendError::Refused;
-        assert_eq!(h.on_failure(&e, &p, true), AfterFailure::Counted);
+        assert!(!h.on_failure(&e, &p));
         h.on_success(Duration::from_millis(1), &p);
-        assert_eq!(h.on_failure(&e, &p, true), AfterFailure::Counted);
-        assert_eq!(h.on_failure(&e, &p, true), AfterFailure::Counted);
-        assert_eq!(
-            h.on_failure(&e, &p, false),
-            AfterFailure::Counted,
-            "cap on ejections"
-        );
-        assert_eq!(
-            h.on_failure(&e, &p, true),
-            AfterFailure::Ejected(Duration::from_millis(100))
-        );
+        assert!(!h.on_failure(&e, &p));
+        assert!(!h.on_failure(&e, &p));
+        assert!(h.on_failure(&e, &p), "the third in a row is due");
+        assert_eq!(h.eject(&p), Some(Duration::from_millis(100)));
         assert_eq!(h.phase().name(), "ejected");
-        h.start_probing();
+        assert_eq!(h.eject(&p), None, "ejected once");
+        assert!(!h.on_failure(&e, &p), "an ejected node is not due again");
+        assert!(
+            !h.start_probing(Instant::now()),
+            "not before its backoff ran out"
+        );
+        assert!(h.start_probing(Instant::now() + Duration::from_millis(100)));
         assert_eq!(h.phase(), Phase::Probing);
         assert_eq!(
             h.on_probe(&Err(e.clone()), &p),
             Some(Duration::from_millis(200))
         );
-        h.start_probing();
+        assert!(h.start_probing(Instant::now() + Duration::from_secs(1)));
         assert_eq!(
             h.on_probe(&Err(e.clone()), &p),
             Some(Duration::from_millis(350))
         );
-        h.start_probing();
+        assert!(h.start_probing(Instant::now() + Duration::from_secs(1)));
         assert_eq!(h.on_probe(&Ok(()), &p), None);
         assert!(h.is_up());
-        assert!(!counts_against_node(&BackendError::Rejected(
-            "status 413".into()
-        )));
+        assert_eq!(h.consecutive_failures(), 0);
+        let off = Resilience {
+            eject_after: 0,
+            ..p
+        };
+        for _ in 0..100 {
+            assert!(!h.on_failure(&e, &off), "eject_after 0 never ejects");
+        }
+    }
+
+    #[test]
+    fn the_ejection_cap_is_a_share_of_the_nodes() {
+        // 50% of 2 nodes: one may go, not both.
+        assert!(may_eject(0, 2, 50));
+        assert!(!may_eject(1, 2, 50));
+        // 50% of 5: two (40%), not three (60%).
+        assert!(may_eject(1, 5, 50));
+        assert!(!may_eject(2, 5, 50));
+        // 0% ejects nothing; 100% everything.
+        assert!(!may_eject(0, 3, 0));
+        assert!(may_eject(2, 3, 100));
+        // 33% of 3: none (one would be 33.3%).
+        assert!(!may_eject(0, 3, 33));
+        assert!(may_eject(0, 3, 34));
     }
 
     #[test]
@@ -346,5 +311,22 @@ mod tests {
             h.on_success(Duration::from_millis(ms), &p);
         }
         assert_eq!(h.p95(), Some(Duration::from_millis(95)));
+        // The ring keeps the latest 128 samples only.
+        for _ in 0..128 {
+            h.on_success(Duration::from_millis(3), &p);
+        }
+        assert_eq!(h.p95(), Some(Duration::from_millis(3)));
+    }
+
+    #[test]
+    fn repeated_troubles_are_logged_once_per_period() {
+        let h = Health::default();
+        let start = Instant::now();
+        let every = Duration::from_secs(30);
+        assert_eq!(h.may_log(start, every), Some(0));
+        for i in 1..=5 {
+            assert_eq!(h.may_log(start + Duration::from_secs(i), every), None);
+        }
+        assert_eq!(h.may_log(start + every, every), Some(5));
     }
 }

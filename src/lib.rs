@@ -2,36 +2,50 @@
 //! `PUT / GET / DELETE /kv/<key>`, placing each key on its top-r nodes by weighted rendezvous
 //! hashing and following live edits of its YAML node list.
 //!
-//! Data path: [`service`] parses a request, loads one [`snapshot::Snapshot`], asks [`routing`]
-//! for the plan and [`execute`] carries it out against [`backend`]s.
-//! Control path: [`watch`] decides when to look at the config file, [`reload`] turns it into a
-//! new snapshot or keeps the old one; [`health`] ejects and readmits nodes; [`handoff`] and
-//! [`rebalance`] move data after a membership change; [`admin`] and [`metrics`] show it all.
-//! [`routing`] is pure and public, so clients can place keys on their own side.
+//! # Layout
+//!
+//! A request's path reads top to bottom: [`proxy`]`::service` parses it, loads one
+//! `cluster::Snapshot` and hands it to `read` or `write`, which ask the key's replicas (from
+//! [`routing`]) through the cluster's one attempt function and the [`backend`]s; `respond`
+//! turns the outcome into a status. The control path: `cluster::triggers` (file events, poll,
+//! SIGHUP) and the admin API call `cluster::reload`, which runs the [`config`] pipeline and
+//! swaps in a new snapshot; `cluster::probes` owns every health probe.
+//!
+//! Modules depend only on modules below them:
+//!
+//! | layer | modules |
+//! |---|---|
+//! | commands | `cli` (one file per subcommand; `main.rs` only parses arguments) |
+//! | a running proxy | [`Proxy`] (`instance`): listeners, triggers and probes together |
+//! | listeners | `admin` (routes and the types `status` reads), `proxy` (the data path) |
+//! | data movement | `rebalance`, `handoff` |
+//! | membership | `cluster`: snapshot, members, the attempt function, reload, triggers, probes |
+//! | node state | `health` (the state machine) |
+//! | storage | [`backend`]: the trait, HTTP, Redis, memcached, pool, an in-memory fake for tests |
+//! | leaves | `net` (server loop, requests, key codec, context, TLS, tokens), [`config`], [`routing`], [`metrics`] |
+//!
+//! `node` (the built-in node and the demo's fleet) sits beside the listeners and uses only
+//! the leaves. The public surface is what a user of the library needs: [`routing`] to place
+//! keys on the client side, [`config`], the [`backend::Backend`] trait, [`key`] encoding,
+//! metric names, and [`Proxy`] to run one.
 
-pub mod admin;
-pub mod app;
-pub mod auth;
+mod admin;
 pub mod backend;
+pub mod cli;
+mod cluster;
 pub mod config;
-pub mod demo;
-pub mod error;
-pub mod execute;
-pub mod handoff;
-pub mod health;
-pub mod hedge;
-pub mod key;
+mod handoff;
+mod health;
+mod instance;
 pub mod metrics;
-pub mod node;
-pub mod rebalance;
-pub mod reload;
-pub mod request_id;
+mod net;
+mod node;
+mod proxy;
+mod rebalance;
 pub mod routing;
-pub mod server;
-pub mod service;
-pub mod snapshot;
-pub mod tls;
-pub mod watch;
+
+pub use instance::{Proxy, ReloadStatus, Reloaded, Running, StartOptions, Trigger};
+pub use net::key;
 
 /// Locks a mutex, ignoring poisoning: every critical section in this crate leaves its data
 /// consistent even if a panic cuts it short.

@@ -1,5 +1,6 @@
-//! Prometheus metrics, in one place: their names, their labels, and the scrape. One `Metrics`
-//! per proxy, carried by every snapshot, so reloads never reset a counter.
+//! Prometheus metrics, in one place: their names, their labels, the registry and the scrape.
+//! A leaf: the scrape is handed plain values, so nothing here knows a snapshot. One `Metrics`
+//! per proxy process, so reloads never reset a counter.
 
 use std::time::{Duration, SystemTime};
 
@@ -10,9 +11,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::rebalance::Progress;
-use crate::snapshot::Snapshot;
-
 pub const REQUESTS: &str = "hrw_requests";
 pub const REQUEST_DURATION: &str = "hrw_request_duration_seconds";
 pub const NODE_ATTEMPTS: &str = "hrw_node_attempts";
@@ -20,6 +18,7 @@ pub const NODE_FAILURES: &str = "hrw_node_failures";
 pub const NODE_ATTEMPT_DURATION: &str = "hrw_node_attempt_duration_seconds";
 pub const NODE_EJECTED: &str = "hrw_node_ejected";
 pub const NODE_SHARE: &str = "hrw_node_share";
+pub const NODE_IN_FLIGHT: &str = "hrw_node_in_flight";
 pub const READ_FALLBACKS: &str = "hrw_read_fallbacks";
 pub const HEDGES_SENT: &str = "hrw_hedges_sent";
 pub const HEDGES_WON: &str = "hrw_hedges_won";
@@ -42,6 +41,7 @@ pub const FAMILIES: &[&str] = &[
     NODE_ATTEMPT_DURATION,
     NODE_EJECTED,
     NODE_SHARE,
+    NODE_IN_FLIGHT,
     READ_FALLBACKS,
     HEDGES_SENT,
     HEDGES_WON,
@@ -125,6 +125,7 @@ pub struct Metrics {
     pub node_attempt_duration: HistogramFamily<NodeLabel>,
     node_ejected: Family<NodeLabel, Gauge>,
     node_share: Family<NodeLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    node_in_flight: Family<NodeLabel, Gauge>,
     pub read_fallbacks: Family<RankLabel, Counter>,
     pub hedges_sent: Counter,
     pub hedges_won: Counter,
@@ -150,6 +151,7 @@ impl Default for Metrics {
             node_attempt_duration: Family::new_with_constructor(latency_histogram),
             node_ejected: Family::default(),
             node_share: Family::default(),
+            node_in_flight: Family::default(),
             read_fallbacks: Family::default(),
             hedges_sent: Counter::default(),
             hedges_won: Counter::default(),
@@ -198,6 +200,11 @@ impl Default for Metrics {
             NODE_SHARE,
             "The node's share of primaries: weight / sum of weights",
             m.node_share.clone(),
+        );
+        r.register(
+            NODE_IN_FLIGHT,
+            "Attempts on the node not yet answered",
+            m.node_in_flight.clone(),
         );
         r.register(
             READ_FALLBACKS,
@@ -267,13 +274,15 @@ fn unix_seconds(at: SystemTime) -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// The operations attempts are counted by.
+const NODE_OPS: [&str; 5] = ["get", "put", "delete", "copy", "list"];
+
 /// One node's attempt counters and latency histogram.
 #[derive(Debug, Clone)]
 pub struct NodeMetrics {
     node: String,
-    get: Counter,
-    put: Counter,
-    delete: Counter,
+    /// By operation, in the order of [`NODE_OPS`].
+    attempts: [Counter; NODE_OPS.len()],
     duration: Histogram,
 }
 
@@ -285,11 +294,9 @@ impl NodeMetrics {
         took: Duration,
         failure: Option<&'static str>,
     ) {
-        match op {
-            "get" => self.get.inc(),
-            "put" => self.put.inc(),
-            _ => self.delete.inc(),
-        };
+        if let Some(at) = NODE_OPS.iter().position(|o| *o == op) {
+            self.attempts[at].inc();
+        }
         self.duration.observe(took.as_secs_f64());
         if let Some(kind) = failure {
             metrics
@@ -324,9 +331,7 @@ impl Metrics {
         };
         NodeMetrics {
             node: id.to_owned(),
-            get: attempts("get"),
-            put: attempts("put"),
-            delete: attempts("delete"),
+            attempts: NODE_OPS.map(attempts),
             duration: self.node_attempt_duration.get_or_create_owned(&NodeLabel {
                 node: id.to_owned(),
             }),
@@ -344,29 +349,25 @@ impl Metrics {
         self.config_reload_failures.inc();
     }
 
-    /// The Prometheus text of every metric, with the state-like ones read from `snap` and the
-    /// last rebalance now.
-    pub fn scrape(&self, snap: &Snapshot, rebalance: &Progress) -> String {
-        self.config_generation.set(snap.generation as i64);
+    /// The Prometheus text of every metric, with the state-like ones set from `state` first.
+    pub fn scrape(&self, state: &ScrapeState<'_>) -> String {
+        self.config_generation.set(state.generation as i64);
         self.node_ejected.clear();
         self.node_share.clear();
-        for index in 0..snap.ring.len() {
+        self.node_in_flight.clear();
+        for node in &state.nodes {
             let label = NodeLabel {
-                node: snap.node_id(index).to_owned(),
+                node: node.id.to_owned(),
             };
             self.node_ejected
                 .get_or_create(&label)
-                .set(i64::from(!snap.health[index].is_up()));
-            self.node_share
+                .set(i64::from(node.ejected));
+            self.node_share.get_or_create(&label).set(node.share);
+            self.node_in_flight
                 .get_or_create(&label)
-                .set(snap.ring.share(index));
+                .set(node.in_flight as i64);
         }
-        for (stage, value) in [
-            ("scanned", rebalance.scanned),
-            ("copied", rebalance.copied),
-            ("pruned", rebalance.pruned),
-            ("failed", rebalance.failed),
-        ] {
+        for (stage, value) in state.rebalance {
             self.rebalance_keys
                 .get_or_create(&StageLabel { stage })
                 .set(value as i64);
@@ -376,4 +377,22 @@ impl Metrics {
             .expect("writing to a String cannot fail");
         text
     }
+}
+
+/// What a scrape reports besides the counters: the state of the moment.
+#[derive(Debug, Default)]
+pub struct ScrapeState<'a> {
+    pub generation: u64,
+    pub nodes: Vec<NodeState<'a>>,
+    /// The last rebalance's keys by stage.
+    pub rebalance: [(&'static str, u64); 4],
+}
+
+/// One node's state for a scrape.
+#[derive(Debug)]
+pub struct NodeState<'a> {
+    pub id: &'a str,
+    pub ejected: bool,
+    pub share: f64,
+    pub in_flight: u64,
 }

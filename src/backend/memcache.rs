@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use super::pool::{connect_tcp, Pool};
@@ -67,9 +67,14 @@ fn base64url(bytes: &[u8]) -> String {
 
 type Conn = BufReader<TcpStream>;
 
+/// A reply line longer than this is not memcached talking.
+const MAX_LINE: usize = 1024;
+
 pub struct MemcacheBackend {
     addr: String,
     connect_timeout: Duration,
+    /// The largest value a `get` accepts; a longer `VALUE` line is a protocol error.
+    max_value_bytes: usize,
     idle: Pool<Conn>,
 }
 
@@ -81,6 +86,19 @@ impl std::fmt::Debug for MemcacheBackend {
     }
 }
 
+/// How one exchange on one connection failed.
+enum Failure {
+    /// The connection was found closed before any reply: retry on a new one.
+    Stale,
+    Failed(BackendError),
+}
+
+impl From<BackendError> for Failure {
+    fn from(e: BackendError) -> Failure {
+        Failure::Failed(e)
+    }
+}
+
 fn io_error(e: std::io::Error) -> BackendError {
     match e.kind() {
         std::io::ErrorKind::ConnectionRefused => BackendError::Refused,
@@ -88,11 +106,21 @@ fn io_error(e: std::io::Error) -> BackendError {
     }
 }
 
+fn is_reset(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe)
+}
+
 /// A reply line that is an error in every command: `ERROR`, `CLIENT_ERROR ...`,
-/// `SERVER_ERROR ...`.
+/// `SERVER_ERROR ...`. A value too large for the server is the request's fault, not the
+/// node's.
 fn error_reply(line: &str) -> BackendError {
     if let Some(why) = line.strip_prefix("SERVER_ERROR ") {
-        BackendError::Server(why.to_owned())
+        if why.contains("too large") {
+            BackendError::Rejected(why.to_owned())
+        } else {
+            BackendError::Server(why.to_owned())
+        }
     } else if let Some(why) = line.strip_prefix("CLIENT_ERROR ") {
         BackendError::Rejected(why.to_owned())
     } else {
@@ -115,31 +143,36 @@ fn exptime(ttl: Option<Ttl>) -> u64 {
 }
 
 impl MemcacheBackend {
-    pub fn new(url: &NodeUrl, connect_timeout: Duration) -> MemcacheBackend {
+    pub fn new(
+        url: &NodeUrl,
+        connect_timeout: Duration,
+        max_value_bytes: usize,
+    ) -> MemcacheBackend {
         MemcacheBackend {
             addr: format!("{}:{}", url.host, url.port),
             connect_timeout,
+            max_value_bytes,
             idle: Pool::new(POOL_SIZE),
         }
     }
 
-    async fn checkout(&self) -> Result<Conn, BackendError> {
-        match self.idle.take() {
-            Some(conn) => Ok(conn),
-            None => Ok(BufReader::new(
-                connect_tcp(&self.addr, self.connect_timeout).await?,
-            )),
-        }
-    }
-
-    /// Sends `request` and reads one reply line.
+    /// Sends `request` and reads one reply line, on a pooled connection or a new one. A pooled
+    /// connection found closed or reset before any reply means memcached dropped its idle
+    /// connections (a restart): the others are dropped too and the request is retried once
+    /// on a new connection, so a restart costs no failed request.
     async fn exchange(&self, request: &[&[u8]]) -> Result<(Conn, String), BackendError> {
-        let mut conn = self.checkout().await?;
-        for part in request {
-            conn.get_mut().write_all(part).await.map_err(io_error)?;
+        if let Some(conn) = self.idle.take() {
+            match send(conn, request).await {
+                Err(Failure::Stale) => self.idle.clear(),
+                Err(Failure::Failed(e)) => return Err(e),
+                Ok(reply) => return Ok(reply),
+            }
         }
-        let line = read_line(&mut conn).await?;
-        Ok((conn, line))
+        let conn = BufReader::new(connect_tcp(&self.addr, self.connect_timeout).await?);
+        send(conn, request).await.map_err(|e| match e {
+            Failure::Stale => BackendError::Io("connection closed by memcached".into()),
+            Failure::Failed(e) => e,
+        })
     }
 
     /// `set` or `add`; true if stored.
@@ -172,17 +205,81 @@ impl MemcacheBackend {
     }
 }
 
-async fn read_line(conn: &mut Conn) -> Result<String, BackendError> {
-    let mut line = Vec::new();
-    let n = conn.read_until(b'\n', &mut line).await.map_err(io_error)?;
-    if n == 0 {
-        return Err(BackendError::Io("connection closed by memcached".into()));
+async fn send(mut conn: Conn, request: &[&[u8]]) -> Result<(Conn, String), Failure> {
+    for part in request {
+        match conn.get_mut().write_all(part).await {
+            Err(e) if is_reset(&e) => return Err(Failure::Stale),
+            Err(e) => return Err(Failure::Failed(io_error(e))),
+            Ok(()) => {}
+        }
     }
-    let line = line
-        .strip_suffix(b"\r\n")
-        .ok_or_else(|| BackendError::Protocol("reply line without CRLF".into()))?;
+    match read_line(&mut conn).await {
+        Ok(Some(line)) => Ok((conn, line)),
+        Ok(None) => Err(Failure::Stale),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One CRLF-terminated reply line, at most [`MAX_LINE`] bytes; `None` if the connection closed
+/// (or was reset) before any byte of it.
+async fn read_line<R: AsyncBufRead + Unpin>(conn: &mut R) -> Result<Option<String>, BackendError> {
+    let mut line = Vec::new();
+    let read = (&mut *conn)
+        .take(MAX_LINE as u64)
+        .read_until(b'\n', &mut line)
+        .await;
+    match read {
+        Ok(0) => return Ok(None),
+        Err(e) if is_reset(&e) => return Ok(None),
+        Err(e) => return Err(io_error(e)),
+        Ok(_) => {}
+    }
+    let line = line.strip_suffix(b"\r\n").ok_or_else(|| {
+        BackendError::Protocol(if line.len() >= MAX_LINE {
+            format!("reply line longer than {MAX_LINE} bytes")
+        } else {
+            "reply line without CRLF".into()
+        })
+    })?;
     String::from_utf8(line.to_vec())
+        .map(Some)
         .map_err(|_| BackendError::Protocol("reply line is not UTF-8".into()))
+}
+
+/// The rest of a `get` reply after its first line: `END`, or `VALUE <key> <flags> <bytes>`,
+/// the data, CRLF and `END`.
+async fn read_value<R: AsyncBufRead + Unpin>(
+    conn: &mut R,
+    first: &str,
+    max_value: usize,
+) -> Result<Option<Bytes>, BackendError> {
+    if first == "END" {
+        return Ok(None);
+    }
+    let len: usize = match first
+        .strip_prefix("VALUE ")
+        .map(|rest| rest.split(' ').nth(2))
+    {
+        Some(Some(len)) => len
+            .parse()
+            .map_err(|_| BackendError::Protocol(format!("bad length in {first:?}")))?,
+        _ => return Err(error_reply(first)),
+    };
+    if len > max_value {
+        return Err(BackendError::Protocol(format!(
+            "value of {len} bytes is larger than {max_value}"
+        )));
+    }
+    let mut data = vec![0; len + 2];
+    conn.read_exact(&mut data).await.map_err(io_error)?;
+    if !data.ends_with(b"\r\n") {
+        return Err(BackendError::Protocol("value not followed by CRLF".into()));
+    }
+    data.truncate(len);
+    match read_line(conn).await? {
+        Some(end) if end == "END" => Ok(Some(Bytes::from(data))),
+        end => Err(BackendError::Protocol(format!("expected END, got {end:?}"))),
+    }
 }
 
 impl Backend for MemcacheBackend {
@@ -190,32 +287,9 @@ impl Backend for MemcacheBackend {
         Box::pin(async move {
             let mkey = memcache_key(key);
             let (mut conn, line) = self.exchange(&[b"get ", &mkey, b"\r\n"]).await?;
-            if line == "END" {
-                self.idle.give_back(conn);
-                return Ok(None);
-            }
-            // VALUE <key> <flags> <bytes>
-            let len: usize = match line
-                .strip_prefix("VALUE ")
-                .map(|rest| rest.split(' ').nth(2))
-            {
-                Some(Some(len)) => len
-                    .parse()
-                    .map_err(|_| BackendError::Protocol(format!("bad length in {line:?}")))?,
-                _ => return Err(error_reply(&line)),
-            };
-            let mut data = vec![0; len + 2];
-            conn.read_exact(&mut data).await.map_err(io_error)?;
-            if !data.ends_with(b"\r\n") {
-                return Err(BackendError::Protocol("value not followed by CRLF".into()));
-            }
-            data.truncate(len);
-            let end = read_line(&mut conn).await?;
-            if end != "END" {
-                return Err(BackendError::Protocol(format!("expected END, got {end:?}")));
-            }
+            let value = read_value(&mut conn, &line, self.max_value_bytes).await?;
             self.idle.give_back(conn);
-            Ok(Some(Bytes::from(data)))
+            Ok(value)
         })
     }
 
@@ -309,6 +383,69 @@ mod tests {
             let mapped = memcache_key(key);
             assert!(mapped.len() <= MAX_KEY && mapped.iter().all(|b| (0x21..=0x7e).contains(b)));
         }
+    }
+
+    async fn value(reply: &[u8], max: usize) -> Result<Option<Bytes>, BackendError> {
+        let mut conn = reply;
+        let first = read_line(&mut conn).await?.expect("a first line");
+        read_value(&mut conn, &first, max).await
+    }
+
+    #[tokio::test]
+    async fn get_replies_are_parsed_and_bounded() {
+        assert_eq!(value(b"END\r\n", 10).await, Ok(None));
+        assert_eq!(
+            value(b"VALUE k 0 5\r\nhello\r\nEND\r\n", 10).await,
+            Ok(Some(Bytes::from_static(b"hello")))
+        );
+        assert_eq!(
+            value(b"VALUE k 0 4 99\r\na\r\nb\r\nEND\r\n", 10).await,
+            Ok(Some(Bytes::from_static(b"a\r\nb"))),
+            "a value may hold CRLF; gets adds a cas field"
+        );
+        for (reply, why) in [
+            (
+                &b"VALUE k 0 11\r\nhello world\r\nEND\r\n"[..],
+                "larger than 10",
+            ),
+            (b"VALUE k 0 x\r\n", "bad length"),
+            (b"VALUE k 0 5\r\nhelloXXEND\r\n", "CRLF"),
+            (b"VALUE k 0 5\r\nhello\r\nVALUE x\r\n", "expected END"),
+            (b"END", "without CRLF"),
+            (b"WHAT\r\n", "unexpected reply"),
+        ] {
+            let got = value(reply, 10).await;
+            assert!(
+                matches!(&got, Err(BackendError::Protocol(m)) if m.contains(why)),
+                "{:?}: {got:?}",
+                String::from_utf8_lossy(reply)
+            );
+        }
+        let endless = vec![b'x'; 5000];
+        let mut conn = &endless[..];
+        let got = read_line(&mut conn).await;
+        assert!(
+            matches!(&got, Err(BackendError::Protocol(m)) if m.contains("longer than")),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn error_replies_blame_the_request_or_the_node() {
+        assert_eq!(
+            error_reply("SERVER_ERROR object too large for cache"),
+            BackendError::Rejected("object too large for cache".into())
+        );
+        assert!(!error_reply("SERVER_ERROR object too large for cache").counts_against_node());
+        assert_eq!(
+            error_reply("SERVER_ERROR out of memory storing object"),
+            BackendError::Server("out of memory storing object".into())
+        );
+        assert_eq!(
+            error_reply("CLIENT_ERROR bad data chunk"),
+            BackendError::Rejected("bad data chunk".into())
+        );
+        assert!(matches!(error_reply("ERROR"), BackendError::Protocol(_)));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The storage a node speaks, behind one trait, and how its failures are classified.
 
+#[cfg(test)]
+pub(crate) mod fake;
 mod http;
 mod memcache;
 mod pool;
@@ -18,12 +20,8 @@ use bytes::Bytes;
 
 use crate::config::{Config, NodeSpec, Scheme};
 
-pub use self::http::HttpBackend;
-pub use self::memcache::{memcache_key, MemcacheBackend};
-pub use self::redis::RedisBackend;
-
-/// A time to live in seconds, at least 1.
-pub type Ttl = std::num::NonZeroU32;
+pub use self::memcache::memcache_key;
+pub use crate::net::Ttl;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -81,7 +79,8 @@ pub enum BackendError {
     /// The node answered that it failed (HTTP 5xx, a Redis or memcached server error).
     #[error("server error: {0}")]
     Server(String),
-    /// The node refused the request itself (HTTP 4xx, a memcached client error).
+    /// The node refused the request itself (HTTP 4xx, a memcached client error, a value too
+    /// large for it): says nothing about the node's health.
     #[error("rejected: {0}")]
     Rejected(String),
     #[error("not supported by this node")]
@@ -95,6 +94,11 @@ pub enum BackendError {
 }
 
 impl BackendError {
+    /// Whether the failure says something about the node itself (not about the request).
+    pub fn counts_against_node(&self) -> bool {
+        !matches!(self, BackendError::Rejected(_) | BackendError::Unsupported)
+    }
+
     /// A short stable name for logs and error bodies.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -117,7 +121,7 @@ impl BackendError {
 pub fn connect(spec: &NodeSpec, config: &Config, tls: Option<&TlsConnector>) -> Arc<dyn Backend> {
     let timeouts = &config.timeouts;
     let http = |tls: Option<TlsConnector>| {
-        Arc::new(HttpBackend::new(
+        Arc::new(http::HttpBackend::new(
             &spec.url,
             timeouts.connect(),
             config.max_value_bytes,
@@ -127,11 +131,15 @@ pub fn connect(spec: &NodeSpec, config: &Config, tls: Option<&TlsConnector>) -> 
     match spec.url.scheme {
         Scheme::Http => http(None),
         Scheme::Https => http(Some(tls.cloned().unwrap_or_else(|| {
-            crate::tls::connector(&Default::default(), Path::new(""))
+            crate::net::tls::connector(&Default::default(), Path::new(""))
                 .expect("the public roots need no file")
         }))),
-        Scheme::Redis => Arc::new(RedisBackend::new(&spec.url, timeouts)),
-        Scheme::Memcache => Arc::new(MemcacheBackend::new(&spec.url, timeouts.connect())),
+        Scheme::Redis => Arc::new(redis::RedisBackend::new(&spec.url, timeouts)),
+        Scheme::Memcache => Arc::new(memcache::MemcacheBackend::new(
+            &spec.url,
+            timeouts.connect(),
+            config.max_value_bytes,
+        )),
     }
 }
 

@@ -42,6 +42,12 @@ impl<C> Pool<C> {
         crate::lock(&self.idle).pop()
     }
 
+    /// Drops every idle connection: one was found closed, so the node dropped them all.
+    pub fn clear(&self) {
+        let dropped = std::mem::take(&mut *crate::lock(&self.idle));
+        drop(dropped);
+    }
+
     /// Keeps a connection whose exchange completed, unless the pool is full.
     pub fn give_back(&self, conn: C) {
         let mut idle = crate::lock(&self.idle);

@@ -16,10 +16,10 @@ pub mod change;
 mod plan;
 mod rendezvous;
 
-pub use plan::{ReadPlan, WritePlan};
+pub use plan::misses_to_stop;
 pub use rendezvous::{
     key_hash, mix, node_seed, score, Ranked, Ring, RingError, TopR, KEY_SEED, MAX_REPLICAS,
-    NODE_SEED,
+    MAX_WEIGHT, MIN_WEIGHT, NODE_SEED,
 };
 
 #[cfg(test)]

@@ -12,6 +12,11 @@ pub const KEY_SEED: u64 = 0;
 pub const NODE_SEED: u64 = 0x9E37_79B9_7F4A_7C15;
 /// The largest replica count a [`Ring::top`] call can return; the fixed size of [`TopR`].
 pub const MAX_REPLICAS: usize = 16;
+/// The range of node weights: far inside the doubles where `weight / -ln(u)` stays finite and
+/// normal (it would overflow near 1e292 and lose precision below about 1e-290), so shares
+/// follow weights everywhere in it.
+pub const MIN_WEIGHT: f64 = 1e-12;
+pub const MAX_WEIGHT: f64 = 1e12;
 
 /// Hashes a key once per request: xxh3-64 of the raw key bytes with [`KEY_SEED`].
 #[inline]
@@ -64,7 +69,7 @@ pub enum RingError {
     EmptyId,
     #[error("duplicate node id {0:?}")]
     DuplicateId(String),
-    #[error("node {id:?}: weight {weight} must be finite and greater than 0")]
+    #[error("node {id:?}: weight {weight} must be from {MIN_WEIGHT:e} to {MAX_WEIGHT:e}")]
     BadWeight { id: String, weight: f64 },
     #[error("more than {} nodes", u32::MAX)]
     TooManyNodes,
@@ -195,7 +200,7 @@ impl Kept {
 
 impl Ring {
     /// Builds a ring from `(id, weight)` pairs. Ids must be unique and non-empty, weights
-    /// finite and positive.
+    /// from [`MIN_WEIGHT`] to [`MAX_WEIGHT`].
     ///
     /// ```
     /// use hrwproxy::routing::{key_hash, Ring};
@@ -218,7 +223,7 @@ impl Ring {
             if id.is_empty() {
                 return Err(RingError::EmptyId);
             }
-            if !(weight.is_finite() && weight > 0.0) {
+            if !(MIN_WEIGHT..=MAX_WEIGHT).contains(&weight) {
                 return Err(RingError::BadWeight {
                     id: id.to_owned(),
                     weight,

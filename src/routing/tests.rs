@@ -173,7 +173,7 @@ fn bad_rings_are_refused_and_r_is_capped() {
         Err(RingError::DuplicateId(_))
     ));
     assert!(matches!(Ring::new([("", 1.0)]), Err(RingError::EmptyId)));
-    for weight in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+    for weight in [0.0, -1.0, f64::NAN, f64::INFINITY, f64::MAX, 1e300, 1e-300] {
         assert!(matches!(
             Ring::new([("a", weight)]),
             Err(RingError::BadWeight { .. })
@@ -182,4 +182,24 @@ fn bad_rings_are_refused_and_r_is_capped() {
     let ring = ring_of(&[("a", 1.0), ("b", 1.0)]);
     assert_eq!(ring.top(0, 0).len(), 0);
     assert_eq!(ring.top(0, 5).len(), 2, "r is capped at the node count");
+}
+
+#[test]
+fn shares_follow_weights_at_both_ends_of_the_weight_range() {
+    // Near the float maximum, weight / -ln(u) overflowed to infinity and every node tied.
+    for (big, small) in [
+        (MAX_WEIGHT, MAX_WEIGHT / 2.0),
+        (MIN_WEIGHT * 2.0, MIN_WEIGHT),
+    ] {
+        let ring = ring_of(&[("big", big), ("small", small)]);
+        let mut big_wins = 0usize;
+        for hash in keys().take(60_000) {
+            big_wins += usize::from(ring.id(ring.top(hash, 1).as_slice()[0] as usize) == "big");
+        }
+        let share = big_wins as f64 / 60_000.0;
+        assert!(
+            (share - 2.0 / 3.0).abs() < 0.02,
+            "{big} vs {small}: {share}"
+        );
+    }
 }

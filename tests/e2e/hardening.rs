@@ -145,7 +145,11 @@ fn hop_by_hop_and_client_headers_are_never_forwarded() {
         .skip(1)
         .filter_map(|l| l.split_once(':').map(|(n, _)| n))
         .collect();
-    assert_eq!(names, ["host", "content-length", "x-request-id"], "{head}");
+    assert_eq!(
+        names,
+        ["host", "content-length", "x-request-id", "x-hrw-via"],
+        "{head}"
+    );
 }
 
 /// Sends a request and reads just until a status line arrives (the connection stays open).
@@ -264,9 +268,9 @@ fn bearer_tokens_guard_both_listeners_and_reload_with_the_config() {
         "auth: { data_token_file: nowhere.token }",
     ));
     wait_until("the rejection", || {
-        proxy.reloader.status().last_error.is_some()
+        proxy.handle.status().last_error.is_some()
     });
-    let error = proxy.reloader.status().last_error.unwrap().0.to_string();
+    let error = proxy.handle.status().last_error.unwrap().0.to_string();
     assert!(error.contains("auth.data_token_file"), "{error}");
     assert_eq!(proxy.generation(), 2);
 }

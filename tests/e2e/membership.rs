@@ -77,7 +77,7 @@ fn reload_torture_100_changes_under_load_fail_no_request() {
         )
     };
     let proxy = Proxy::start(&config(0));
-    let in_force = |i: usize| proxy.reloader.shared().load().config.max_key_bytes == 1000 + i;
+    let in_force = |i: usize| proxy.config().max_key_bytes == 1000 + i;
 
     let stop = Arc::new(AtomicBool::new(false));
     let failed = Arc::new(AtomicU64::new(0));
@@ -117,7 +117,7 @@ fn reload_torture_100_changes_under_load_fail_no_request() {
                 };
                 proxy.save_in_place(&broken);
                 wait_until(&format!("rejection of change {change} ({edit:?})"), || {
-                    proxy.reloader.status().last_error.is_some()
+                    proxy.handle.status().last_error.is_some()
                 });
                 assert_eq!(
                     proxy.generation(),
@@ -176,7 +176,7 @@ fn kubernetes_configmap_symlink_swap_is_seen() {
     proxy.await_generation(2);
     publish_configmap(proxy.dir(), 3, &config_yaml(&nodes[..1], ""));
     proxy.await_generation(3);
-    assert_eq!(proxy.reloader.shared().load().config.nodes.len(), 1);
+    assert_eq!(proxy.config().nodes.len(), 1);
 }
 
 /// Writes `count` keys `prefix-i` = `v1-i` through the proxy.
@@ -503,5 +503,5 @@ fn the_checksum_poll_catches_a_change_no_file_event_reported() {
     .unwrap();
     drop(file);
     proxy.await_generation(2);
-    assert_eq!(proxy.reloader.shared().load().config.replicas, 1);
+    assert_eq!(proxy.config().replicas, 1);
 }

@@ -1,6 +1,6 @@
 //! Live membership: edits of the YAML apply without a restart and move only what they must.
 
-use hrwproxy::reload::Reloaded;
+use hrwproxy::Reloaded;
 
 use crate::support::*;
 
@@ -61,7 +61,7 @@ fn an_invalid_edit_is_rejected_and_the_old_membership_keeps_serving() {
         (good.replace("listen", "lisen"), "lisen"),
     ] {
         proxy.save_by_rename(&bad);
-        let Reloaded::Rejected { error, .. } = proxy.reloader.reload() else {
+        let Reloaded::Rejected { error, .. } = proxy.handle.reload_now() else {
             panic!("bad config applied: {bad}");
         };
         assert!(error.to_string().contains(expected), "{error}");
@@ -72,7 +72,7 @@ fn an_invalid_edit_is_rejected_and_the_old_membership_keeps_serving() {
     // The watcher survived the bad saves and still applies a good one.
     proxy.save_in_place(&good.replace("nodes:", "replicas: 1\nnodes:"));
     proxy.await_generation(2);
-    assert_eq!(proxy.reloader.shared().load().config.replicas, 1);
+    assert_eq!(proxy.config().replicas, 1);
 }
 
 #[test]
@@ -83,11 +83,11 @@ fn one_save_is_one_read_not_a_loop() {
     std::fs::write(proxy.config_path().with_file_name("notes.txt"), "x").unwrap();
     proxy.save_by_rename(&config_yaml(&nodes, "replicas: 1"));
     proxy.await_generation(2);
-    let checks = proxy.reloader.status().checks;
+    let checks = proxy.handle.status().checks;
     // Reading the file must not count as a change of it; wait out several debounce periods.
-    std::thread::sleep(hrwproxy::watch::DEBOUNCE * 5);
+    std::thread::sleep(std::time::Duration::from_millis(500));
     assert_eq!(
-        proxy.reloader.status().checks,
+        proxy.handle.status().checks,
         checks,
         "the watcher re-reads without edits"
     );

@@ -6,12 +6,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hrwproxy::app;
-use hrwproxy::reload::Reloader;
 use hrwproxy::routing::{key_hash, Ring};
+use hrwproxy::StartOptions;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_hrwproxy");
 
@@ -174,7 +172,7 @@ pub const CONFIG_NAME: &str = "hrwproxy.yaml";
 pub struct Proxy {
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
-    pub reloader: Arc<Reloader>,
+    pub handle: hrwproxy::Proxy,
     dir: tempfile::TempDir,
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -189,7 +187,7 @@ impl Proxy {
     /// Serves `dir/hrwproxy.yaml`, which the caller has laid out (a symlink, say).
     pub fn start_in(dir: tempfile::TempDir) -> Proxy {
         let path = dir.path().join(CONFIG_NAME);
-        let reloader = Reloader::load(&path).expect("valid config");
+        let handle = hrwproxy::Proxy::load(&path).expect("valid config");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -202,15 +200,16 @@ impl Proxy {
                 listener.local_addr().unwrap(),
                 admin_listener.local_addr().unwrap(),
             );
-            let proxy =
-                app::start(reloader.clone(), listener, admin_listener).expect("watch config dir");
-            tokio::spawn(proxy.serve(std::future::pending()));
+            let running = handle
+                .start(listener, admin_listener, StartOptions::default())
+                .expect("watch config dir");
+            tokio::spawn(running.serve(std::future::pending()));
             addrs
         });
         Proxy {
             addr,
             admin_addr,
-            reloader,
+            handle,
             dir,
             runtime: Some(runtime),
         }
@@ -231,7 +230,11 @@ impl Proxy {
     }
 
     pub fn generation(&self) -> u64 {
-        self.reloader.shared().load().generation
+        self.handle.generation()
+    }
+
+    pub fn config(&self) -> std::sync::Arc<hrwproxy::config::Config> {
+        self.handle.config()
     }
 
     /// Waits until the watcher has applied `generation`.

@@ -113,8 +113,8 @@ fn https_listener_rotates_its_certificate_and_https_nodes_are_trusted_by_ca_file
     write_file(&front.dir().join("server.key"), &key);
     front.save_in_place(&config_yaml(&nodes, &format!("{tls}\nmax_key_bytes: 200")));
     wait_until("the rejection", || {
-        front.reloader.status().last_error.is_some()
+        front.handle.status().last_error.is_some()
     });
-    let error = front.reloader.status().last_error.unwrap().0.to_string();
+    let error = front.handle.status().last_error.unwrap().0.to_string();
     assert!(error.contains("tls.key_file"), "{error}");
 }

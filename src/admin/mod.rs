@@ -1,0 +1,302 @@
+//! The admin listener (loopback by default): metrics, the serving config and nodes, where a
+//! key lives, reload on demand, and a rebalance to start or follow. Answers are the types of
+//! [`types`].
+
+pub mod types;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use self::types::{
+    ConfigView, ErrorView, LocateView, NodeView, PreviousView, RankedView, ReloadView, WindowView,
+};
+use crate::cluster::reload::{Reloaded, Reloader, Trigger};
+use crate::cluster::Snapshot;
+use crate::config::Limits;
+use crate::handoff::RecentWrites;
+use crate::metrics::{NodeState, ScrapeState};
+use crate::net::respond::{self, Body};
+use crate::net::{auth, key, server, RequestError};
+use crate::rebalance::{self, Options, Rebalancer, Scope};
+use crate::routing::key_hash;
+
+const LOCATE_PREFIX: &str = "/admin/locate/";
+
+/// What the admin endpoints act on.
+#[derive(Debug)]
+pub(crate) struct Admin {
+    pub reloader: Arc<Reloader>,
+    pub rebalancer: Rebalancer,
+    pub recent: Arc<RecentWrites>,
+}
+
+/// Serves the admin API on `listener` until `shutdown` resolves.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    admin: Arc<Admin>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let handler = move |req| {
+        let admin = admin.clone();
+        async move { handle(&admin, req).await }
+    };
+    server::serve(listener, handler, Limits::default(), None, shutdown).await
+}
+
+async fn handle(admin: &Arc<Admin>, req: Request<Incoming>) -> Response<Body> {
+    let snap = admin.reloader.cluster().snapshot();
+    if !auth::allows(snap.tokens.admin.as_ref(), req.headers()) {
+        return respond::unauthorized();
+    }
+    let path = req.uri().path();
+    if let Some(raw_key) = path.strip_prefix(LOCATE_PREFIX) {
+        return match *req.method() {
+            Method::GET => locate(&snap, raw_key),
+            _ => respond::rejection(&RequestError::MethodNotAllowed {
+                method: req.method().to_string(),
+                allow: "GET",
+            }),
+        };
+    }
+    let allow = match path {
+        "/admin/reload" => "POST",
+        "/admin/config" | "/admin/nodes" | "/metrics" => "GET",
+        "/admin/rebalance" => "GET, POST",
+        _ => {
+            return respond::text(
+                StatusCode::NOT_FOUND,
+                "no such admin path; try /metrics, /admin/config, /admin/nodes, /admin/locate/<key>, /admin/reload or /admin/rebalance",
+            )
+        }
+    };
+    match (path, req.method()) {
+        ("/metrics", &Method::GET) => metrics(admin, &snap),
+        ("/admin/nodes", &Method::GET) => respond::json(StatusCode::OK, &nodes(&snap)),
+        ("/admin/reload", &Method::POST) => reload(admin).await,
+        ("/admin/config", &Method::GET) => config(admin, &snap),
+        ("/admin/rebalance", &Method::GET) => {
+            respond::json(StatusCode::OK, &admin.rebalancer.progress())
+        }
+        ("/admin/rebalance", &Method::POST) => match rebalance_options(req.uri().query()) {
+            Ok(options) => {
+                let scope = Scope {
+                    cluster: admin.reloader.cluster().clone(),
+                    snap,
+                    recent: admin.recent.clone(),
+                };
+                match admin.rebalancer.start(scope, options) {
+                    Ok(()) => respond::json(StatusCode::ACCEPTED, &admin.rebalancer.progress()),
+                    Err(why) => respond::text(StatusCode::CONFLICT, &why),
+                }
+            }
+            Err(e) => respond::rejection(&e),
+        },
+        (_, method) => respond::rejection(&RequestError::MethodNotAllowed {
+            method: method.to_string(),
+            allow,
+        }),
+    }
+}
+
+fn metrics(admin: &Admin, snap: &Snapshot) -> Response<Body> {
+    let progress = admin.rebalancer.progress();
+    let total = total_weight(snap);
+    let state = ScrapeState {
+        generation: snap.generation,
+        nodes: snap
+            .placement
+            .members
+            .iter()
+            .map(|m| NodeState {
+                id: m.id(),
+                ejected: !m.health.is_up(),
+                share: m.spec.weight.get() / total,
+                in_flight: m.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+            })
+            .collect(),
+        rebalance: [
+            ("scanned", progress.scanned),
+            ("copied", progress.copied),
+            ("pruned", progress.pruned),
+            ("failed", progress.failed),
+        ],
+    };
+    let text = admin.reloader.cluster().metrics.scrape(&state);
+    let mut resp = Response::new(Body::new(text.into()));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}
+
+async fn reload(admin: &Admin) -> Response<Body> {
+    let outcome = admin.reloader.reload(Trigger::Admin).await;
+    let generation = admin.reloader.cluster().snapshot().generation;
+    match outcome {
+        Reloaded::Applied(_) | Reloaded::Unchanged => respond::json(
+            StatusCode::OK,
+            &ReloadView {
+                generation,
+                changed: matches!(outcome, Reloaded::Applied(_)),
+                error: None,
+            },
+        ),
+        Reloaded::Rejected { error, .. } => respond::json(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &ReloadView {
+                generation,
+                changed: false,
+                error: Some(error.to_string()),
+            },
+        ),
+    }
+}
+
+fn time(at: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+fn config(admin: &Admin, snap: &Snapshot) -> Response<Body> {
+    let status = admin.reloader.status();
+    let now = Instant::now();
+    let view = ConfigView {
+        path: admin.reloader.path().display().to_string(),
+        generation: snap.generation,
+        sha256: status.sha256,
+        loaded_at: time(status.loaded_at),
+        applied_by: status.applied_by.name().to_owned(),
+        checks: status.checks,
+        last_error: status.last_error.map(|(error, at)| ErrorView {
+            message: error.to_string(),
+            at: time(at),
+        }),
+        replicas: snap.config.replicas,
+        write_quorum: snap.config.write_quorum,
+        nodes: nodes(snap),
+        handoff_from: snap
+            .open_windows()
+            .map(|w| WindowView {
+                generation: w.placement.generation,
+                closes_in_s: (w.until - now).as_secs(),
+            })
+            .collect(),
+    };
+    respond::json(StatusCode::OK, &view)
+}
+
+fn total_weight(snap: &Snapshot) -> f64 {
+    snap.placement
+        .members
+        .iter()
+        .map(|m| m.spec.weight.get())
+        .sum()
+}
+
+/// Each node with its weight, share of primaries, health and last error.
+fn nodes(snap: &Snapshot) -> Vec<NodeView> {
+    let total = total_weight(snap);
+    snap.placement
+        .members
+        .iter()
+        .map(|m| NodeView {
+            id: m.id().to_owned(),
+            url: m.spec.url.base.clone(),
+            weight: m.spec.weight.get(),
+            share: m.spec.weight.get() / total,
+            health: m.health.phase().name().to_owned(),
+            consecutive_failures: m.health.consecutive_failures(),
+            in_flight: m.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+            last_error: m.health.last_error().map(|(message, at)| ErrorView {
+                message,
+                at: time(at),
+            }),
+        })
+        .collect()
+}
+
+/// `GET /admin/locate/<percent-encoded key>`: the key's ranking, replicas marked, and its
+/// replicas in each placement whose handoff window is open.
+fn locate(snap: &Snapshot, raw_key: &str) -> Response<Body> {
+    let key = match key::decode(raw_key, usize::MAX) {
+        Ok(key) => key,
+        Err(e) => return respond::rejection(&e),
+    };
+    let hash = key_hash(&key);
+    let placement = &snap.placement;
+    let view = LocateView {
+        key_hash: format!("{hash:016x}"),
+        generation: snap.generation,
+        nodes: placement
+            .ring
+            .rank_all(hash)
+            .iter()
+            .enumerate()
+            .map(|(rank, r)| RankedView {
+                node: r.id.to_owned(),
+                weight: r.weight,
+                score: r.score,
+                replica: rank < placement.replicas,
+                health: placement.members[r.index].health.phase().name().to_owned(),
+            })
+            .collect(),
+        previous: snap
+            .open_windows()
+            .map(|w| PreviousView {
+                generation: w.placement.generation,
+                replicas: w
+                    .placement
+                    .replicas(&key)
+                    .iter()
+                    .map(|m| m.id().to_owned())
+                    .collect(),
+            })
+            .collect(),
+    };
+    respond::json(StatusCode::OK, &view)
+}
+
+/// `?prune` (or `prune=true`) and `rate=<keys per second>` (0 for no limit).
+fn rebalance_options(query: Option<&str>) -> Result<Options, RequestError> {
+    let mut options = Options::default();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=').unwrap_or((pair, "")) {
+            ("prune", "" | "true") => options.prune = true,
+            ("prune", "false") => options.prune = false,
+            ("rate", n) => {
+                options.rate = n
+                    .parse::<f64>()
+                    .map_err(|_| format!("rate {n:?} is not a number"))
+                    .and_then(rebalance::rate_limit)
+                    .map_err(RequestError::BadQuery)?;
+            }
+            (name, _) => {
+                return Err(RequestError::BadQuery(format!(
+                    "unknown parameter {name:?}; use prune and rate"
+                )))
+            }
+        }
+    }
+    Ok(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rebalance_options_take_prune_and_a_rate_where_zero_is_no_limit() {
+        let options = rebalance_options(Some("prune&rate=250")).unwrap();
+        assert!(options.prune);
+        assert_eq!(options.rate, Some(250.0));
+        assert_eq!(rebalance_options(Some("rate=0")).unwrap().rate, None);
+        assert!(!rebalance_options(Some("prune=false")).unwrap().prune);
+        for bad in ["rate=-1", "rate=fast", "rate=1e99", "limit=3"] {
+            assert!(rebalance_options(Some(bad)).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! What the admin API answers, as types: the server serialises them and `hrwproxy status`
+//! deserialises the same ones, so the two cannot drift apart.
+
+use serde::{Deserialize, Serialize};
+
+/// `GET /admin/config`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfigView {
+    pub path: String,
+    pub generation: u64,
+    /// sha256 of the file serving.
+    pub sha256: String,
+    pub loaded_at: String,
+    /// What triggered the reload that applied it: start, file event, poll, retry, signal,
+    /// admin.
+    pub applied_by: String,
+    /// File reads so far.
+    pub checks: u64,
+    pub last_error: Option<ErrorView>,
+    pub replicas: usize,
+    pub write_quorum: usize,
+    pub nodes: Vec<NodeView>,
+    /// The handoff windows open, newest first.
+    pub handoff_from: Vec<WindowView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorView {
+    pub message: String,
+    pub at: String,
+}
+
+/// One node, in `GET /admin/nodes` and `GET /admin/config`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeView {
+    pub id: String,
+    pub url: String,
+    pub weight: f64,
+    /// Its share of primaries: weight over the sum of weights.
+    pub share: f64,
+    /// up, ejected or probing.
+    pub health: String,
+    pub consecutive_failures: u32,
+    /// Attempts on it not yet answered.
+    pub in_flight: u64,
+    pub last_error: Option<ErrorView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WindowView {
+    pub generation: u64,
+    pub closes_in_s: u64,
+}
+
+/// `GET /admin/locate/<key>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LocateView {
+    pub key_hash: String,
+    pub generation: u64,
+    pub nodes: Vec<RankedView>,
+    /// The key's replicas in each generation whose handoff window is open.
+    pub previous: Vec<PreviousView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RankedView {
+    pub node: String,
+    pub weight: f64,
+    pub score: f64,
+    pub replica: bool,
+    pub health: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreviousView {
+    pub generation: u64,
+    pub replicas: Vec<String>,
+}
+
+/// `POST /admin/reload`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReloadView {
+    pub generation: u64,
+    pub changed: bool,
+    /// Set when the file was rejected (with a 422).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+}

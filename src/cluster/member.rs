@@ -1,0 +1,27 @@
+//! A member: one node of a placement with everything the proxy keeps for it. Its health and
+//! in-flight count belong to its id and survive every reload; its client is kept until an
+//! address, connect timeout, value limit or backend CA changes.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use crate::backend::Backend;
+use crate::config::NodeSpec;
+use crate::health::Health;
+use crate::metrics::NodeMetrics;
+
+#[derive(Debug)]
+pub(crate) struct Member {
+    pub spec: NodeSpec,
+    pub backend: Arc<dyn Backend>,
+    pub health: Arc<Health>,
+    /// Attempts on the node not yet answered.
+    pub in_flight: Arc<AtomicU64>,
+    pub metrics: NodeMetrics,
+}
+
+impl Member {
+    pub fn id(&self) -> &str {
+        self.spec.id.as_str()
+    }
+}

@@ -1,0 +1,181 @@
+//! The proxy's process-wide state and its control path: the membership serving now (one
+//! [`Snapshot`] behind an atomic swap), what outlives every snapshot (metrics, the instance id,
+//! the listener's certificate, the ejection cap), the one function through which every attempt
+//! on a node feeds the node's health and metrics, the reload of the config and everything
+//! that triggers one, and the driver that owns every health probe.
+
+mod files;
+mod member;
+pub(crate) mod probes;
+pub(crate) mod reload;
+mod snapshot;
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
+pub(crate) mod triggers;
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+pub(crate) use self::files::Files;
+pub(crate) use self::member::Member;
+pub(crate) use self::snapshot::Snapshot;
+use crate::backend::BackendError;
+use crate::health;
+use crate::lock;
+use crate::metrics::Metrics;
+use crate::net::context;
+use crate::net::tls::ServerCert;
+use crate::routing::key_hash;
+
+/// How often at most a node's repeated troubles (failed attempts, failed probes) are logged.
+pub(crate) const LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// The operations an attempt can be, as metrics and logs name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Get,
+    Put,
+    Delete,
+    Copy,
+    List,
+}
+
+impl Op {
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Put => "put",
+            Op::Delete => "delete",
+            Op::Copy => "copy",
+            Op::List => "list",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Cluster {
+    live: ArcSwap<Snapshot>,
+    pub metrics: Metrics,
+    /// This process's id in `x-hrw-via`, to refuse requests that loop back to it.
+    pub instance: Arc<str>,
+    /// The data listener's certificate when it serves HTTPS; a reload swaps the key in it.
+    pub server_cert: Option<Arc<ServerCert>>,
+    /// Held while deciding an ejection, so concurrent failures cannot pass the cap together.
+    ejections: Mutex<()>,
+    /// Wakes the probe driver: a node was ejected, or the membership changed.
+    pub probes: Notify,
+}
+
+impl Cluster {
+    pub fn new(snapshot: Snapshot, files: &Files, metrics: Metrics) -> Arc<Cluster> {
+        Arc::new(Cluster {
+            live: ArcSwap::from_pointee(snapshot),
+            metrics,
+            instance: context::instance_id(),
+            server_cert: files.server_key.clone().map(ServerCert::new),
+            ejections: Mutex::new(()),
+            probes: Notify::new(),
+        })
+    }
+
+    /// The membership serving now: one atomic load.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.live.load_full()
+    }
+
+    /// Puts a new membership in service.
+    pub fn store(&self, snapshot: Arc<Snapshot>, files: &Files) {
+        if let (Some(cert), Some(key)) = (&self.server_cert, &files.server_key) {
+            cert.replace(key.clone());
+        }
+        self.live.store(snapshot);
+        self.probes.notify_one();
+    }
+
+    /// Runs one call on `member` under the per-attempt timeout, cut short by `deadline`. The
+    /// only place where attempts feed a node's health, metrics and in-flight count.
+    pub async fn attempt<T>(
+        &self,
+        snap: &Snapshot,
+        member: &Member,
+        op: Op,
+        key: &[u8],
+        deadline: Instant,
+        call: impl Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, BackendError> {
+        let timeout = snap
+            .config
+            .timeouts
+            .request()
+            .min(deadline.saturating_duration_since(Instant::now()));
+        member.in_flight.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let result = crate::backend::with_timeout(timeout, call).await;
+        let took = started.elapsed();
+        member.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let failure = result.as_ref().err();
+        member.metrics.attempt(
+            &self.metrics,
+            op.name(),
+            took,
+            failure.map(BackendError::kind),
+        );
+        match failure {
+            None => member.health.on_success(took, &snap.config.resilience),
+            Some(e) => {
+                if member.health.may_log(Instant::now(), LOG_EVERY).is_some() {
+                    tracing::warn!(
+                        request_id = %context::id_for_log(),
+                        node = member.id(),
+                        op = op.name(),
+                        key_hash = format_args!("{:016x}", key_hash(key)),
+                        kind = e.kind(),
+                        error = %e,
+                        "backend attempt failed"
+                    );
+                }
+                self.record_failure(snap, member, e);
+            }
+        }
+        result
+    }
+
+    /// Counts a failure against `member` (unless it is the request's fault) and ejects the
+    /// node when its streak calls for it and the cap allows.
+    pub fn record_failure(&self, snap: &Snapshot, member: &Member, error: &BackendError) {
+        let policy = &snap.config.resilience;
+        if !error.counts_against_node() || !member.health.on_failure(error, policy) {
+            return;
+        }
+        let ejected = {
+            let _deciding = lock(&self.ejections);
+            let live = self.snapshot();
+            let members = &live.placement.members;
+            let out = members.iter().filter(|m| !m.health.is_up()).count();
+            let cap = live.config.resilience.max_ejected_percent;
+            if health::may_eject(out, members.len(), cap) {
+                member.health.eject(policy)
+            } else {
+                None
+            }
+        };
+        if let Some(backoff) = ejected {
+            tracing::warn!(
+                request_id = %context::id_for_log(),
+                node = member.id(),
+                backoff_ms = backoff.as_millis() as u64,
+                error = %error,
+                "node ejected"
+            );
+            self.probes.notify_one();
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! Applying the config file, through one function whatever asked for it (a file event, the
+//! checksum poll, a retry, SIGHUP, `POST /admin/reload`): read within bounds, validate, read
+//! the files it names, build a new snapshot and swap it in with one store. A file that fails
+//! keeps the old snapshot serving. The work runs on a blocking thread, one reload at a time;
+//! the status the admin API shows is never held up by a reload in progress.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+use twox_hash::XxHash3_64;
+
+use super::files::{self, Files};
+use super::{Cluster, Snapshot};
+use crate::config::{Config, ConfigError};
+use crate::lock;
+use crate::metrics::Metrics;
+use crate::routing::change::ChangeSummary;
+
+/// Keys sampled for the change summary logged at each reload.
+pub const RELOAD_SUMMARY_KEYS: usize = 20_000;
+
+/// What made the proxy read its config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The first read, at startup.
+    Start,
+    /// An event in a watched directory.
+    FileEvent,
+    /// The checksum poll.
+    Poll,
+    /// A second look after a rejected read, in case the file was caught half-written.
+    Retry,
+    /// SIGHUP.
+    Signal,
+    /// `POST /admin/reload`.
+    Admin,
+}
+
+impl Trigger {
+    pub fn name(self) -> &'static str {
+        match self {
+            Trigger::Start => "start",
+            Trigger::FileEvent => "file event",
+            Trigger::Poll => "poll",
+            Trigger::Retry => "retry",
+            Trigger::Signal => "signal",
+            Trigger::Admin => "admin",
+        }
+    }
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reloaded {
+    /// The file and the files it names are the ones already serving.
+    Unchanged,
+    /// A new snapshot with this generation is serving.
+    Applied(u64),
+    /// The file cannot be used; the previous snapshot keeps serving. `repeated` is true when
+    /// these same inputs were already rejected (and logged) before.
+    Rejected { error: ConfigError, repeated: bool },
+}
+
+/// The serving config as `GET /admin/config` shows it.
+#[derive(Debug, Clone)]
+pub struct ReloadStatus {
+    /// sha256 of the file bytes serving, lowercase hex.
+    pub sha256: String,
+    pub loaded_at: SystemTime,
+    /// What triggered the reload that applied the config serving.
+    pub applied_by: Trigger,
+    /// The last rejection, cleared when the inputs serving are read again or new ones apply.
+    pub last_error: Option<(ConfigError, SystemTime)>,
+    /// How many times the file has been read for a reload.
+    pub checks: u64,
+}
+
+/// The inputs of one reload: the YAML's digest and the digest of each file it names.
+#[derive(Debug, Clone, PartialEq)]
+struct Inputs {
+    yaml: u64,
+    files: Vec<(PathBuf, u64)>,
+}
+
+impl Inputs {
+    fn new(yaml: u64, named: Vec<PathBuf>) -> Inputs {
+        let files = named
+            .into_iter()
+            .map(|p| {
+                let digest = files::digest_of(&p);
+                (p, digest)
+            })
+            .collect();
+        Inputs { yaml, files }
+    }
+
+    /// Whether the YAML digest is `yaml` and every file named still has its digest.
+    fn still(&self, yaml: u64) -> bool {
+        self.yaml == yaml && self.files.iter().all(|(p, d)| files::digest_of(p) == *d)
+    }
+}
+
+/// What the reloads so far have seen; held for a whole reload, so reloads run one at a time.
+struct Seen {
+    applied: Inputs,
+    rejected: Option<(Inputs, ConfigError)>,
+}
+
+type AppliedHook = Box<dyn Fn(&Snapshot) + Send + Sync>;
+
+/// Owns the config path and swaps the cluster's snapshot.
+pub struct Reloader {
+    path: PathBuf,
+    cluster: Arc<Cluster>,
+    seen: Mutex<Seen>,
+    status: Mutex<ReloadStatus>,
+    on_applied: Mutex<Option<AppliedHook>>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The directory the files a config names are relative to.
+fn config_dir(path: &Path) -> PathBuf {
+    path.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// The config at `path`, validated, and the files it names, read.
+fn load(path: &Path, text: &str) -> Result<(Config, Files), (ConfigError, Vec<PathBuf>)> {
+    let config = Config::from_yaml(text).map_err(|e| (e, Vec::new()))?;
+    let dir = config_dir(path);
+    match Files::load(&config, &dir) {
+        Ok(files) => Ok((config, files)),
+        Err(e) => Err((e, files::named_by(&config, &dir))),
+    }
+}
+
+impl Reloader {
+    /// Loads the config as generation 1 and puts it in service in a new cluster. Fails if the
+    /// file cannot be read, is invalid, or names files that cannot be used.
+    pub(crate) fn load(path: &Path) -> Result<Arc<Reloader>, ConfigError> {
+        let text = crate::config::read_file(path)?;
+        let (config, files) = load(path, &text).map_err(|(e, _)| e)?;
+        let named = files::named_by(&config, &config_dir(path));
+        let metrics = Metrics::default();
+        let snapshot = Snapshot::build(config, &files, 1, None, &metrics, &files::connect);
+        Ok(Arc::new(Reloader {
+            path: path.to_owned(),
+            cluster: Cluster::new(snapshot, &files, metrics),
+            seen: Mutex::new(Seen {
+                applied: Inputs::new(XxHash3_64::oneshot(text.as_bytes()), named),
+                rejected: None,
+            }),
+            status: Mutex::new(ReloadStatus {
+                sha256: sha256_hex(&text),
+                loaded_at: SystemTime::now(),
+                applied_by: Trigger::Start,
+                last_error: None,
+                checks: 0,
+            }),
+            on_applied: Mutex::new(None),
+        }))
+    }
+
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn status(&self) -> ReloadStatus {
+        lock(&self.status).clone()
+    }
+
+    /// Calls `hook` after each applied reload (the demo starts nodes for new loopback URLs).
+    pub fn on_applied(&self, hook: impl Fn(&Snapshot) + Send + Sync + 'static) {
+        *lock(&self.on_applied) = Some(Box::new(hook));
+    }
+
+    /// Reloads on a blocking thread, then logs and counts the outcome: one line per applied
+    /// change or new rejection. Every trigger goes through here.
+    pub async fn reload(self: &Arc<Self>, trigger: Trigger) -> Reloaded {
+        let this = self.clone();
+        match tokio::task::spawn_blocking(move || this.reload_now(trigger)).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::error!(error = %e, "reload failed unexpectedly; the previous config keeps serving");
+                Reloaded::Unchanged
+            }
+        }
+    }
+
+    /// [`Reloader::reload`] on this thread, for callers that may block.
+    pub fn reload_now(&self, trigger: Trigger) -> Reloaded {
+        let outcome = self.apply(trigger);
+        let metrics = &self.cluster.metrics;
+        match &outcome {
+            Reloaded::Applied(_) => metrics.reload_applied(),
+            Reloaded::Unchanged => {
+                metrics.config_last_reload_success.set(1);
+            }
+            Reloaded::Rejected {
+                error,
+                repeated: false,
+            } => {
+                metrics.reload_rejected();
+                tracing::error!(
+                    path = %self.path.display(),
+                    error = %error,
+                    trigger = trigger.name(),
+                    generation = self.cluster.snapshot().generation,
+                    "config rejected; the previous config keeps serving"
+                );
+            }
+            Reloaded::Rejected { repeated: true, .. } => {}
+        }
+        outcome
+    }
+
+    /// Re-reads the file and the files it names; if anything changed and all of it is valid,
+    /// swaps in a new snapshot. On error nothing serving changes.
+    fn apply(&self, trigger: Trigger) -> Reloaded {
+        let mut seen = lock(&self.seen);
+        lock(&self.status).checks += 1;
+        let text = match crate::config::read_file(&self.path) {
+            Ok(text) => text,
+            Err(error) => return self.reject(&mut seen, Inputs::new(0, Vec::new()), error),
+        };
+        let yaml = XxHash3_64::oneshot(text.as_bytes());
+        if seen.applied.still(yaml) {
+            seen.rejected = None;
+            lock(&self.status).last_error = None;
+            return Reloaded::Unchanged;
+        }
+        if let Some((inputs, error)) = &seen.rejected {
+            if inputs.still(yaml) {
+                return Reloaded::Rejected {
+                    error: error.clone(),
+                    repeated: true,
+                };
+            }
+        }
+        let (config, files) = match load(&self.path, &text) {
+            Ok(loaded) => loaded,
+            Err((error, named)) => return self.reject(&mut seen, Inputs::new(yaml, named), error),
+        };
+        let named = files::named_by(&config, &config_dir(&self.path));
+        let old = self.cluster.snapshot();
+        let generation = old.generation + 1;
+        let new = Arc::new(Snapshot::build(
+            config,
+            &files,
+            generation,
+            Some(&old),
+            &self.cluster.metrics,
+            &files::connect,
+        ));
+        self.cluster.store(new.clone(), &files);
+        seen.applied = Inputs::new(yaml, named);
+        seen.rejected = None;
+        drop(seen);
+        {
+            let mut status = lock(&self.status);
+            *status = ReloadStatus {
+                sha256: sha256_hex(&text),
+                loaded_at: SystemTime::now(),
+                applied_by: trigger,
+                last_error: None,
+                checks: status.checks,
+            };
+        }
+        // After the swap: requests already use the new membership while this is worked out.
+        log_change(&old, &new, trigger);
+        if let Some(hook) = &*lock(&self.on_applied) {
+            hook(&new);
+        }
+        Reloaded::Applied(generation)
+    }
+
+    fn reject(&self, seen: &mut Seen, inputs: Inputs, error: ConfigError) -> Reloaded {
+        let repeated = seen
+            .rejected
+            .as_ref()
+            .is_some_and(|(i, e)| *i == inputs && *e == error);
+        seen.rejected = Some((inputs, error.clone()));
+        if !repeated {
+            lock(&self.status).last_error = Some((error.clone(), SystemTime::now()));
+        }
+        Reloaded::Rejected { error, repeated }
+    }
+}
+
+/// One line per applied reload: the generation, what changed in the membership, and what the
+/// change does to placement.
+fn log_change(old: &Snapshot, new: &Snapshot, trigger: Trigger) {
+    let (old_cfg, new_cfg) = (&old.config, &new.config);
+    let (old_p, new_p) = (&old.placement, &new.placement);
+    let added: Vec<&str> = new_p
+        .members
+        .iter()
+        .filter(|m| old_p.member(m.id()).is_none())
+        .map(|m| m.id())
+        .collect();
+    let removed: Vec<&str> = old_p
+        .members
+        .iter()
+        .filter(|m| new_p.member(m.id()).is_none())
+        .map(|m| m.id())
+        .collect();
+    let mut reweighted = Vec::new();
+    let mut moved = Vec::new();
+    for n in new_p.members.iter() {
+        if let Some(o) = old_p.member(n.id()) {
+            let (ow, nw) = (o.spec.weight.get(), n.spec.weight.get());
+            if ow != nw {
+                reweighted.push(format!("{}:{ow}->{nw}", n.id()));
+            }
+            if o.spec.url != n.spec.url {
+                moved.push(format!("{}:{}->{}", n.id(), o.spec.url, n.spec.url));
+            }
+        }
+    }
+    let started = std::time::Instant::now();
+    let summary = ChangeSummary::sample(
+        (&old_p.ring, old_p.replicas),
+        (&new_p.ring, new_p.replicas),
+        RELOAD_SUMMARY_KEYS,
+    );
+    tracing::info!(
+        generation = new.generation,
+        trigger = trigger.name(),
+        nodes = new_p.members.len(),
+        replicas = new_cfg.replicas,
+        write_quorum = new_cfg.write_quorum,
+        added = ?added,
+        removed = ?removed,
+        reweighted = ?reweighted,
+        moved = ?moved,
+        replica_sets_changed = %format!("{:.2}%", summary.replica_sets_changed * 100.0),
+        primaries_changed = %format!("{:.2}%", summary.primaries_changed * 100.0),
+        handoff_window_s = if new.placement_changed() { new_cfg.handoff_window_s } else { 0 },
+        summary_ms = started.elapsed().as_millis() as u64,
+        "config reloaded"
+    );
+    if old_cfg.listen != new_cfg.listen
+        || old_cfg.admin != new_cfg.admin
+        || old_cfg.tls.serves_https() != new_cfg.tls.serves_https()
+        || old_cfg.limits != new_cfg.limits
+    {
+        tracing::warn!(
+            old_listen = %old_cfg.listen,
+            new_listen = %new_cfg.listen,
+            old_admin = %old_cfg.admin,
+            new_admin = %new_cfg.admin,
+            "listen, admin, HTTPS on or off, or limits changed; restart hrwproxy to apply them (the listeners keep their old settings)"
+        );
+    }
+}

@@ -1,0 +1,203 @@
+//! One immutable view of the membership, swapped whole so a request sees one membership from
+//! start to end: the config, the placement (ring and members, in the same order by
+//! construction) and the earlier placements whose handoff window is still open.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::files::Files;
+use super::member::Member;
+use crate::backend::Backend;
+use crate::config::{Config, NodeSpec, Scheme};
+use crate::metrics::Metrics;
+use crate::net::auth::Tokens;
+use crate::routing::{key_hash, Ring, TopR};
+
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    /// Counts applied configs, starting at 1.
+    pub generation: u64,
+    pub config: Arc<Config>,
+    pub placement: Arc<Placement>,
+    /// Earlier placements replaced by a placement change, newest first, each consulted by
+    /// reads that miss until its window closes.
+    pub windows: Box<[Window]>,
+    /// Bearer tokens the listeners require, read from the files the config names.
+    pub tokens: Tokens,
+    /// A digest of the CA bundle `https://` clients trust, to know when to rebuild them.
+    backend_trust: u64,
+}
+
+/// Where keys live: the ring, and a member for each of its nodes in the ring's order.
+#[derive(Debug)]
+pub(crate) struct Placement {
+    pub generation: u64,
+    pub ring: Ring,
+    pub replicas: usize,
+    pub members: Box<[Arc<Member>]>,
+    by_id: HashMap<Arc<str>, usize>,
+}
+
+/// Opens a client for a node of a config: `backend::connect`, or a fake in unit tests.
+pub(crate) type Connect<'a> = &'a dyn Fn(&NodeSpec, &Config, &Files) -> Arc<dyn Backend>;
+
+/// An earlier placement, consulted by reads until `until`.
+#[derive(Debug, Clone)]
+pub(crate) struct Window {
+    pub placement: Arc<Placement>,
+    pub until: Instant,
+}
+
+impl Placement {
+    /// The key's replicas, best first.
+    pub fn replicas(&self, key: &[u8]) -> Replicas<'_> {
+        Replicas {
+            placement: self,
+            top: self.ring.top(key_hash(key), self.replicas),
+        }
+    }
+
+    pub fn member(&self, id: &str) -> Option<&Arc<Member>> {
+        self.by_id.get(id).map(|&i| &self.members[i])
+    }
+
+    /// Whether `other` places every key the same: the same ids, weights and replica count.
+    fn places_like(&self, other: &Placement) -> bool {
+        self.replicas == other.replicas
+            && self.members.len() == other.members.len()
+            && self.members.iter().all(|m| {
+                other
+                    .member(m.id())
+                    .is_some_and(|o| o.spec.weight.get().to_bits() == m.spec.weight.get().to_bits())
+            })
+    }
+}
+
+/// A key's replicas: a fixed-size list, no allocation.
+#[derive(Clone, Copy)]
+pub(crate) struct Replicas<'a> {
+    placement: &'a Placement,
+    top: TopR,
+}
+
+impl<'a> Replicas<'a> {
+    pub fn len(&self) -> usize {
+        self.top.len()
+    }
+
+    pub fn get(&self, rank: usize) -> &'a Arc<Member> {
+        &self.placement.members[self.top.as_slice()[rank] as usize]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &'a Arc<Member>> + 'a {
+        let (placement, top) = (self.placement, self.top);
+        (0..top.len()).map(move |rank| &placement.members[top.as_slice()[rank] as usize])
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.iter().any(|m| m.id() == id)
+    }
+}
+
+impl Window {
+    pub fn is_open(&self, now: Instant) -> bool {
+        now < self.until
+    }
+}
+
+impl Snapshot {
+    /// Builds the snapshot for `config` and the files it names. Members keep their health
+    /// and in-flight count by id from `previous`, and their client unless how to reach the
+    /// node changed. After a placement change, `previous`'s placement opens a handoff window.
+    pub fn build(
+        config: Config,
+        files: &Files,
+        generation: u64,
+        previous: Option<&Snapshot>,
+        metrics: &Metrics,
+        connect: Connect<'_>,
+    ) -> Snapshot {
+        let reach_same = |prev: &Snapshot| {
+            prev.config.timeouts.connect_ms == config.timeouts.connect_ms
+                && prev.config.max_value_bytes == config.max_value_bytes
+        };
+        let members: Box<[Arc<Member>]> = config
+            .nodes
+            .iter()
+            .map(|spec| {
+                let earlier = previous.and_then(|p| p.placement.member(spec.id.as_str()));
+                let reusable = previous.zip(earlier).is_some_and(|(prev, old)| {
+                    old.spec.url == spec.url
+                        && reach_same(prev)
+                        && (spec.url.scheme != Scheme::Https
+                            || prev.backend_trust == files.backend_trust)
+                });
+                let backend = match earlier {
+                    Some(old) if reusable => old.backend.clone(),
+                    _ => connect(spec, &config, files),
+                };
+                Arc::new(Member {
+                    spec: spec.clone(),
+                    backend,
+                    health: earlier.map(|m| m.health.clone()).unwrap_or_default(),
+                    in_flight: earlier.map(|m| m.in_flight.clone()).unwrap_or_default(),
+                    metrics: metrics.node(spec.id.as_str()),
+                })
+            })
+            .collect();
+        let by_id = members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (Arc::from(m.id()), i))
+            .collect();
+        let placement = Arc::new(Placement {
+            generation,
+            ring: config.ring(),
+            replicas: config.replicas,
+            members,
+            by_id,
+        });
+        let now = Instant::now();
+        let mut windows = Vec::new();
+        if let Some(prev) = previous {
+            if !prev.placement.places_like(&placement) {
+                if let Some(until) = now.checked_add(config.handoff_window()) {
+                    windows.push(Window {
+                        placement: prev.placement.clone(),
+                        until,
+                    });
+                }
+            }
+            // Windows already open stay open, whatever this change is.
+            windows.extend(prev.windows.iter().filter(|w| w.is_open(now)).cloned());
+        }
+        Snapshot {
+            generation,
+            config: Arc::new(config),
+            placement,
+            windows: windows.into(),
+            tokens: files.tokens.clone(),
+            backend_trust: files.backend_trust,
+        }
+    }
+
+    /// The handoff windows open now, newest first.
+    pub fn open_windows(&self) -> impl Iterator<Item = &Window> {
+        let now = Instant::now();
+        self.windows.iter().filter(move |w| w.is_open(now))
+    }
+
+    /// Whether reads that miss still ask earlier replicas.
+    pub fn handoff_open(&self) -> bool {
+        self.open_windows().next().is_some()
+    }
+
+    /// Whether the placement changed from the snapshot before (a window opened with it).
+    pub fn placement_changed(&self) -> bool {
+        self.windows
+            .first()
+            .is_some_and(|w| w.placement.generation + 1 == self.generation)
+    }
+}

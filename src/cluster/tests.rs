@@ -1,0 +1,140 @@
+//! Members, the ejection cap and the probe driver, on in-memory fake nodes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::testing::TestCluster;
+use super::{probes, Member};
+use crate::backend::fake::Op;
+use crate::backend::BackendError;
+
+fn member(nodes: &TestCluster, id: &str) -> Arc<Member> {
+    nodes.snapshot().placement.member(id).unwrap().clone()
+}
+
+fn phase(nodes: &TestCluster, id: &str) -> &'static str {
+    member(nodes, id).health.phase().name()
+}
+
+#[test]
+fn the_ejection_cap_holds_when_every_node_fails_at_once() {
+    // Eight nodes fail at the same instant; at 50% four may be ejected, never more, however
+    // the failures interleave.
+    let ids: Vec<String> = (0..8).map(|i| format!("n{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    for round in 0..300 {
+        let nodes = Arc::new(TestCluster::new(
+            "eject_after: 1\nmax_ejected_percent: 50\nhealth_check_interval_ms: 0",
+            &ids,
+        ));
+        let barrier = Arc::new(std::sync::Barrier::new(ids.len()));
+        let threads: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let (nodes, barrier, m) = (nodes.clone(), barrier.clone(), member(&nodes, id));
+                std::thread::spawn(move || {
+                    let snap = nodes.snapshot();
+                    barrier.wait();
+                    nodes
+                        .cluster
+                        .record_failure(&snap, &m, &BackendError::Refused);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let ejected = ids.iter().filter(|id| phase(&nodes, id) != "up").count();
+        assert_eq!(ejected, 4, "round {round}");
+    }
+}
+
+#[test]
+fn members_keep_health_and_clients_by_id_across_unrelated_edits() {
+    let base = "replicas: 2\neject_after: 1\nhealth_check_interval_ms: 0";
+    let nodes = TestCluster::new(base, &["a", "b", "c"]);
+    let before = member(&nodes, "a");
+    let snap = nodes.snapshot();
+    nodes
+        .cluster
+        .record_failure(&snap, &before, &BackendError::Refused);
+    assert_eq!(phase(&nodes, "a"), "ejected");
+    // Timeouts, value limit, key limit, weights of others: the node stays ejected, keeps its
+    // client and its in-flight count.
+    for edit in [
+        "timeouts: { request_ms: 777 }",
+        "max_key_bytes: 10",
+        "max_value_bytes: 1000",
+        "timeouts: { connect_ms: 99 }",
+    ] {
+        nodes.apply(&format!("{base}\n{edit}"), &["a", "b", "c"]);
+        let now = member(&nodes, "a");
+        assert_eq!(now.health.phase().name(), "ejected", "after {edit}");
+        assert!(Arc::ptr_eq(&now.health, &before.health), "after {edit}");
+        assert!(
+            Arc::ptr_eq(&now.in_flight, &before.in_flight),
+            "after {edit}"
+        );
+    }
+    // Unrelated to how to reach it: the same client (and its pooled connections).
+    let kept = member(&nodes, "a");
+    nodes.apply(&format!("{base}\nmax_key_bytes: 11"), &["a", "b", "c"]);
+    assert!(Arc::ptr_eq(&member(&nodes, "a").backend, &kept.backend));
+    // A node that is new starts up.
+    nodes.apply(base, &["a", "b", "c", "d"]);
+    assert_eq!(phase(&nodes, "d"), "up");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_driver_readmits_only_after_a_passing_probe_and_forgets_removed_nodes() {
+    let settings = "eject_after: 1\neject_backoff_ms: 100\neject_backoff_max_ms: 400\nhealth_check_interval_ms: 50\nmax_ejected_percent: 100";
+    let nodes = TestCluster::new(settings, &["a", "b"]);
+    let driver = tokio::spawn(probes::drive(nodes.cluster.clone()));
+    nodes.node("a").go_down();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(phase(&nodes, "a"), "ejected", "the active check failed");
+    assert_eq!(phase(&nodes, "b"), "up");
+    // Probes keep failing: it stays out, with a growing backoff (100, 200, 400, 400 ms).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_ne!(phase(&nodes, "a"), "up");
+    let probes_so_far = nodes.node("a").calls(Op::Health);
+    assert!((3..=6).contains(&probes_so_far), "{probes_so_far} probes");
+    nodes.node("a").fail(Op::Health, None);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(phase(&nodes, "a"), "up", "readmitted by a passing probe");
+    // A node removed from the config is never probed again.
+    nodes.node("a").go_down();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(phase(&nodes, "a"), "ejected");
+    nodes.apply(settings, &["b"]);
+    let calls = nodes.node("a").calls(Op::Health);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        nodes.node("a").calls(Op::Health),
+        calls,
+        "probed after removal"
+    );
+    assert!(
+        nodes.node("b").calls(Op::Health) > 50,
+        "the others are still checked"
+    );
+    driver.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn simultaneous_active_checks_cannot_eject_past_the_cap() {
+    let settings = "eject_after: 1\nhealth_check_interval_ms: 50\nmax_ejected_percent: 50";
+    let nodes = TestCluster::new(settings, &["a", "b"]);
+    let driver = tokio::spawn(probes::drive(nodes.cluster.clone()));
+    nodes.node("a").go_down();
+    nodes.node("b").go_down();
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        let ejected = ["a", "b"]
+            .iter()
+            .filter(|id| phase(&nodes, id) != "up")
+            .count();
+        assert!(ejected <= 1, "both ejected");
+    }
+    driver.abort();
+}

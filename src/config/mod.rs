@@ -1,0 +1,391 @@
+//! The config pipeline: file -> bounded text ([`yaml`]) -> the file schema ([`schema`], where
+//! every default is) -> a validated [`Config`]. Every rejection names the field and, where it
+//! can be found, the line and column.
+
+mod error;
+mod schema;
+mod url;
+mod yaml;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+pub use self::error::ConfigError;
+pub use self::schema::{
+    AuthConfig, Limits, NodeId, NodeSpec, Resilience, Timeouts, TlsConfig, Weight,
+};
+pub use self::url::{NodeUrl, Scheme};
+pub use self::yaml::{MAX_CONFIG_BYTES, MAX_DEPTH};
+
+use crate::routing::{Ring, MAX_REPLICAS};
+
+/// The longest `reload_poll_s` and `handoff_window_s` accepted.
+pub const MAX_RELOAD_POLL_S: u64 = 24 * 3600;
+pub const MAX_HANDOFF_WINDOW_S: u64 = 7 * 24 * 3600;
+
+/// A validated configuration: every field has its value and every rule holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// The admin listener (reload, config, rebalance); loopback by default.
+    pub admin: SocketAddr,
+    /// r: each key lives on its top-r nodes; by default 2, or 1 with a single node.
+    pub replicas: usize,
+    /// Acks a PUT or DELETE needs before it is answered 2xx; by default a majority of r.
+    pub write_quorum: usize,
+    pub timeouts: Timeouts,
+    pub max_key_bytes: usize,
+    pub max_value_bytes: usize,
+    /// How long after a placement change reads that miss ask the previous replicas.
+    pub handoff_window_s: u64,
+    /// How often the file's checksum is compared, in case file events were lost.
+    pub reload_poll_s: u64,
+    pub resilience: Resilience,
+    pub limits: Limits,
+    pub auth: AuthConfig,
+    pub tls: TlsConfig,
+    pub nodes: Vec<NodeSpec>,
+}
+
+/// The text of a config file, refused if larger than [`MAX_CONFIG_BYTES`] or not UTF-8.
+pub fn read_file(path: &Path) -> Result<String, ConfigError> {
+    yaml::read_bounded(path)
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::from_yaml(&read_file(path)?)
+    }
+
+    /// Parses and validates YAML text.
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        yaml::check_bounds(text)?;
+        let file: schema::File = serde_yaml::from_str(text).map_err(|e| parse_error(text, &e))?;
+        validate(text, file)
+    }
+
+    pub fn handoff_window(&self) -> Duration {
+        Duration::from_secs(self.handoff_window_s)
+    }
+
+    pub fn reload_poll(&self) -> Duration {
+        Duration::from_secs(self.reload_poll_s)
+    }
+
+    /// The placement table for these nodes.
+    pub fn ring(&self) -> Ring {
+        Ring::new(self.nodes.iter().map(|n| (n.id.as_str(), n.weight.get())))
+            .expect("a validated config has unique ids and valid weights")
+    }
+}
+
+/// A parser error with its position; a repeated key is reported where it repeats (the parser
+/// itself points at the mapping that holds it).
+fn parse_error(text: &str, e: &serde_yaml::Error) -> ConfigError {
+    let loc = e.location();
+    // serde_yaml appends " at line L column C"; the position is reported separately.
+    let message = e.to_string();
+    let message = match message.rfind(" at line ") {
+        Some(at) if loc.is_some() => message[..at].to_owned(),
+        _ => message,
+    };
+    let mut position = loc.map(|l| (l.line(), l.column()));
+    let duplicate = message
+        .split("duplicate field `")
+        .nth(1)
+        .or_else(|| message.split("duplicate entry with key \"").nth(1))
+        .and_then(|rest| rest.split(['`', '"']).next());
+    if let (Some(key), Some((line, column))) = (duplicate, position) {
+        if let Some(found) = yaml::duplicate_key_position(text, key, line, column) {
+            position = Some(found);
+        }
+    }
+    ConfigError::at(message, position.map(|p| p.0), position.map(|p| p.1))
+}
+
+fn validate(text: &str, file: schema::File) -> Result<Config, ConfigError> {
+    let at_key = |key: &str, message: String| {
+        let line = yaml::top_level_key_line(text, key);
+        ConfigError::at(message, line, line.map(|_| 1))
+    };
+    let resilience = file.resilience();
+    let Some(nodes) = file.nodes else {
+        return Err(ConfigError::at(
+            "missing field `nodes`".into(),
+            Some(1),
+            Some(1),
+        ));
+    };
+    let n = nodes.len();
+    if n == 0 {
+        return Err(at_key(
+            "nodes",
+            "nodes: at least one node is required".into(),
+        ));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(n);
+    for (i, node) in nodes.iter().enumerate() {
+        if !seen.insert(node.id.as_str()) {
+            let line = yaml::id_line(text, node.id.as_str(), 2);
+            return Err(ConfigError::at(
+                format!("nodes[{i}].id: duplicate node id {:?}", node.id.as_str()),
+                line,
+                None,
+            ));
+        }
+    }
+    let replicas = file.replicas.unwrap_or(2.min(n));
+    if replicas == 0 || replicas > n {
+        return Err(at_key(
+            "replicas",
+            format!("replicas: {replicas} must be between 1 and the number of nodes ({n})"),
+        ));
+    }
+    if replicas > MAX_REPLICAS {
+        return Err(at_key(
+            "replicas",
+            format!("replicas: {replicas} is more than the supported maximum {MAX_REPLICAS}"),
+        ));
+    }
+    let write_quorum = file.write_quorum.unwrap_or(replicas / 2 + 1);
+    if write_quorum == 0 || write_quorum > replicas {
+        return Err(at_key(
+            "write_quorum",
+            format!("write_quorum: {write_quorum} must be between 1 and replicas ({replicas})"),
+        ));
+    }
+    let t = file.timeouts;
+    if [t.connect_ms, t.request_ms, t.deadline_ms].contains(&0) {
+        return Err(at_key(
+            "timeouts",
+            "timeouts: connect_ms, request_ms and deadline_ms must be greater than 0".into(),
+        ));
+    }
+    if resilience.eject_backoff_ms == 0
+        || resilience.eject_backoff_max_ms < resilience.eject_backoff_ms
+    {
+        return Err(at_key(
+            "eject_backoff_ms",
+            "eject_backoff_ms: must be at least 1 and at most eject_backoff_max_ms".into(),
+        ));
+    }
+    if resilience.max_ejected_percent > 100 {
+        return Err(at_key(
+            "max_ejected_percent",
+            "max_ejected_percent: must be from 0 to 100".into(),
+        ));
+    }
+    if resilience.hedge_budget_percent > 100 {
+        return Err(at_key(
+            "hedge_budget_percent",
+            "hedge_budget_percent: must be from 0 to 100".into(),
+        ));
+    }
+    if file.max_key_bytes == 0 {
+        return Err(at_key(
+            "max_key_bytes",
+            "max_key_bytes: must be at least 1".into(),
+        ));
+    }
+    if !(1..=MAX_RELOAD_POLL_S).contains(&file.reload_poll_s) {
+        return Err(at_key(
+            "reload_poll_s",
+            format!("reload_poll_s: must be from 1 to {MAX_RELOAD_POLL_S} seconds"),
+        ));
+    }
+    if file.handoff_window_s > MAX_HANDOFF_WINDOW_S {
+        return Err(at_key(
+            "handoff_window_s",
+            format!(
+                "handoff_window_s: must be from 0 (no handoff) to {MAX_HANDOFF_WINDOW_S} seconds"
+            ),
+        ));
+    }
+    let l = file.limits;
+    if l.max_connections == 0
+        || l.max_headers == 0
+        || l.max_header_bytes < 8192
+        || l.header_read_timeout_ms == 0
+        || l.body_read_timeout_ms == 0
+    {
+        return Err(at_key(
+            "limits",
+            "limits: max_connections, max_headers and the timeouts must be above 0, max_header_bytes at least 8192".into(),
+        ));
+    }
+    if file.tls.cert_file.is_some() != file.tls.key_file.is_some() {
+        return Err(at_key(
+            "tls",
+            "tls: cert_file and key_file go together".into(),
+        ));
+    }
+    Ok(Config {
+        listen: file.listen,
+        admin: file.admin,
+        replicas,
+        write_quorum,
+        timeouts: file.timeouts,
+        max_key_bytes: file.max_key_bytes,
+        max_value_bytes: file.max_value_bytes,
+        handoff_window_s: file.handoff_window_s,
+        reload_poll_s: file.reload_poll_s,
+        resilience,
+        limits: file.limits,
+        auth: file.auth,
+        tls: file.tls,
+        nodes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::from_yaml(text).unwrap_err().to_string()
+    }
+
+    const TWO: &str = "nodes:\n  - { id: a, url: \"http://127.0.0.1:7001\" }\n  - { id: b, url: \"http://127.0.0.1:7002\" }\n";
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_yaml(TWO).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.admin, "127.0.0.1:9090".parse().unwrap());
+        assert_eq!((c.replicas, c.write_quorum), (2, 2));
+        assert_eq!(c.timeouts, Timeouts::default());
+        assert_eq!(c.timeouts.deadline_ms, 5000);
+        assert_eq!(c.max_key_bytes, 1024);
+        assert_eq!(c.max_value_bytes, 8388608);
+        assert_eq!((c.handoff_window_s, c.reload_poll_s), (300, 5));
+        assert_eq!(c.resilience, Resilience::default());
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.nodes[1].weight.get(), 1.0);
+        assert_eq!(c.nodes[1].url.base, "http://127.0.0.1:7002");
+    }
+
+    #[test]
+    fn majority_quorum_by_default() {
+        let text = "replicas: 3\nnodes:\n  - { id: a, url: \"http://h:1\" }\n  - { id: b, url: \"http://h:2\" }\n  - { id: c, url: \"http://h:3\" }\n";
+        assert_eq!(Config::from_yaml(text).unwrap().write_quorum, 2);
+        let one = "nodes:\n  - { id: a, url: \"http://h:1\" }\n";
+        let c = Config::from_yaml(one).unwrap();
+        assert_eq!((c.replicas, c.write_quorum), (1, 1));
+    }
+
+    #[test]
+    fn full_shape_from_the_docs() {
+        let text = "listen: 127.0.0.1:9000\nreplicas: 2\nwrite_quorum: 1\ntimeouts: { connect_ms: 100, request_ms: 500 }\nmax_key_bytes: 64\nmax_value_bytes: 10\neject_after: 2\nhedge_after_ms: 7\nnodes:\n  - { id: a, url: \"http://127.0.0.1:7001\", weight: 1.0 }\n  - { id: b, url: \"http://127.0.0.1:7002\", weight: 2.5 }\n";
+        let c = Config::from_yaml(text).unwrap();
+        assert_eq!(c.write_quorum, 1);
+        assert_eq!(c.timeouts.request_ms, 500);
+        assert_eq!(
+            c.timeouts.deadline_ms, 5000,
+            "unset fields keep their default"
+        );
+        assert_eq!(c.resilience.eject_after, 2);
+        assert_eq!(c.resilience.hedge_after_ms, Some(7));
+        assert_eq!(c.resilience.eject_backoff_ms, 1000);
+        assert_eq!(c.nodes[1].weight.get(), 2.5);
+    }
+
+    #[test]
+    fn rejections_name_field_and_line() {
+        let cases: &[(&str, &str)] = &[
+            ("nodes: []\n", "line 1 column 1: nodes: at least one node"),
+            ("replicas: 2\n", "missing field `nodes`"),
+            (
+                "nodes:\n  - { id: a, url: \"http://h:1\" }\n  - { id: a, url: \"http://h:2\" }\n",
+                "line 3: nodes[1].id: duplicate node id \"a\"",
+            ),
+            (
+                "nodes:\n  - { id: \"\", url: \"http://h:1\" }\n",
+                "line 2 column 5: nodes[0]: id: node id must not be empty",
+            ),
+            (
+                "nodes:\n  - { id: a, url: \"ftp://h:1\" }\n",
+                "line 2 column 5: nodes[0]: url: unsupported scheme \"ftp\"",
+            ),
+            ("nodes:\n  - { id: a, url: \"not a url\" }\n", "nodes[0]: url: bad URL"),
+            (
+                "nodes:\n  - { id: a, url: \"http://h:1/path\" }\n",
+                "must have no path",
+            ),
+            (
+                "nodes:\n  - { id: a, url: \"http://h:1\", weight: 0 }\n",
+                "line 2 column 5: nodes[0]: weight: 0 must be finite",
+            ),
+            (
+                "nodes:\n  - { id: a, url: \"http://h:1\", weight: -1 }\n",
+                "nodes[0]: weight: -1 must be finite",
+            ),
+            (
+                "nodes:\n  - { id: a, url: \"http://h:1\", weight: .nan }\n",
+                "nodes[0]: weight: NaN must be finite",
+            ),
+            (
+                "nodes:\n  - { id: a, url: \"http://h:1\", weight: .inf }\n",
+                "weight: inf must be finite",
+            ),
+            (
+                "nodes:\n  - { id: a, url: \"http://h:1\", weight: 1e300 }\n",
+                "weight: 1e300 is outside the supported range 1e-12 to 1e12",
+            ),
+            (
+                "nodes:\n  - { id: a, url: \"http://h:1\", weight: 1e-300 }\n",
+                "outside the supported range",
+            ),
+            (
+                "replicas: 0\nnodes:\n  - { id: a, url: \"http://h:1\" }\n",
+                "line 1 column 1: replicas: 0 must be between 1",
+            ),
+            (
+                "nodes:\n  - { id: a, url: \"http://h:1\" }\nreplicas: 2\n",
+                "line 3 column 1: replicas: 2 must be between 1 and the number of nodes (1)",
+            ),
+            (
+                "write_quorum: 0\nnodes:\n  - { id: a, url: \"http://h:1\" }\n",
+                "line 1 column 1: write_quorum: 0 must be between 1 and replicas (1)",
+            ),
+            (
+                "write_quorum: 2\nnodes:\n  - { id: a, url: \"http://h:1\" }\n",
+                "write_quorum: 2 must be between 1 and replicas (1)",
+            ),
+            (
+                "nodes:\n  - { id: a, url: \"http://h:1\" }\nreplica: 1\n",
+                "line 3 column 1: unknown field `replica`",
+            ),
+            (
+                "nodes:\n  - { id: a, url: \"http://h:1\", wieght: 1 }\n",
+                "unknown field `wieght`",
+            ),
+            ("listen: nowhere\nnodes: []\n", "line 1 column 9: listen: invalid socket address"),
+            ("nodes: [\n", "line 2"),
+            (
+                "nodes:\n  - id: a\n    url: \"http://h:1\"\n  - id: b\n    url: \"http://h:2\"\n  - id: 'a'\n    url: \"http://h:3\"\n",
+                "line 6: nodes[2].id: duplicate node id \"a\"",
+            ),
+            (
+                "replicas: 1\nnodes:\n  - { id: a, url: \"http://h:1\" }\n\n\n\n\n\n\n\n\n\nreplicas: 1\n",
+                "line 13 column 1: duplicate field `replicas`",
+            ),
+            (
+                "nodes:\n  - id: a\n    url: \"http://h:1\"\n    weight: 1\n    weight: 2\n",
+                "line 5 column 5: nodes[0]: duplicate field `weight`",
+            ),
+            (
+                "timeouts: { request_ms: 10, connect_ms: 5, request_ms: 20 }\nnodes:\n  - { id: a, url: \"http://h:1\" }\n",
+                "line 1 column 44: timeouts: duplicate field `request_ms`",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = err(text);
+            assert!(
+                got.contains(want),
+                "for {text:?}\n got: {got}\nwant: {want}"
+            );
+        }
+    }
+}

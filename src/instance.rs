@@ -1,0 +1,139 @@
+//! One running proxy, the library's entry point: load a config, then start the data and
+//! admin listeners (already bound by the caller), the reload triggers and the probe driver,
+//! and stop them all together.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::admin::{self, Admin};
+use crate::cluster::reload::Reloader;
+pub use crate::cluster::reload::{ReloadStatus, Reloaded, Trigger};
+use crate::cluster::{probes, triggers};
+use crate::config::{Config, ConfigError};
+use crate::handoff::RecentWrites;
+use crate::proxy::{self, DataPath};
+use crate::rebalance::Rebalancer;
+
+/// A loaded proxy: its config serving, ready to [`Proxy::start`]. Clones share everything.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    reloader: Arc<Reloader>,
+    data: Arc<DataPath>,
+    admin: Arc<Admin>,
+}
+
+/// How a proxy follows its config besides file events, the poll and the admin API.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartOptions {
+    /// Reload on SIGHUP (the process's signal: for the `serve` command, not for a proxy
+    /// embedded among others).
+    pub sighup: bool,
+}
+
+impl Proxy {
+    /// Loads the config at `path` as generation 1, with the files it names.
+    pub fn load(path: &Path) -> Result<Proxy, ConfigError> {
+        let reloader = Reloader::load(path)?;
+        let recent = Arc::new(RecentWrites::default());
+        let data = Arc::new(DataPath {
+            cluster: reloader.cluster().clone(),
+            recent: recent.clone(),
+            hedge_budget: Default::default(),
+        });
+        let admin = Arc::new(Admin {
+            reloader: reloader.clone(),
+            rebalancer: Rebalancer::default(),
+            recent,
+        });
+        Ok(Proxy {
+            reloader,
+            data,
+            admin,
+        })
+    }
+
+    /// The config serving now.
+    pub fn config(&self) -> Arc<Config> {
+        self.reloader.cluster().snapshot().config.clone()
+    }
+
+    /// The generation serving now: 1 at start, one more per applied reload.
+    pub fn generation(&self) -> u64 {
+        self.reloader.cluster().snapshot().generation
+    }
+
+    pub fn status(&self) -> ReloadStatus {
+        self.reloader.status()
+    }
+
+    /// Re-reads the config now, on this thread (it may block), as `POST /admin/reload` does.
+    pub fn reload_now(&self) -> Reloaded {
+        self.reloader.reload_now(Trigger::Admin)
+    }
+
+    /// Calls `hook` with each config applied by a reload (the demo starts nodes for it).
+    pub fn on_applied(&self, hook: impl Fn(&Config) + Send + Sync + 'static) {
+        self.reloader.on_applied(move |snap| hook(&snap.config));
+    }
+
+    /// Starts following the config and probing the nodes; must be called within a tokio
+    /// runtime. The config's directories are watched when this returns, so no edit made
+    /// afterwards is missed.
+    pub fn start(
+        &self,
+        listener: TcpListener,
+        admin_listener: TcpListener,
+        options: StartOptions,
+    ) -> notify::Result<Running> {
+        let cluster = self.reloader.cluster().clone();
+        Ok(Running {
+            _triggers: Background(triggers::start(&self.reloader, options.sighup)?),
+            _probes: Background(tokio::spawn(probes::drive(cluster))),
+            proxy: self.clone(),
+            listener,
+            admin_listener,
+        })
+    }
+}
+
+/// Aborts a background task when dropped, so nothing outlives the proxy it belongs to.
+#[derive(Debug)]
+struct Background(JoinHandle<()>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A started proxy, whose config triggers and probes run; [`Running::serve`] serves it.
+#[derive(Debug)]
+pub struct Running {
+    proxy: Proxy,
+    listener: TcpListener,
+    admin_listener: TcpListener,
+    _triggers: Background,
+    _probes: Background,
+}
+
+impl Running {
+    /// Serves requests and the admin API until `shutdown` resolves; then stops accepting,
+    /// lets requests in flight finish within the shutdown grace, and stops everything.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        let admin = tokio::spawn(admin::serve(
+            self.admin_listener,
+            self.proxy.admin.clone(),
+            async {
+                let _ = admin_stopped.await;
+            },
+        ));
+        proxy::serve(self.listener, self.proxy.data.clone(), shutdown).await;
+        let _ = stop_admin.send(());
+        let _ = admin.await;
+    }
+}

@@ -1,0 +1,15 @@
+//! The network edge shared by every listener and client: the HTTP/1.1 server loop, request
+//! reading and responses, key encoding on the wire, the request context (id and via), TLS and
+//! bearer tokens.
+
+pub mod auth;
+pub mod context;
+pub mod error;
+pub mod key;
+pub mod request;
+pub mod respond;
+pub mod server;
+pub mod tls;
+
+pub use self::error::RequestError;
+pub use self::request::Ttl;

@@ -1,0 +1,153 @@
+//! HTTP/1.1 serving shared by the proxy, the admin API and the built-in node: an already-bound
+//! listener, a handler, limits, a shutdown future.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response, Version};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use super::error::RequestError;
+use super::respond::{rejection, Body};
+use crate::config::Limits;
+
+/// Connections the kernel queues before they are accepted (capped by `net.core.somaxconn`).
+/// Tokio's default of 1024 drops SYNs in a burst of new clients, which then wait a second for
+/// their retry.
+const BACKLOG: u32 = 4096;
+
+/// Binds a listener with a backlog for bursts of new connections.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+/// Serves `handler` on `listener` within `limits`, over TLS when `tls` is given, until
+/// `shutdown` resolves; then stops accepting and lets open connections finish their requests
+/// for up to the shutdown grace.
+pub async fn serve<H, Fut>(
+    listener: TcpListener,
+    handler: H,
+    limits: Limits,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) where
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Typically EMFILE: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tokio::spawn(refuse_busy(stream));
+            continue;
+        };
+        let handler = handler.clone();
+        let service = service_fn(move |req: Request<Incoming>| {
+            // RFC 9112: an HTTP/1.1 request without Host is a 400.
+            let response = if req.version() == Version::HTTP_11
+                && !req.headers().contains_key(http::header::HOST)
+            {
+                Err(rejection(&RequestError::MissingHost))
+            } else {
+                Ok(handler(req))
+            };
+            async move {
+                Ok::<_, Infallible>(match response {
+                    Ok(response) => response.await,
+                    Err(refused) => refused,
+                })
+            }
+        });
+        // The timer must be set for the header read timeout, or hyper panics.
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .keep_alive(true)
+            .header_read_timeout(limits.header_read_timeout())
+            .max_headers(limits.max_headers)
+            .max_buf_size(limits.max_header_bytes);
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let ended = match tls {
+                None => {
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(tls) => {
+                    // The handshake gets the same time as the headers that follow it.
+                    let handshake =
+                        tokio::time::timeout(limits.header_read_timeout(), tls.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(stream)) => {
+                            watcher
+                                .watch(http.serve_connection(TokioIo::new(stream), service))
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => Ok(()),
+                    }
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.shutdown_grace(), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown grace period; closing them");
+    }
+}
+
+/// Over the connection limit: one 503 saying so, then close.
+async fn refuse_busy(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = "too many connections; try again shortly\n";
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        stream.write_all(response.as_bytes()),
+    )
+    .await;
+}

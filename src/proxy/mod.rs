@@ -1,0 +1,50 @@
+//! The data path: one request from HTTP to an outcome and back. [`service`] parses it
+//! ([`request`]) and hands it to [`read`] or [`write`], which carry it out against the key's
+//! replicas through the cluster's one attempt function, hedging slow reads ([`hedge`]);
+//! [`outcome`] classifies what happened and [`respond`] is the one place that turns it into a
+//! status.
+
+mod hedge;
+mod outcome;
+mod read;
+pub(crate) mod request;
+mod respond;
+mod service;
+mod write;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::cluster::Cluster;
+use crate::handoff::RecentWrites;
+use crate::net::server;
+
+/// What the data path keeps for the life of the process besides the cluster.
+#[derive(Debug)]
+pub(crate) struct DataPath {
+    pub cluster: Arc<Cluster>,
+    /// Client writes during handoff windows and rebalances; shared with the admin's rebalance.
+    pub recent: Arc<RecentWrites>,
+    /// Hedged reads allowed.
+    pub hedge_budget: hedge::HedgeBudget,
+}
+
+/// Serves the proxy on `listener` (over TLS when the cluster has a certificate) until
+/// `shutdown` resolves.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    path: Arc<DataPath>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let tls = path
+        .cluster
+        .server_cert
+        .clone()
+        .map(crate::net::tls::acceptor);
+    let limits = path.cluster.snapshot().config.limits;
+    let handler = move |req| service::handle(path.clone(), req);
+    server::serve(listener, handler, limits, tls, shutdown).await
+}
+
+#[cfg(test)]
+mod tests;

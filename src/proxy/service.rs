@@ -1,0 +1,73 @@
+//! One client request, top to bottom: authenticate, take the request's context (id, via),
+//! load the snapshot once, parse, read the body, read or write, respond.
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use super::read::read;
+use super::request::{self, Parsed};
+use super::write::{write, WriteOp};
+use super::{respond, DataPath};
+use crate::net::auth;
+use crate::net::context::{RequestContext, REQUEST_ID};
+use crate::net::request::read_body;
+use crate::net::respond::Body;
+use crate::net::RequestError;
+
+/// Answers one client request against the snapshot current when it arrived, under its
+/// request id (returned in `x-request-id`, on every log line, sent to HTTP backends).
+pub(crate) async fn handle(path: Arc<DataPath>, req: Request<Incoming>) -> Response<Body> {
+    let received = Instant::now();
+    let op = request::op_of(req.method());
+    // One load per request: everything below sees this membership, even if a reload lands.
+    let snap = path.cluster.snapshot();
+    let metrics = &path.cluster.metrics;
+    if !auth::allows(snap.tokens.data.as_ref(), req.headers()) {
+        let resp = crate::net::respond::unauthorized();
+        metrics.request(op, resp.status().as_u16(), received.elapsed());
+        return resp;
+    }
+    let (mut resp, id) = match RequestContext::of(req.headers(), &path.cluster.instance) {
+        Ok(context) => {
+            let id = context.id.clone();
+            let answer = context.scope(route(&path, &snap, req)).await;
+            (answer.unwrap_or_else(|e| respond::rejection(&e)), Some(id))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "request refused");
+            (respond::rejection(&e), None)
+        }
+    };
+    if let Some(id) = id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        resp.headers_mut().insert(REQUEST_ID, id);
+    }
+    metrics.request(op, resp.status().as_u16(), received.elapsed());
+    resp
+}
+
+async fn route(
+    path: &Arc<DataPath>,
+    snap: &Arc<crate::cluster::Snapshot>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, RequestError> {
+    let config = &snap.config;
+    let parsed = request::parse(&req, config)?;
+    let op = match parsed.what {
+        Parsed::Read => {
+            let deadline = Instant::now() + parsed.deadline;
+            return Ok(respond::read(read(path, snap, &parsed.key, deadline).await));
+        }
+        Parsed::Put(ttl) => {
+            let timeout = config.limits.body_read_timeout();
+            WriteOp::Put(read_body(req, config.max_value_bytes, timeout).await?, ttl)
+        }
+        Parsed::Delete => WriteOp::Delete,
+    };
+    // The deadline covers the work once the body is in: a slow upload is not a slow write.
+    let deadline = Instant::now() + parsed.deadline;
+    let outcome = write(path, snap, parsed.key, op, parsed.ack_level, deadline).await;
+    Ok(respond::write(&outcome))
+}

@@ -1,0 +1,316 @@
+//! Rebalance: page through the keys of every node that can list them, copy each key to its
+//! current top-r nodes where absent, and with `prune` delete it from nodes that no longer own
+//! it. Copies use put-if-absent and respect client writes made meanwhile (see
+//! [`handoff::copy_where_absent`]), so a copy never overwrites or resurrects anything.
+//! [`Rebalancer`] runs one in the background for the admin API; the CLI runs [`run`] itself.
+
+mod rebalancer;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+pub(crate) use self::rebalancer::Rebalancer;
+use crate::backend::BackendError;
+use crate::cluster::{Cluster, Member, Op, Snapshot};
+use crate::handoff::{self, RecentWrites};
+use crate::lock;
+use crate::net::key;
+
+/// Keys asked for per listing page.
+pub const PAGE: usize = 500;
+/// Keys moved at the same time.
+pub const CONCURRENCY: usize = 16;
+/// The accepted range of `rate`, in keys per second.
+pub const MIN_RATE: f64 = 0.01;
+pub const MAX_RATE: f64 = 1e7;
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Delete keys from nodes that are not among their top-r (after they are safe there).
+    pub prune: bool,
+    /// Keys per second at most; `None` for no limit.
+    pub rate: Option<f64>,
+    /// Where to start: resume an interrupted run.
+    pub resume: Option<Cursor>,
+}
+
+/// A rate given by a user, in keys per second: 0 for no limit (`None`), else from
+/// [`MIN_RATE`] to [`MAX_RATE`].
+pub fn rate_limit(rate: f64) -> Result<Option<f64>, String> {
+    if rate == 0.0 {
+        Ok(None)
+    } else if rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&rate) {
+        Ok(Some(rate))
+    } else {
+        Err(format!(
+            "rate {rate} must be 0 (no limit) or from {MIN_RATE} to {MAX_RATE} keys per second"
+        ))
+    }
+}
+
+/// How far a run got: the node being listed (nodes go in id order) and the last key done on
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub node: String,
+    /// Percent-encoded.
+    pub after: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    #[default]
+    Idle,
+    Running,
+    Done,
+    /// The run stopped unexpectedly (a bug); see the log.
+    Aborted,
+}
+
+/// Counters of a run, as `GET /admin/rebalance` and the CLI show them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Progress {
+    pub state: State,
+    pub generation: u64,
+    pub prune: bool,
+    #[serde(serialize_with = "rfc3339", skip_deserializing)]
+    pub started_at: Option<SystemTime>,
+    pub nodes_total: usize,
+    pub nodes_done: usize,
+    pub cursor: Option<Cursor>,
+    /// Keys listed.
+    pub scanned: u64,
+    /// Copies stored on an owner that lacked the key.
+    pub copied: u64,
+    /// Copies not needed: the owner had a value already.
+    pub present: u64,
+    pub pruned: u64,
+    /// Keys that could not be read, copied or pruned, and listings that broke off.
+    pub failed: u64,
+    /// Nodes that cannot list their keys, or whose listing failed.
+    pub skipped_nodes: Vec<String>,
+    pub elapsed_ms: u64,
+}
+
+fn rfc3339<S: serde::Serializer>(at: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => s.serialize_str(&humantime::format_rfc3339_seconds(*at).to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+impl Progress {
+    fn add(&mut self, step: &Step) {
+        self.scanned += 1;
+        self.copied += step.copied;
+        self.present += step.present;
+        self.pruned += step.pruned;
+        self.failed += step.failed;
+    }
+}
+
+/// One listed node: a member of the current placement or, while a handoff window is open, a
+/// node that left (never an owner, so `prune` drains it).
+struct Source {
+    member: Arc<Member>,
+    /// Whether it is in the current placement.
+    current: bool,
+}
+
+/// Every node to list, once per id, in id order.
+fn sources(snap: &Snapshot) -> Vec<Arc<Source>> {
+    let mut sources: Vec<Source> = snap
+        .placement
+        .members
+        .iter()
+        .map(|member| Source {
+            member: member.clone(),
+            current: true,
+        })
+        .collect();
+    for window in snap.open_windows() {
+        for member in window.placement.members.iter() {
+            if snap.placement.member(member.id()).is_none()
+                && !sources.iter().any(|s| s.member.id() == member.id())
+            {
+                sources.push(Source {
+                    member: member.clone(),
+                    current: false,
+                });
+            }
+        }
+    }
+    sources.sort_by(|a, b| a.member.id().cmp(b.member.id()));
+    sources.into_iter().map(Arc::new).collect()
+}
+
+/// What a run works on and with.
+#[derive(Clone)]
+pub(crate) struct Scope {
+    pub cluster: Arc<Cluster>,
+    pub snap: Arc<Snapshot>,
+    pub recent: Arc<RecentWrites>,
+}
+
+/// Runs one rebalance over the scope's snapshot, updating `progress` as it goes; `on_page`
+/// sees the progress after each page (the CLI saves the cursor to resume).
+pub(crate) async fn run(
+    scope: Scope,
+    options: Options,
+    progress: &Mutex<Progress>,
+    mut on_page: impl FnMut(&Progress),
+) -> Progress {
+    let snap = &scope.snap;
+    let _recording = scope.recent.rebalancing();
+    let started = Instant::now();
+    let sources = sources(snap);
+    let update = |f: &mut dyn FnMut(&mut Progress)| {
+        let mut p = lock(progress);
+        f(&mut p);
+        p.elapsed_ms = started.elapsed().as_millis() as u64;
+        p.clone()
+    };
+    update(&mut |p| {
+        *p = Progress {
+            state: State::Running,
+            generation: snap.generation,
+            prune: options.prune,
+            started_at: Some(SystemTime::now()),
+            nodes_total: sources.len(),
+            ..Progress::default()
+        }
+    });
+    let mut moved = 0u64;
+    for source in &sources {
+        let id = source.member.id();
+        let mut after: Option<Bytes> = None;
+        if let Some(cursor) = &options.resume {
+            // Nodes before the cursor's were done; on its node, resume after its key.
+            if id < cursor.node.as_str() {
+                update(&mut |p| p.nodes_done += 1);
+                continue;
+            }
+            if id == cursor.node {
+                after = key::decode(&cursor.after, usize::MAX)
+                    .ok()
+                    .filter(|k| !k.is_empty())
+                    .map(|k| Bytes::from(k.into_owned()));
+            }
+        }
+        loop {
+            let deadline = Instant::now() + snap.config.timeouts.request();
+            let call = source.member.backend.list(after.as_deref(), PAGE);
+            let listing = scope
+                .cluster
+                .attempt(snap, &source.member, Op::List, b"", deadline, call)
+                .await;
+            let page = match listing {
+                Ok(page) => page,
+                Err(e) => {
+                    if e != BackendError::Unsupported {
+                        tracing::warn!(node = id, error = %e, "rebalance: cannot list keys; skipping the rest of the node");
+                    }
+                    update(&mut |p| {
+                        p.skipped_nodes.push(format!("{id}: {e}"));
+                        p.failed += u64::from(e != BackendError::Unsupported);
+                    });
+                    break;
+                }
+            };
+            // Keys of a page move concurrently; the cursor only passes a page once all of it
+            // is done, so a resumed run skips nothing.
+            let mut in_flight = tokio::task::JoinSet::new();
+            for key in &page {
+                if let Some(rate) = options.rate {
+                    let due = started + Duration::from_secs_f64(moved as f64 / rate);
+                    tokio::time::sleep_until(due).await;
+                }
+                moved += 1;
+                if in_flight.len() >= CONCURRENCY {
+                    if let Some(Ok(step)) = in_flight.join_next().await {
+                        update(&mut |p| p.add(&step));
+                    }
+                }
+                let (scope, source, key) = (scope.clone(), source.clone(), key.clone());
+                let prune = options.prune;
+                in_flight.spawn(async move { move_key(&scope, &source, &key, prune).await });
+            }
+            while let Some(joined) = in_flight.join_next().await {
+                if let Ok(step) = joined {
+                    update(&mut |p| p.add(&step));
+                }
+            }
+            let complete = page.len() < PAGE;
+            after = page.last().cloned().or(after);
+            let now = update(&mut |p| {
+                p.cursor = Some(Cursor {
+                    node: id.to_owned(),
+                    after: after.as_deref().map(key::encode).unwrap_or_default(),
+                })
+            });
+            on_page(&now);
+            if complete {
+                break;
+            }
+        }
+        update(&mut |p| p.nodes_done += 1);
+    }
+    update(&mut |p| {
+        p.state = State::Done;
+        p.cursor = None;
+    })
+}
+
+#[derive(Default)]
+struct Step {
+    copied: u64,
+    present: u64,
+    pruned: u64,
+    failed: u64,
+}
+
+/// Puts one key of `source` where it belongs.
+async fn move_key(scope: &Scope, source: &Source, key: &Bytes, prune: bool) -> Step {
+    let (cluster, snap) = (&scope.cluster, &scope.snap);
+    let mut step = Step::default();
+    let began = Instant::now();
+    let deadline = began + snap.config.timeouts.request();
+    let owners = snap.placement.replicas(key);
+    let id = source.member.id();
+    let is_owner = source.current && owners.contains(id);
+    let call = source.member.backend.get(key);
+    let value = match cluster
+        .attempt(snap, &source.member, Op::Get, key, deadline, call)
+        .await
+    {
+        Ok(Some(value)) => value,
+        Ok(None) => return step, // deleted since it was listed
+        Err(_) => {
+            step.failed += 1;
+            return step;
+        }
+    };
+    let targets: Vec<&Arc<Member>> = owners.iter().filter(|o| o.id() != id).collect();
+    let copy =
+        handoff::copy_where_absent(cluster, snap, &scope.recent, key, &value, targets, began).await;
+    step.copied = copy.stored;
+    step.present = copy.present;
+    step.failed = copy.failed;
+    if prune && !is_owner && copy.failed == 0 {
+        let deadline = Instant::now() + snap.config.timeouts.request();
+        let call = source.member.backend.delete(key);
+        match cluster
+            .attempt(snap, &source.member, Op::Delete, key, deadline, call)
+            .await
+        {
+            Ok(()) => step.pruned += 1,
+            Err(_) => step.failed += 1,
+        }
+    }
+    step
+}

@@ -1,0 +1,62 @@
+//! The proxy's own rebalance: one run at a time, in the background, its progress kept for
+//! `GET /admin/rebalance`.
+
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use super::{run, Options, Progress, Scope, State};
+use crate::lock;
+
+#[derive(Debug, Default)]
+pub(crate) struct Rebalancer {
+    progress: Arc<Mutex<Progress>>,
+}
+
+impl Rebalancer {
+    /// Starts a run on the scope's snapshot; refuses while one is running.
+    pub fn start(&self, scope: Scope, options: Options) -> Result<(), String> {
+        {
+            let mut p = lock(&self.progress);
+            if p.state == State::Running {
+                return Err(
+                    "a rebalance is already running; follow it with GET /admin/rebalance".into(),
+                );
+            }
+            *p = Progress {
+                state: State::Running,
+                generation: scope.snap.generation,
+                prune: options.prune,
+                started_at: Some(SystemTime::now()),
+                ..Progress::default()
+            };
+        }
+        let progress = self.progress.clone();
+        let task = tokio::spawn({
+            let progress = progress.clone();
+            async move { run(scope, options, &progress, |_| {}).await }
+        });
+        tokio::spawn(async move {
+            match task.await {
+                Ok(report) => tracing::info!(
+                    scanned = report.scanned,
+                    copied = report.copied,
+                    present = report.present,
+                    pruned = report.pruned,
+                    failed = report.failed,
+                    skipped = ?report.skipped_nodes,
+                    elapsed_ms = report.elapsed_ms,
+                    "rebalance finished"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "rebalance aborted");
+                    lock(&progress).state = State::Aborted;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    pub fn progress(&self) -> Progress {
+        lock(&self.progress).clone()
+    }
+}
