@@ -372,3 +372,82 @@ fn log_change(old: &Snapshot, new: &Snapshot, trigger: Trigger) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NODES: &str = "nodes:\n  - { id: a, url: \"http://127.0.0.1:1\" }\n";
+
+    fn reloader(dir: &Path, yaml: &str) -> Arc<Reloader> {
+        std::fs::write(dir.join("c.yaml"), yaml).unwrap();
+        Reloader::load(&dir.join("c.yaml")).unwrap()
+    }
+
+    fn tokens(r: &Reloader) -> crate::net::auth::Tokens {
+        r.cluster().snapshot().tokens.clone()
+    }
+
+    #[test]
+    fn unchanged_files_change_nothing_and_a_rejection_is_reported_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = reloader(dir.path(), NODES);
+        assert_eq!(r.reload_now(Trigger::Poll), Reloaded::Unchanged);
+        std::fs::write(dir.path().join("c.yaml"), "nodes: [").unwrap();
+        let first = r.reload_now(Trigger::FileEvent);
+        assert!(
+            matches!(
+                first,
+                Reloaded::Rejected {
+                    repeated: false,
+                    ..
+                }
+            ),
+            "{first:?}"
+        );
+        let again = r.reload_now(Trigger::Poll);
+        assert!(
+            matches!(again, Reloaded::Rejected { repeated: true, .. }),
+            "{again:?}"
+        );
+        assert!(r.status().last_error.is_some());
+        std::fs::write(dir.path().join("c.yaml"), format!("replicas: 1\n{NODES}")).unwrap();
+        assert_eq!(r.reload_now(Trigger::Signal), Reloaded::Applied(2));
+        let status = r.status();
+        assert!(status.last_error.is_none());
+        assert_eq!((status.applied_by, status.checks), (Trigger::Signal, 4));
+    }
+
+    #[test]
+    fn a_token_file_is_read_again_at_every_reload_even_when_the_yaml_is_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("data.token"), "one").unwrap();
+        let yaml = format!("auth: {{ data_token_file: data.token }}\n{NODES}");
+        let r = reloader(dir.path(), &yaml);
+        let before = tokens(&r);
+        std::fs::write(dir.path().join("data.token"), "two").unwrap();
+        assert_eq!(r.reload_now(Trigger::Signal), Reloaded::Applied(2));
+        assert_ne!(tokens(&r), before, "the new token is in force");
+        assert_eq!(r.reload_now(Trigger::Signal), Reloaded::Unchanged);
+    }
+
+    #[test]
+    fn a_config_rejected_for_a_missing_file_applies_once_the_file_appears() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = reloader(dir.path(), NODES);
+        let yaml = format!("auth: {{ admin_token_file: admin.token }}\n{NODES}");
+        std::fs::write(dir.path().join("c.yaml"), &yaml).unwrap();
+        let rejected = r.reload_now(Trigger::FileEvent);
+        assert!(
+            matches!(&rejected, Reloaded::Rejected { error, repeated: false } if error.to_string().contains("auth.admin_token_file")),
+            "{rejected:?}"
+        );
+        assert!(matches!(
+            r.reload_now(Trigger::Poll),
+            Reloaded::Rejected { repeated: true, .. }
+        ));
+        std::fs::write(dir.path().join("admin.token"), "secret").unwrap();
+        assert_eq!(r.reload_now(Trigger::Admin), Reloaded::Applied(2));
+        assert!(tokens(&r).admin.is_some());
+    }
+}

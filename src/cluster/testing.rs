@@ -85,10 +85,7 @@ fn connect_fake(
 ) -> impl Fn(&crate::config::NodeSpec, &Config, &Files) -> Arc<dyn Backend> {
     let fakes = fakes.clone();
     move |spec, _, _| {
-        let fake = lock(&fakes)
-            .entry(spec.id.to_string())
-            .or_default()
-            .clone();
+        let fake = lock(&fakes).entry(spec.id.to_string()).or_default().clone();
         fake as Arc<dyn Backend>
     }
 }

@@ -5,6 +5,8 @@
 //! [`Rebalancer`] runs one in the background for the admin API; the CLI runs [`run`] itself.
 
 mod rebalancer;
+#[cfg(test)]
+mod tests;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};

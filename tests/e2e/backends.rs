@@ -246,3 +246,94 @@ fn health_probes_tell_up_from_down_for_every_kind() {
         assert!(down.is_err(), "{kind:?} down but healthy");
     }
 }
+
+#[test]
+fn restarted_nodes_cost_no_failed_request_though_pooled_connections_went_stale() {
+    // memcached and the built-in node, each alone with r=1: a request that failed would be
+    // an error answer, and with eject_after 1 it would eject the node.
+    for kind in [Some(Kind::Memcached), None] {
+        let mut m = member("only", kind);
+        let proxy = Proxy::start(&config_for(
+            std::slice::from_ref(&m),
+            "eject_after: 1\nhealth_check_interval_ms: 0",
+        ));
+        // Several connections in the pool.
+        let writers: Vec<_> = (0..8)
+            .map(|i| {
+                let addr = proxy.addr;
+                std::thread::spawn(move || {
+                    for j in 0..20 {
+                        let path = format!("/kv/warm-{i}-{j}");
+                        assert_eq!(request(addr, "PUT", &path, b"v").status, 204);
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        match &mut m {
+            Member::Builtin(node) => {
+                node.kill();
+                node.restart();
+            }
+            Member::External(_, server) => server.restart(),
+        }
+        for i in 0..20 {
+            let put = proxy.request("PUT", &format!("/kv/after-{i}"), b"v");
+            assert_eq!(put.status, 204, "{kind:?} PUT {i}: {}", put.text());
+        }
+        assert_eq!(proxy.health_of("only"), "up", "{kind:?}");
+        let scrape = proxy.admin("GET", "/metrics").text();
+        assert!(
+            !scrape.contains("hrw_node_failures_total{"),
+            "{kind:?}:\n{scrape}"
+        );
+    }
+}
+
+#[test]
+fn a_node_streaming_an_endless_body_gets_a_502_and_costs_no_more_than_the_value_limit() {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Each connection: a chunked 200 that never ends; counts what it managed to send.
+    let sent = std::thread::spawn(move || {
+        let mut totals = Vec::new();
+        for stream in listener.incoming().take(4) {
+            let mut stream = stream.unwrap();
+            let mut head = [0u8; 1024];
+            let _ = std::io::Read::read(&mut stream, &mut head);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
+            let chunk = [b"4000\r\n".as_slice(), &[b'x'; 0x4000], b"\r\n"].concat();
+            let mut total = 0usize;
+            while total < 256 * 1024 * 1024 && stream.write_all(&chunk).is_ok() {
+                total += chunk.len();
+            }
+            totals.push(total);
+        }
+        totals
+    });
+    let proxy = Proxy::start(&format!(
+        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nmax_value_bytes: 65536\neject_after: 0\nhealth_check_interval_ms: 0\nreplicas: 1\nnodes:\n  - {{ id: liar, url: \"http://{addr}\" }}\n"
+    ));
+    let answers: Vec<_> = (0..4)
+        .map(|i| {
+            let addr = proxy.addr;
+            std::thread::spawn(move || request(addr, "GET", &format!("/kv/k{i}"), b""))
+        })
+        .collect();
+    for answer in answers {
+        let get = answer.join().unwrap();
+        assert_eq!(get.status, 502, "{}", get.text());
+        assert!(get.text().contains("larger than 65536"), "{}", get.text());
+    }
+    // Each stream was cut off after the value limit (plus what socket buffers hold), not
+    // after the 64 MiB the old bound allowed.
+    for total in sent.join().unwrap() {
+        assert!(
+            total < 32 * 1024 * 1024,
+            "{total} bytes sent before the proxy hung up"
+        );
+    }
+}

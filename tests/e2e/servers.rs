@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::support::{ChildGuard, PATIENCE};
+use crate::support::{reserved_port, ChildGuard, PATIENCE};
 
 /// Installs redis-server and memcached once per test run if they are missing.
 fn ensure_installed() {
@@ -18,7 +18,8 @@ fn ensure_installed() {
         if have("redis-server") && have("memcached") {
             return Ok(());
         }
-        let script = "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server memcached";
+        // Bounded: a registry that does not answer fails the tests in minutes, not hours.
+        let script = "timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq redis-server memcached";
         let installed = Command::new("sh")
             .args(["-c", script])
             .stdout(Stdio::null())
@@ -33,14 +34,6 @@ fn ensure_installed() {
     if let Err(e) = result {
         panic!("{e}");
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn running_as_root() -> bool {
@@ -68,7 +61,7 @@ impl Server {
         ensure_installed();
         let mut server = Server {
             kind,
-            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            addr: SocketAddr::from(([127, 0, 0, 1], reserved_port())),
             process: None,
         };
         server.restart();

@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use hrwproxy::routing::{key_hash, Ring};
@@ -60,7 +61,25 @@ pub fn spawn_listening(args: &[&str]) -> (ChildGuard, SocketAddr) {
     (guard, addrs[0])
 }
 
-/// A built-in node in its own process, on a free port.
+/// A free port for a server a test starts and may restart on the same port. It comes from
+/// below the kernel's ephemeral range (which starts at 32768), so no outgoing connection or
+/// port-0 listener can take it while the server is down.
+pub fn reserved_port() -> u16 {
+    const FIRST: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Each test process starts at its own offset, so concurrent runs rarely meet.
+    let offset = (std::process::id() % 60) as u16 * 200;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = FIRST + (offset + n) % SPAN;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A built-in node in its own process, on a reserved port.
 pub struct Node {
     pub id: String,
     pub addr: SocketAddr,
@@ -69,7 +88,8 @@ pub struct Node {
 
 impl Node {
     pub fn start(id: &str) -> Node {
-        let (process, addr) = spawn_listening(&["node", "--listen", "127.0.0.1:0"]);
+        let listen = format!("127.0.0.1:{}", reserved_port());
+        let (process, addr) = spawn_listening(&["node", "--listen", &listen]);
         Node {
             id: id.to_string(),
             addr,

@@ -236,7 +236,13 @@ fn parse_listing(body: &[u8]) -> Result<Vec<Bytes>, BackendError> {
 }
 
 fn unexpected(status: StatusCode) -> BackendError {
-    if status.is_server_error() {
+    if status == StatusCode::LOOP_DETECTED {
+        // Ejecting the node would not help: its URL leads back to a proxy.
+        BackendError::Rejected(
+            "status 508: loop detected (the node's URL leads back to a proxy this request already passed)"
+                .into(),
+        )
+    } else if status.is_server_error() {
         BackendError::Server(format!("status {}", status.as_u16()))
     } else {
         BackendError::Rejected(format!("status {}", status.as_u16()))
