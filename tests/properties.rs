@@ -1,6 +1,7 @@
 //! Property tests and a fuzz-style harness (cargo-fuzz needs a nightly toolchain this machine
-//! cannot fetch): key encoding round trips, and no input makes the key decoder, the memcached
-//! key mapping or the config parser panic. More cases: PROPTEST_CASES=1000000 cargo test --test properties
+//! cannot fetch): key encoding round trips, percent-decoding agrees with a reference decoder,
+//! and no input makes the key decoder, the memcached key mapping or the config parser panic.
+//! More cases: PROPTEST_CASES=1000000 cargo test --test properties
 
 use hrwproxy::backend::memcache_key;
 use hrwproxy::config::Config;
@@ -9,6 +10,40 @@ use proptest::prelude::*;
 
 const VALID: &str = "listen: 127.0.0.1:8080\nreplicas: 2\nnodes:\n  - { id: a, url: \"http://127.0.0.1:7001\", weight: 1.0 }\n  - { id: b, url: \"redis://:pw@127.0.0.1:6379/1\" }\n  - { id: c, url: \"memcache://127.0.0.1:11211\", weight: 2.5 }\n";
 
+/// Path text made of plain characters, well-formed escapes and stray `%`s.
+fn path_text() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        4 => "[A-Za-z0-9._~!$&'()*+,;=:@/-]{1,4}",
+        4 => (0u8..=255).prop_map(|b| format!("%{b:02X}")),
+        2 => (0u8..=255).prop_map(|b| format!("%{b:02x}")),
+        1 => Just("%".to_string()),
+        1 => "%[0-9A-Fa-f]",
+        1 => "%[G-Zg-z][0-9]",
+    ];
+    proptest::collection::vec(piece, 0..40).prop_map(|p| p.concat())
+}
+
+/// A straightforward decoder to compare with: `None` where an escape is malformed.
+fn reference_decode(raw: &str) -> Option<Vec<u8>> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
 proptest! {
     #[test]
     fn encoded_keys_decode_to_themselves(key in proptest::collection::vec(any::<u8>(), 1..600)) {
@@ -16,6 +51,19 @@ proptest! {
         prop_assert!(encoded.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_~%".contains(&b)));
         let decoded = key::decode(&encoded, usize::MAX).unwrap();
         prop_assert_eq!(decoded.as_ref(), &key[..]);
+    }
+
+    #[test]
+    fn the_key_decoder_agrees_with_a_reference_decoder(raw in path_text(), max in 1usize..64) {
+        match (key::decode(&raw, max), reference_decode(&raw)) {
+            (Ok(decoded), Some(expected)) => {
+                prop_assert_eq!(decoded.as_ref(), &expected[..]);
+                prop_assert!(!expected.is_empty() && expected.len() <= max);
+            }
+            (Err(_), Some(expected)) => prop_assert!(expected.is_empty() || expected.len() > max),
+            (Err(_), None) => {}
+            (Ok(decoded), None) => prop_assert!(false, "{raw:?} decoded to {decoded:?}"),
+        }
     }
 
     #[test]
@@ -55,46 +103,85 @@ fn the_valid_seed_config_is_valid() {
     Config::from_yaml(VALID).unwrap();
 }
 
-/// Inputs that once looked dangerous, kept as seeds: each must be handled without a panic.
+/// Inputs that once looked dangerous, kept as seeds with their known answers.
 #[test]
-fn seed_inputs_are_handled() {
-    for raw in [
-        "",
-        "%",
-        "%%",
-        "%2",
-        "%zz",
-        "%2F",
-        "%2e%2e",
-        "..%2F..%2F",
-        "%00",
-        "%0D%0A",
-        "%ff%fe",
-        "a?b#c",
-        "caf%C3%A9",
-        "%E2%82",
-        "~_-.",
-        "%252F",
+fn seed_inputs_get_their_known_answers() {
+    let decoded = |raw: &str| {
+        key::decode(raw, 1024)
+            .map(|k| k.into_owned())
+            .map_err(|e| e.to_string())
+    };
+    for (raw, expected) in [
+        ("%2F", Ok(&b"/"[..])),
+        ("%252F", Ok(b"%2F")),
+        ("%2e%2e", Ok(b"..")),
+        ("..%2F..%2F", Ok(b"../../")),
+        ("%00", Ok(b"\0")),
+        ("%0D%0A", Ok(b"\r\n")),
+        ("%ff%fe", Ok(b"\xff\xfe")),
+        ("a?b#c", Ok(b"a?b#c")),
+        ("caf%C3%A9", Ok("caf\u{e9}".as_bytes())),
+        ("%E2%82", Ok(b"\xe2\x82")),
+        ("~_-.", Ok(b"~_-.")),
     ] {
-        let _ = key::decode(raw, 1024);
-        let _ = key::decode(raw, 1);
+        assert_eq!(
+            decoded(raw).as_deref(),
+            expected
+                .map(|e| e as &[u8])
+                .map_err(|e: &str| e.to_string())
+                .as_deref(),
+            "{raw}"
+        );
     }
-    for yaml in [
-        "",
-        "nodes:",
-        "nodes: []",
-        "nodes: [{}]",
-        "nodes: [{ id: a }]",
-        "nodes: [{ id: a, url: \"\" }]",
-        "nodes: [{ id: a, url: \"http://[::1]:99999\" }]",
-        "nodes: [{ id: a, url: \"redis://:@h\" }]",
-        "nodes: !!binary aGVsbG8=",
-        "&a [*a]",
-        "nodes: [{ id: a, url: \"http://h:1\", weight: 1e309 }]",
-        "replicas: -1\nnodes: [{ id: a, url: \"http://h:1\" }]",
-        "limits: { max_header_bytes: 1 }\nnodes: [{ id: a, url: \"http://h:1\" }]",
-        "tls: { cert_file: x }\nnodes: [{ id: a, url: \"http://h:1\" }]",
+    for (raw, why) in [
+        ("", "empty key"),
+        ("%", "at byte 0"),
+        ("%%", "at byte 0"),
+        ("%2", "at byte 0"),
+        ("%zz", "at byte 0"),
+        ("ab%4", "at byte 2"),
     ] {
-        let _ = Config::from_yaml(yaml);
+        let err = decoded(raw).unwrap_err();
+        assert!(err.contains(why), "{raw}: {err}");
+    }
+    assert!(key::decode("ab", 1)
+        .unwrap_err()
+        .to_string()
+        .contains("limit is 1"));
+    for (yaml, why) in [
+        ("", "missing field `nodes`"),
+        ("nodes:", "missing field `nodes`"),
+        ("nodes: []", "at least one node"),
+        ("nodes: [{}]", "missing field `id`"),
+        ("nodes: [{ id: a }]", "missing field `url`"),
+        ("nodes: [{ id: a, url: \"\" }]", "bad URL"),
+        (
+            "nodes: [{ id: a, url: \"http://[::1]:99999\" }]",
+            "bad port",
+        ),
+        ("nodes: !!binary aGVsbG8=", "invalid type"),
+        ("&a [*a]", ""),
+        (
+            "nodes: [{ id: a, url: \"http://h:1\", weight: 1e309 }]",
+            "invalid type: string \"1e309\"",
+        ),
+        (
+            "replicas: -1\nnodes: [{ id: a, url: \"http://h:1\" }]",
+            "replicas: invalid type: integer `-1`",
+        ),
+        (
+            "limits: { max_header_bytes: 1 }\nnodes: [{ id: a, url: \"http://h:1\" }]",
+            "max_header_bytes at least 8192",
+        ),
+        (
+            "tls: { cert_file: x }\nnodes: [{ id: a, url: \"http://h:1\" }]",
+            "cert_file and key_file go together",
+        ),
+        ("nodes: [{ id: a, url: \"redis://:@h\" }]", ""),
+    ] {
+        match Config::from_yaml(yaml) {
+            Err(e) => assert!(e.to_string().contains(why), "{yaml:?}: {e}"),
+            Ok(_) => assert!(why.is_empty(), "{yaml:?} was accepted"),
+        }
     }
 }

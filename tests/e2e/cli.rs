@@ -138,3 +138,151 @@ fn the_readme_config_reference_is_a_valid_config() {
     );
     assert_eq!(config.resilience, hrwproxy::config::Resilience::default());
 }
+
+#[test]
+fn locate_into_a_pipe_closed_early_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.yaml");
+    // 20 000 nodes: the ranking is far more than a pipe buffer.
+    let mut yaml = String::from("nodes:\n");
+    for i in 0..20_000 {
+        yaml.push_str(&format!(
+            "  - {{ id: n{i}, url: \"http://127.0.0.1:1\" }}\n"
+        ));
+    }
+    write_file(&path, &yaml);
+    let mut child = Command::new(BIN)
+        .args(["locate", "--config", path.to_str().unwrap(), "k"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert!(first.starts_with('n'), "{first}");
+    // The reader is gone (like `| head -1`).
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn check_points_at_the_line_and_column_of_each_mistake() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    let config = path.to_str().unwrap();
+    for (yaml, expected) in [
+        (
+            "nodes:\n  - { id: a, url: \"http://127.0.0.1:1\", wieght: 1 }\n",
+            "line 2 column 41: nodes[0]: unknown field `wieght`",
+        ),
+        (
+            "replicas: 1\nnodes:\n  - { id: a, url: \"http://127.0.0.1:1\" }\n\n\n\n\n\n\n\n\n\n\nreplicas: 1\n",
+            "line 14 column 1: duplicate field `replicas`",
+        ),
+        ("listen: nowhere\nnodes: []\n", "line 1 column 9: listen: invalid socket address"),
+    ] {
+        write_file(&path, yaml);
+        let (ok, text) = run(&["check", "--config", config]);
+        assert!(!ok);
+        assert!(text.starts_with(&format!("{config}: {expected}")), "{yaml}: {text}");
+    }
+}
+
+/// `hrwproxy rebalance ARGS` on `config`: success, stdout, stderr.
+fn rebalance(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(["rebalance", "--config", config.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn rebalance_resumes_where_it_was_interrupted_and_can_start_over() {
+    let nodes = start_nodes(&["a", "b", "c"]);
+    // 600 keys on a only, as if it had been the only node; b and c own two thirds of them.
+    for i in 0..600 {
+        let put = request(nodes[0].addr, "PUT", &format!("/kv/key-{i:03}"), b"v");
+        assert_eq!(put.status, 204);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join(CONFIG_NAME);
+    write_file(&config, &config_yaml(&nodes, "replicas: 1"));
+    let state = dir.path().join(format!("{CONFIG_NAME}.rebalance"));
+
+    // Interrupted after its first page (500 keys at 1000 per second).
+    let mut run = Command::new(BIN)
+        .args([
+            "rebalance",
+            "--config",
+            config.to_str().unwrap(),
+            "--rate",
+            "1000",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the first page to be saved", || state.exists());
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let cursor: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(cursor["node"], "a", "{cursor}");
+    assert_eq!(cursor["after"], "key-499", "{cursor}");
+
+    let (ok, report, log) = rebalance(&config, &["--rate", "0"]);
+    assert!(ok, "{report}{log}");
+    assert!(
+        log.contains("resuming from node a after key \"key-499\""),
+        "{log}"
+    );
+    assert!(report.contains("failed 0"), "{report}");
+    assert!(!state.exists(), "a finished run leaves no state file");
+    // Every key is now also on its owner.
+    let all: Vec<&Node> = nodes.iter().collect();
+    for i in 0..600 {
+        let key = format!("key-{i:03}");
+        let owner = &ranking(&all, key.as_bytes())[0];
+        let node = nodes.iter().find(|n| &n.id == owner).unwrap();
+        assert!(node.holds(key.as_bytes()).is_some(), "{key} on {owner}");
+    }
+    let scanned: u64 = report
+        .split("scanned ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    // The 100 keys after the cursor on a, plus the copies then listed on b and c.
+    assert!((100..600).contains(&scanned), "{report}");
+
+    // A state file that is not one: refused, and --restart starts over anyway.
+    write_file(&state, "{ not json");
+    let (ok, _, log) = rebalance(&config, &[]);
+    assert!(!ok);
+    assert!(
+        log.contains("not a rebalance state file; use --restart"),
+        "{log}"
+    );
+    let (ok, report, log) = rebalance(&config, &["--restart", "--rate", "0"]);
+    assert!(ok, "{report}{log}");
+    assert!(!log.contains("resuming"), "{log}");
+    assert!(report.contains("already present"), "{report}");
+
+    for bad in ["-1", "1e99", "fast"] {
+        let (ok, _, log) = rebalance(&config, &[&format!("--rate={bad}")]);
+        assert!(!ok, "--rate {bad}");
+        assert!(
+            log.contains("rate") || log.contains("invalid value"),
+            "{log}"
+        );
+    }
+}
