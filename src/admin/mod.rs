@@ -44,7 +44,7 @@ pub(crate) async fn serve(
         let admin = admin.clone();
         async move { handle(&admin, req).await }
     };
-    server::serve(listener, handler, Limits::default(), None, shutdown).await
+    server::serve_http(listener, handler, Limits::default(), None, shutdown).await
 }
 
 async fn handle(admin: &Arc<Admin>, req: Request<Incoming>) -> Response<Body> {

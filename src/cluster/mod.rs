@@ -5,6 +5,7 @@
 //! that triggers one, and the driver that owns every health probe.
 
 mod files;
+mod log_budget;
 mod member;
 pub(crate) mod probes;
 pub(crate) mod reload;
@@ -18,13 +19,13 @@ pub(crate) mod triggers;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub(crate) use self::files::Files;
+use self::log_budget::{LogBudget, REPEAT_EVERY};
 pub(crate) use self::member::Member;
 pub(crate) use self::snapshot::Snapshot;
 use crate::backend::BackendError;
@@ -34,9 +35,6 @@ use crate::metrics::Metrics;
 use crate::net::context;
 use crate::net::tls::ServerCert;
 use crate::routing::key_hash;
-
-/// How often at most a node's repeated troubles (failed attempts, failed probes) are logged.
-pub(crate) const LOG_EVERY: Duration = Duration::from_secs(5);
 
 /// The operations an attempt can be, as metrics and logs name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +70,7 @@ pub(crate) struct Cluster {
     ejections: Mutex<()>,
     /// Wakes the probe driver: a node was ejected, or the membership changed.
     pub probes: Notify,
+    pub log_budget: LogBudget,
 }
 
 impl Cluster {
@@ -83,6 +82,7 @@ impl Cluster {
             server_cert: files.server_key.clone().map(ServerCert::new),
             ejections: Mutex::new(()),
             probes: Notify::new(),
+            log_budget: LogBudget::default(),
         })
     }
 
@@ -131,7 +131,7 @@ impl Cluster {
         match failure {
             None => member.health.on_success(took, &snap.config.resilience),
             Some(e) => {
-                if member.health.may_log(Instant::now(), LOG_EVERY).is_some() {
+                if let Some(unlogged) = self.may_log_repeat(member) {
                     tracing::warn!(
                         request_id = %context::id_for_log(),
                         node = member.id(),
@@ -139,6 +139,7 @@ impl Cluster {
                         key_hash = format_args!("{:016x}", key_hash(key)),
                         kind = e.kind(),
                         error = %e,
+                        unlogged,
                         "backend attempt failed"
                     );
                 }
@@ -167,7 +168,7 @@ impl Cluster {
                 None
             }
         };
-        if let Some(backoff) = ejected {
+        if let Some(backoff) = ejected.filter(|_| self.log_budget.allow()) {
             tracing::warn!(
                 request_id = %context::id_for_log(),
                 node = member.id(),
@@ -175,7 +176,21 @@ impl Cluster {
                 error = %error,
                 "node ejected"
             );
+        }
+        if ejected.is_some() {
             self.probes.notify_one();
         }
+    }
+
+    /// Whether a repeated trouble of `member` may be logged now, and how many of its lines
+    /// went unlogged before it.
+    pub fn may_log_repeat(&self, member: &Member) -> Option<u32> {
+        let unlogged = member.health.may_log(Instant::now(), REPEAT_EVERY)?;
+        self.log_budget.allow().then_some(unlogged)
+    }
+
+    /// Whether a line about a node's change of state (readmitted) may be logged now.
+    pub fn may_log_change(&self) -> bool {
+        self.log_budget.allow()
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{Cluster, Member, LOG_EVERY};
+use super::{Cluster, Member};
 use crate::backend::with_timeout;
 use crate::health::Phase;
 
@@ -32,6 +32,7 @@ pub async fn drive(cluster: Arc<Cluster>) {
     let mut probing: HashSet<String> = HashSet::new();
     let mut next_check = Instant::now();
     loop {
+        drop(cluster.log_budget.roll());
         let snap = cluster.snapshot();
         let now = Instant::now();
         let interval = snap.config.resilience.health_check_interval_ms;
@@ -69,6 +70,11 @@ pub async fn drive(cluster: Arc<Cluster>) {
                 probing.remove(&id);
             }
         }
+        // Reap every probe that finished, not one per wake: with many nodes a round ends in
+        // thousands of them at once.
+        while let Some(Ok(id)) = running.try_join_next() {
+            probing.remove(&id);
+        }
     }
 }
 
@@ -83,18 +89,21 @@ async fn probe(cluster: &Cluster, member: &Member, purpose: Purpose) {
     match (purpose, result) {
         (Purpose::Check, Ok(())) => member.health.on_check_passed(),
         (Purpose::Check, Err(e)) => {
-            if let Some(unlogged) = member.health.may_log(Instant::now(), LOG_EVERY) {
+            if let Some(unlogged) = cluster.may_log_repeat(member) {
                 tracing::warn!(node = member.id(), error = %e, unlogged, "health check failed");
             }
             cluster.record_failure(&snap, member, &e);
         }
         (Purpose::Readmit, result) => match member.health.on_probe(&result, &policy) {
-            None => tracing::info!(
-                node = member.id(),
-                "node readmitted: its health probe passed"
-            ),
+            None if cluster.may_log_change() => {
+                tracing::info!(
+                    node = member.id(),
+                    "node readmitted: its health probe passed"
+                )
+            }
+            None => {}
             Some(backoff) => {
-                if let Some(unlogged) = member.health.may_log(Instant::now(), LOG_EVERY) {
+                if let Some(unlogged) = cluster.may_log_repeat(member) {
                     let error = result.err().map(|e| e.to_string()).unwrap_or_default();
                     tracing::warn!(
                         node = member.id(),

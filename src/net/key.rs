@@ -7,6 +7,8 @@ use super::error::RequestError;
 
 /// The path prefix of the key-value API.
 pub const KV_PREFIX: &str = "/kv/";
+/// The methods of the key-value API.
+pub const ALLOWED_METHODS: &str = "GET, HEAD, PUT, DELETE";
 
 /// Decodes the part of a path after `/kv/` into key bytes (any bytes allowed) and checks its
 /// length against `max`.

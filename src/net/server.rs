@@ -40,7 +40,7 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 /// Serves `handler` on `listener` within `limits`, over TLS when `tls` is given, until
 /// `shutdown` resolves; then stops accepting and lets open connections finish their requests
 /// for up to the shutdown grace.
-pub async fn serve<H, Fut>(
+pub async fn serve_http<H, Fut>(
     listener: TcpListener,
     handler: H,
     limits: Limits,

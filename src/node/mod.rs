@@ -54,7 +54,7 @@ pub(crate) async fn serve(
 ) {
     let sweeper = tokio::spawn(sweep_every(SWEEP_EVERY, Arc::downgrade(&store)));
     let handler = move |req| handle(store.clone(), max_value_bytes, req);
-    server::serve(listener, handler, Limits::default(), None, shutdown).await;
+    server::serve_http(listener, handler, Limits::default(), None, shutdown).await;
     sweeper.abort();
 }
 
@@ -128,7 +128,7 @@ async fn route(
         }
         _ => Err(RequestError::MethodNotAllowed {
             method: req.method().to_string(),
-            allow: crate::proxy::request::ALLOWED_METHODS,
+            allow: key::ALLOWED_METHODS,
         }),
     }
 }

@@ -7,7 +7,7 @@
 mod hedge;
 mod outcome;
 mod read;
-pub(crate) mod request;
+mod request;
 mod respond;
 mod service;
 mod write;
@@ -43,7 +43,7 @@ pub(crate) async fn serve(
         .map(crate::net::tls::acceptor);
     let limits = path.cluster.snapshot().config.limits;
     let handler = move |req| service::handle(path.clone(), req);
-    server::serve(listener, handler, limits, tls, shutdown).await
+    server::serve_http(listener, handler, limits, tls, shutdown).await
 }
 
 #[cfg(test)]

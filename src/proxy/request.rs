@@ -12,7 +12,6 @@ use crate::net::key;
 use crate::net::request::ttl_of;
 use crate::net::{RequestError, Ttl};
 
-pub const ALLOWED_METHODS: &str = "GET, HEAD, PUT, DELETE";
 /// A client's deadline in milliseconds; it can only shorten the configured one.
 pub const HEADER_DEADLINE: &str = "x-hrw-deadline-ms";
 /// A write's ack level: `one`, `quorum`, `all` or a number of replicas.
@@ -62,7 +61,7 @@ pub(crate) fn parse<B>(req: &Request<B>, config: &Config) -> Result<ParsedReques
     ) {
         return Err(RequestError::MethodNotAllowed {
             method: method.to_string(),
-            allow: ALLOWED_METHODS,
+            allow: key::ALLOWED_METHODS,
         });
     }
     if *method != Method::PUT && req.uri().query().is_some() {

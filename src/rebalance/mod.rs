@@ -65,7 +65,7 @@ pub struct Cursor {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum State {
+pub enum RunState {
     #[default]
     Idle,
     Running,
@@ -77,7 +77,7 @@ pub enum State {
 /// Counters of a run, as `GET /admin/rebalance` and the CLI show them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Progress {
-    pub state: State,
+    pub state: RunState,
     pub generation: u64,
     pub prune: bool,
     #[serde(serialize_with = "rfc3339", skip_deserializing)]
@@ -118,19 +118,19 @@ impl Progress {
 
 /// One listed node: a member of the current placement or, while a handoff window is open, a
 /// node that left (never an owner, so `prune` drains it).
-struct Source {
+struct ListedNode {
     member: Arc<Member>,
     /// Whether it is in the current placement.
     current: bool,
 }
 
 /// Every node to list, once per id, in id order.
-fn sources(snap: &Snapshot) -> Vec<Arc<Source>> {
-    let mut sources: Vec<Source> = snap
+fn listed_nodes(snap: &Snapshot) -> Vec<Arc<ListedNode>> {
+    let mut sources: Vec<ListedNode> = snap
         .placement
         .members
         .iter()
-        .map(|member| Source {
+        .map(|member| ListedNode {
             member: member.clone(),
             current: true,
         })
@@ -140,7 +140,7 @@ fn sources(snap: &Snapshot) -> Vec<Arc<Source>> {
             if snap.placement.member(member.id()).is_none()
                 && !sources.iter().any(|s| s.member.id() == member.id())
             {
-                sources.push(Source {
+                sources.push(ListedNode {
                     member: member.clone(),
                     current: false,
                 });
@@ -170,7 +170,7 @@ pub(crate) async fn run(
     let snap = &scope.snap;
     let _recording = scope.recent.rebalancing();
     let started = Instant::now();
-    let sources = sources(snap);
+    let sources = listed_nodes(snap);
     let update = |f: &mut dyn FnMut(&mut Progress)| {
         let mut p = lock(progress);
         f(&mut p);
@@ -179,7 +179,7 @@ pub(crate) async fn run(
     };
     update(&mut |p| {
         *p = Progress {
-            state: State::Running,
+            state: RunState::Running,
             generation: snap.generation,
             prune: options.prune,
             started_at: Some(SystemTime::now()),
@@ -263,7 +263,7 @@ pub(crate) async fn run(
         update(&mut |p| p.nodes_done += 1);
     }
     update(&mut |p| {
-        p.state = State::Done;
+        p.state = RunState::Done;
         p.cursor = None;
     })
 }
@@ -277,7 +277,7 @@ struct Step {
 }
 
 /// Puts one key of `source` where it belongs.
-async fn move_key(scope: &Scope, source: &Source, key: &Bytes, prune: bool) -> Step {
+async fn move_key(scope: &Scope, source: &ListedNode, key: &Bytes, prune: bool) -> Step {
     let (cluster, snap) = (&scope.cluster, &scope.snap);
     let mut step = Step::default();
     let began = Instant::now();

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use super::{run, Options, Progress, Scope, State};
+use super::{run, Options, Progress, RunState, Scope};
 use crate::lock;
 
 #[derive(Debug, Default)]
@@ -17,13 +17,13 @@ impl Rebalancer {
     pub fn start(&self, scope: Scope, options: Options) -> Result<(), String> {
         {
             let mut p = lock(&self.progress);
-            if p.state == State::Running {
+            if p.state == RunState::Running {
                 return Err(
                     "a rebalance is already running; follow it with GET /admin/rebalance".into(),
                 );
             }
             *p = Progress {
-                state: State::Running,
+                state: RunState::Running,
                 generation: scope.snap.generation,
                 prune: options.prune,
                 started_at: Some(SystemTime::now()),
@@ -49,7 +49,7 @@ impl Rebalancer {
                 ),
                 Err(e) => {
                     tracing::error!(error = %e, "rebalance aborted");
-                    lock(&progress).state = State::Aborted;
+                    lock(&progress).state = RunState::Aborted;
                 }
             }
         });

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{run, Cursor, Options, Progress, Scope, State};
+use super::{run, Cursor, Options, Progress, RunState, Scope};
 use crate::backend::fake::Op;
 use crate::cluster::testing::TestCluster;
 use crate::handoff::{RecentWrites, WriteKind};
@@ -72,7 +72,7 @@ async fn a_client_write_during_a_copy_is_never_overwritten_by_it() {
     d.release(Op::PutIfAbsent, 100);
     d.release(Op::Put, 100);
     let report = running.await.unwrap();
-    assert_eq!(report.state, State::Done);
+    assert_eq!(report.state, RunState::Done);
     assert_eq!(report.failed, 0);
     for id in owners(&nodes, &key) {
         assert_eq!(
@@ -103,7 +103,7 @@ async fn a_run_resumes_after_its_cursor_and_prune_drains_non_owners() {
         resume: Some(resume),
     };
     let report = run(scope(&nodes, &recent), options, &progress, |_| {}).await;
-    assert_eq!((report.state, report.failed), (State::Done, 0));
+    assert_eq!((report.state, report.failed), (RunState::Done, 0));
     // Keys before the cursor were done already: only the other 20 are copied.
     let copies: usize = keys[20..]
         .iter()
