@@ -209,10 +209,12 @@ pub fn start(reloader: &Arc<Reloader>, sighup: bool) -> notify::Result<JoinHandl
                     Trigger::Signal
                 }
             };
-            let outcome = reloader.reload(trigger).await;
+            // Aimed before the file is read: once a re-pointed config is in force, edits in
+            // its new directory are already watched.
             if let Err(e) = watch.aim(reloader.path()) {
                 tracing::warn!(error = %e, "cannot watch the config's directories; the poll still sees changes");
             }
+            let outcome = reloader.reload(trigger).await;
             // A rejected file may have been caught mid-write with no event to follow: look once
             // more. A file rejected again is not logged twice.
             retry_pending =
