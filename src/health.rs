@@ -15,7 +15,7 @@ use crate::lock;
 
 /// Where a node stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Serving.
     Up,
     /// Skipped until `until`, then probed.
@@ -25,7 +25,7 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Phase::Up => "up",
             Phase::Ejected { .. } => "ejected",
@@ -59,7 +59,7 @@ struct State {
 
 /// One node's health; kept by node id across every reload, whatever else changes.
 #[derive(Debug)]
-pub struct Health {
+pub(crate) struct Health {
     state: Mutex<State>,
 }
 
@@ -83,34 +83,34 @@ impl Default for Health {
 
 /// Whether ejecting one more of `total` nodes, `ejected` of which are out already, keeps the
 /// ejected share within `max_percent`.
-pub fn may_eject(ejected: usize, total: usize, max_percent: u32) -> bool {
+pub(crate) fn may_eject(ejected: usize, total: usize, max_percent: u32) -> bool {
     (ejected as u64 + 1) * 100 <= u64::from(max_percent) * total as u64
 }
 
 impl Health {
-    pub fn phase(&self) -> Phase {
+    pub(crate) fn phase(&self) -> Phase {
         lock(&self.state).phase
     }
 
-    pub fn is_up(&self) -> bool {
+    pub(crate) fn is_up(&self) -> bool {
         self.phase() == Phase::Up
     }
 
-    pub fn last_error(&self) -> Option<(String, SystemTime)> {
+    pub(crate) fn last_error(&self) -> Option<(String, SystemTime)> {
         lock(&self.state).last_error.clone()
     }
 
-    pub fn consecutive_failures(&self) -> u32 {
+    pub(crate) fn consecutive_failures(&self) -> u32 {
         lock(&self.state).consecutive_failures
     }
 
     /// An active check passed: the failure streak ends (latency is not sampled; probes are
     /// not reads).
-    pub fn on_check_passed(&self) {
+    pub(crate) fn on_check_passed(&self) {
         lock(&self.state).consecutive_failures = 0;
     }
 
-    pub fn on_success(&self, latency: Duration, policy: &Resilience) {
+    pub(crate) fn on_success(&self, latency: Duration, policy: &Resilience) {
         let mut s = lock(&self.state);
         s.consecutive_failures = 0;
         if s.phase == Phase::Up
@@ -131,7 +131,7 @@ impl Health {
 
     /// Counts a failure; true when the node is in service and its streak reached
     /// `eject_after`, so it should be ejected if the cap allows.
-    pub fn on_failure(&self, error: &BackendError, policy: &Resilience) -> bool {
+    pub(crate) fn on_failure(&self, error: &BackendError, policy: &Resilience) -> bool {
         let mut s = lock(&self.state);
         s.last_error = Some((error.to_string(), SystemTime::now()));
         s.consecutive_failures = s.consecutive_failures.saturating_add(1);
@@ -141,14 +141,14 @@ impl Health {
     }
 
     /// Ejects the node if it is in service; the backoff it got.
-    pub fn eject(&self, policy: &Resilience) -> Option<Duration> {
+    pub(crate) fn eject(&self, policy: &Resilience) -> Option<Duration> {
         let mut s = lock(&self.state);
         (s.phase == Phase::Up).then(|| s.eject(policy))
     }
 
     /// Whether its ejection has run out, so its readmission probe is due; if so it is now
     /// probing.
-    pub fn start_probing(&self, now: Instant) -> bool {
+    pub(crate) fn start_probing(&self, now: Instant) -> bool {
         let mut s = lock(&self.state);
         match s.phase {
             Phase::Ejected { until } if until <= now => {
@@ -161,7 +161,7 @@ impl Health {
 
     /// The readmission probe's verdict: back in service (`None`), or ejected again for a
     /// longer backoff.
-    pub fn on_probe(
+    pub(crate) fn on_probe(
         &self,
         result: &Result<(), BackendError>,
         policy: &Resilience,
@@ -183,7 +183,7 @@ impl Health {
     }
 
     /// The 95th percentile of recent latencies, once there are enough of them.
-    pub fn p95(&self) -> Option<Duration> {
+    pub(crate) fn p95(&self) -> Option<Duration> {
         let s = lock(&self.state);
         if s.latencies.len() < MIN_SAMPLES {
             return None;
@@ -197,7 +197,7 @@ impl Health {
 
     /// Whether a repeated trouble of this node should be logged now (at most once per
     /// `every`), and how many went unlogged before it.
-    pub fn may_log(&self, now: Instant, every: Duration) -> Option<u32> {
+    pub(crate) fn may_log(&self, now: Instant, every: Duration) -> Option<u32> {
         let mut s = lock(&self.state);
         match s.last_logged {
             Some(at) if now.saturating_duration_since(at) < every => {

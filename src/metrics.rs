@@ -59,7 +59,7 @@ pub const FAMILIES: &[&str] = &[
 /// The client operations.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
-pub enum Op {
+pub(crate) enum Op {
     get,
     head,
     put,
@@ -69,41 +69,41 @@ pub enum Op {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
+pub(crate) struct RequestLabels {
     pub op: Op,
     pub status: u16,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OpLabel {
+pub(crate) struct OpLabel {
     pub op: Op,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct NodeLabel {
+pub(crate) struct NodeLabel {
     pub node: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct NodeOpLabels {
+pub(crate) struct NodeOpLabels {
     pub node: String,
     pub op: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct NodeKindLabels {
+pub(crate) struct NodeKindLabels {
     pub node: String,
     pub kind: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RankLabel {
+pub(crate) struct RankLabel {
     /// The rank (1 = first replica) of the replica that finally answered.
     pub rank: u16,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StageLabel {
+pub(crate) struct StageLabel {
     pub stage: &'static str,
 }
 
@@ -116,7 +116,7 @@ fn latency_histogram() -> Histogram {
 
 /// Every metric of one proxy.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub request_duration: HistogramFamily<OpLabel>,
@@ -279,7 +279,7 @@ const NODE_OPS: [&str; 5] = ["get", "put", "delete", "copy", "list"];
 
 /// One node's attempt counters and latency histogram.
 #[derive(Debug, Clone)]
-pub struct NodeMetrics {
+pub(crate) struct NodeMetrics {
     node: String,
     /// By operation, in the order of [`NODE_OPS`].
     attempts: [Counter; NODE_OPS.len()],
@@ -287,7 +287,7 @@ pub struct NodeMetrics {
 }
 
 impl NodeMetrics {
-    pub fn attempt(
+    pub(crate) fn attempt(
         &self,
         metrics: &Metrics,
         op: &'static str,
@@ -311,7 +311,7 @@ impl NodeMetrics {
 }
 
 impl Metrics {
-    pub fn request(&self, op: Op, status: u16, took: Duration) {
+    pub(crate) fn request(&self, op: Op, status: u16, took: Duration) {
         self.requests
             .get_or_create(&RequestLabels { op, status })
             .inc();
@@ -322,7 +322,7 @@ impl Metrics {
 
     /// The handles of one node's metrics, made once per snapshot so that the request path
     /// neither allocates label strings nor looks families up.
-    pub fn node(&self, id: &str) -> NodeMetrics {
+    pub(crate) fn node(&self, id: &str) -> NodeMetrics {
         let attempts = |op| {
             self.node_attempts.get_or_create_owned(&NodeOpLabels {
                 node: id.to_owned(),
@@ -338,19 +338,19 @@ impl Metrics {
         }
     }
 
-    pub fn reload_applied(&self) {
+    pub(crate) fn reload_applied(&self) {
         self.config_last_reload_success.set(1);
         self.config_last_success_time
             .set(unix_seconds(SystemTime::now()));
     }
 
-    pub fn reload_rejected(&self) {
+    pub(crate) fn reload_rejected(&self) {
         self.config_last_reload_success.set(0);
         self.config_reload_failures.inc();
     }
 
     /// The Prometheus text of every metric, with the state-like ones set from `state` first.
-    pub fn scrape(&self, state: &ScrapeState<'_>) -> String {
+    pub(crate) fn scrape(&self, state: &ScrapeState<'_>) -> String {
         self.config_generation.set(state.generation as i64);
         self.node_ejected.clear();
         self.node_share.clear();
@@ -381,7 +381,7 @@ impl Metrics {
 
 /// What a scrape reports besides the counters: the state of the moment.
 #[derive(Debug, Default)]
-pub struct ScrapeState<'a> {
+pub(crate) struct ScrapeState<'a> {
     pub generation: u64,
     pub nodes: Vec<NodeState<'a>>,
     /// The last rebalance's keys by stage.
@@ -390,7 +390,7 @@ pub struct ScrapeState<'a> {
 
 /// One node's state for a scrape.
 #[derive(Debug)]
-pub struct NodeState<'a> {
+pub(crate) struct NodeState<'a> {
     pub id: &'a str,
     pub ejected: bool,
     pub share: f64,

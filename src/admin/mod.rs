@@ -2,7 +2,7 @@
 //! key lives, reload on demand, and a rebalance to start or follow. Answers are the types of
 //! [`types`].
 
-pub mod types;
+pub(crate) mod types;
 
 use std::sync::Arc;
 use std::time::SystemTime;

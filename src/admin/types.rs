@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// `GET /admin/config`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ConfigView {
+pub(crate) struct ConfigView {
     pub path: String,
     pub generation: u64,
     /// sha256 of the file serving.
@@ -25,14 +25,14 @@ pub struct ConfigView {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ErrorView {
+pub(crate) struct ErrorView {
     pub message: String,
     pub at: String,
 }
 
 /// One node, in `GET /admin/nodes` and `GET /admin/config`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodeView {
+pub(crate) struct NodeView {
     pub id: String,
     pub url: String,
     pub weight: f64,
@@ -47,14 +47,14 @@ pub struct NodeView {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WindowView {
+pub(crate) struct WindowView {
     pub generation: u64,
     pub closes_in_s: u64,
 }
 
 /// `GET /admin/locate/<key>`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LocateView {
+pub(crate) struct LocateView {
     pub key_hash: String,
     pub generation: u64,
     pub nodes: Vec<RankedView>,
@@ -63,7 +63,7 @@ pub struct LocateView {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RankedView {
+pub(crate) struct RankedView {
     pub node: String,
     pub weight: f64,
     pub score: f64,
@@ -72,14 +72,14 @@ pub struct RankedView {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PreviousView {
+pub(crate) struct PreviousView {
     pub generation: u64,
     pub replicas: Vec<String>,
 }
 
 /// `POST /admin/reload`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ReloadView {
+pub(crate) struct ReloadView {
     pub generation: u64,
     pub changed: bool,
     /// Set when the file was rejected (with a 422).

@@ -36,18 +36,18 @@ pub(crate) struct FakeBackend {
 }
 
 impl FakeBackend {
-    pub fn insert(&self, key: &[u8], value: &[u8]) {
+    pub(crate) fn insert(&self, key: &[u8], value: &[u8]) {
         lock(&self.state)
             .map
             .insert(key.to_vec(), Bytes::copy_from_slice(value));
     }
 
-    pub fn value(&self, key: &[u8]) -> Option<Bytes> {
+    pub(crate) fn value(&self, key: &[u8]) -> Option<Bytes> {
         lock(&self.state).map.get(key).cloned()
     }
 
     /// Every call of `op` fails with `error` from now on (`None` heals it).
-    pub fn fail(&self, op: Op, error: Option<BackendError>) {
+    pub(crate) fn fail(&self, op: Op, error: Option<BackendError>) {
         let mut s = lock(&self.state);
         match error {
             Some(e) => s.failures.insert(op, e),
@@ -56,7 +56,7 @@ impl FakeBackend {
     }
 
     /// Every operation fails as a node that is down would.
-    pub fn go_down(&self) {
+    pub(crate) fn go_down(&self) {
         for op in [
             Op::Get,
             Op::Put,
@@ -70,24 +70,24 @@ impl FakeBackend {
     }
 
     /// Every call of `op` takes `delay` (on tokio's clock, so a paused test does not wait).
-    pub fn delay(&self, op: Op, delay: Duration) {
+    pub(crate) fn delay(&self, op: Op, delay: Duration) {
         lock(&self.state).delays.insert(op, delay);
     }
 
     /// Calls of `op` wait until [`FakeBackend::release`] lets them through, one per permit.
-    pub fn hold(&self, op: Op) {
+    pub(crate) fn hold(&self, op: Op) {
         lock(&self.state)
             .gates
             .insert(op, Arc::new(Semaphore::new(0)));
     }
 
-    pub fn release(&self, op: Op, calls: usize) {
+    pub(crate) fn release(&self, op: Op, calls: usize) {
         if let Some(gate) = lock(&self.state).gates.get(&op) {
             gate.add_permits(calls);
         }
     }
 
-    pub fn calls(&self, op: Op) -> usize {
+    pub(crate) fn calls(&self, op: Op) -> usize {
         lock(&self.state).calls.get(&op).copied().unwrap_or(0)
     }
 

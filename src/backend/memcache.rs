@@ -14,7 +14,7 @@ use super::{Backend, BackendError, BoxFuture, Ttl};
 use crate::config::NodeUrl;
 
 /// memcached's own key limit.
-pub const MAX_KEY: usize = 250;
+pub(crate) const MAX_KEY: usize = 250;
 /// Idle connections kept per node.
 const POOL_SIZE: usize = 32;
 /// memcached reads an exptime above 30 days as a Unix time, not a duration.
@@ -70,7 +70,7 @@ type Conn = BufReader<TcpStream>;
 /// A reply line longer than this is not memcached talking.
 const MAX_LINE: usize = 1024;
 
-pub struct MemcacheBackend {
+pub(crate) struct MemcacheBackend {
     addr: String,
     connect_timeout: Duration,
     /// The largest value a `get` accepts; a longer `VALUE` line is a protocol error.
@@ -143,7 +143,7 @@ fn exptime(ttl: Option<Ttl>) -> u64 {
 }
 
 impl MemcacheBackend {
-    pub fn new(
+    pub(crate) fn new(
         url: &NodeUrl,
         connect_timeout: Duration,
         max_value_bytes: usize,

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use super::BackendError;
 
 /// Connects with a deadline: refused, timed out and other failures as [`BackendError`]s.
-pub async fn connect_tcp(addr: &str, timeout: Duration) -> Result<TcpStream, BackendError> {
+pub(crate) async fn connect_tcp(addr: &str, timeout: Duration) -> Result<TcpStream, BackendError> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| BackendError::Connect("connect timed out".into()))?
@@ -25,31 +25,31 @@ pub async fn connect_tcp(addr: &str, timeout: Duration) -> Result<TcpStream, Bac
 
 /// Idle connections, at most `capacity` kept.
 #[derive(Debug)]
-pub struct Pool<C> {
+pub(crate) struct Pool<C> {
     idle: Mutex<Vec<C>>,
     capacity: usize,
 }
 
 impl<C> Pool<C> {
-    pub fn new(capacity: usize) -> Pool<C> {
+    pub(crate) fn new(capacity: usize) -> Pool<C> {
         Pool {
             idle: Mutex::new(Vec::new()),
             capacity,
         }
     }
 
-    pub fn take(&self) -> Option<C> {
+    pub(crate) fn take(&self) -> Option<C> {
         crate::lock(&self.idle).pop()
     }
 
     /// Drops every idle connection: one was found closed, so the node dropped them all.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         let dropped = std::mem::take(&mut *crate::lock(&self.idle));
         drop(dropped);
     }
 
     /// Keeps a connection whose exchange completed, unless the pool is full.
-    pub fn give_back(&self, conn: C) {
+    pub(crate) fn give_back(&self, conn: C) {
         let mut idle = crate::lock(&self.idle);
         if idle.len() < self.capacity {
             idle.push(conn);

@@ -9,7 +9,7 @@ use tokio::sync::OnceCell;
 use super::{Backend, BackendError, BoxFuture, Ttl};
 use crate::config::{NodeUrl, Timeouts};
 
-pub struct RedisBackend {
+pub(crate) struct RedisBackend {
     base: String,
     client: Result<redis::Client, String>,
     config: ConnectionManagerConfig,
@@ -28,7 +28,7 @@ impl std::fmt::Debug for RedisBackend {
 }
 
 impl RedisBackend {
-    pub fn new(url: &NodeUrl, timeouts: &Timeouts) -> RedisBackend {
+    pub(crate) fn new(url: &NodeUrl, timeouts: &Timeouts) -> RedisBackend {
         let mut info = redis::ConnectionInfo {
             addr: redis::ConnectionAddr::Tcp(url.host.clone(), url.port),
             redis: redis::RedisConnectionInfo {

@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Empty};
 const PATIENCE: Duration = Duration::from_secs(5);
 
 /// GETs `path` from the admin listener at `admin` and decodes the JSON answer.
-pub async fn get<T: serde::de::DeserializeOwned>(
+pub(crate) async fn get<T: serde::de::DeserializeOwned>(
     admin: &str,
     path: &str,
     token: Option<&str>,

@@ -26,7 +26,7 @@ pub(crate) struct Files {
 
 impl Files {
     /// Reads the files `config` names, relative to `dir` (the config file's directory).
-    pub fn load(config: &Config, dir: &Path) -> Result<Files, ConfigError> {
+    pub(crate) fn load(config: &Config, dir: &Path) -> Result<Files, ConfigError> {
         let needs_connector = config.tls.backend_ca_file.is_some()
             || config.nodes.iter().any(|n| n.url.scheme == Scheme::Https);
         Ok(Files {

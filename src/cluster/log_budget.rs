@@ -43,7 +43,7 @@ impl Default for LogBudget {
 
 impl LogBudget {
     /// Whether one more line about a node may be written now.
-    pub fn allow(&self) -> bool {
+    pub(crate) fn allow(&self) -> bool {
         let mut w = self.roll();
         if w.used < LINES_PER_SECOND {
             w.used += 1;
@@ -56,7 +56,7 @@ impl LogBudget {
 
     /// Starts a new second if the last one is over, first saying how many lines it left out.
     /// Called now and then (by the probe driver) so the count is never held back for long.
-    pub fn roll(&self) -> std::sync::MutexGuard<'_, Window> {
+    pub(crate) fn roll(&self) -> std::sync::MutexGuard<'_, Window> {
         let now = Instant::now();
         let mut w = lock(&self.state);
         if now.saturating_duration_since(w.started) >= Duration::from_secs(1) {

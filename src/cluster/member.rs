@@ -21,7 +21,7 @@ pub(crate) struct Member {
 }
 
 impl Member {
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         self.spec.id.as_str()
     }
 }

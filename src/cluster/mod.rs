@@ -47,7 +47,7 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Op::Get => "get",
             Op::Put => "put",
@@ -74,7 +74,7 @@ pub(crate) struct Cluster {
 }
 
 impl Cluster {
-    pub fn new(snapshot: Snapshot, files: &Files, metrics: Metrics) -> Arc<Cluster> {
+    pub(crate) fn new(snapshot: Snapshot, files: &Files, metrics: Metrics) -> Arc<Cluster> {
         Arc::new(Cluster {
             live: ArcSwap::from_pointee(snapshot),
             metrics,
@@ -87,12 +87,12 @@ impl Cluster {
     }
 
     /// The membership serving now: one atomic load.
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         self.live.load_full()
     }
 
     /// Puts a new membership in service.
-    pub fn store(&self, snapshot: Arc<Snapshot>, files: &Files) {
+    pub(crate) fn store(&self, snapshot: Arc<Snapshot>, files: &Files) {
         if let (Some(cert), Some(key)) = (&self.server_cert, &files.server_key) {
             cert.replace(key.clone());
         }
@@ -102,7 +102,7 @@ impl Cluster {
 
     /// Runs one call on `member` under the per-attempt timeout, cut short by `deadline`. The
     /// only place where attempts feed a node's health, metrics and in-flight count.
-    pub async fn attempt<T>(
+    pub(crate) async fn attempt<T>(
         &self,
         snap: &Snapshot,
         member: &Member,
@@ -151,7 +151,7 @@ impl Cluster {
 
     /// Counts a failure against `member` (unless it is the request's fault) and ejects the
     /// node when its streak calls for it and the cap allows.
-    pub fn record_failure(&self, snap: &Snapshot, member: &Member, error: &BackendError) {
+    pub(crate) fn record_failure(&self, snap: &Snapshot, member: &Member, error: &BackendError) {
         let policy = &snap.config.resilience;
         if !error.counts_against_node() || !member.health.on_failure(error, policy) {
             return;
@@ -184,13 +184,13 @@ impl Cluster {
 
     /// Whether a repeated trouble of `member` may be logged now, and how many of its lines
     /// went unlogged before it.
-    pub fn may_log_repeat(&self, member: &Member) -> Option<u32> {
+    pub(crate) fn may_log_repeat(&self, member: &Member) -> Option<u32> {
         let unlogged = member.health.may_log(Instant::now(), REPEAT_EVERY)?;
         self.log_budget.allow().then_some(unlogged)
     }
 
     /// Whether a line about a node's change of state (readmitted) may be logged now.
-    pub fn may_log_change(&self) -> bool {
+    pub(crate) fn may_log_change(&self) -> bool {
         self.log_budget.allow()
     }
 }

@@ -27,7 +27,7 @@ enum Purpose {
 }
 
 /// Runs until aborted.
-pub async fn drive(cluster: Arc<Cluster>) {
+pub(crate) async fn drive(cluster: Arc<Cluster>) {
     let mut running: JoinSet<String> = JoinSet::new();
     let mut probing: HashSet<String> = HashSet::new();
     let mut next_check = Instant::now();

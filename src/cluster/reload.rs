@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::routing::change::ChangeSummary;
 
 /// Keys sampled for the change summary logged at each reload.
-pub const RELOAD_SUMMARY_KEYS: usize = 20_000;
+pub(crate) const RELOAD_SUMMARY_KEYS: usize = 20_000;
 
 /// What made the proxy read its config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub enum Trigger {
 }
 
 impl Trigger {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Trigger::Start => "start",
             Trigger::FileEvent => "file event",
@@ -111,7 +111,7 @@ struct Seen {
 type AppliedHook = Box<dyn Fn(&Snapshot) + Send + Sync>;
 
 /// Owns the config path and swaps the cluster's snapshot.
-pub struct Reloader {
+pub(crate) struct Reloader {
     path: PathBuf,
     cluster: Arc<Cluster>,
     seen: Mutex<Seen>,
@@ -176,26 +176,26 @@ impl Reloader {
         }))
     }
 
-    pub fn cluster(&self) -> &Arc<Cluster> {
+    pub(crate) fn cluster(&self) -> &Arc<Cluster> {
         &self.cluster
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
-    pub fn status(&self) -> ReloadStatus {
+    pub(crate) fn status(&self) -> ReloadStatus {
         lock(&self.status).clone()
     }
 
     /// Calls `hook` after each applied reload (the demo starts nodes for new loopback URLs).
-    pub fn on_applied(&self, hook: impl Fn(&Snapshot) + Send + Sync + 'static) {
+    pub(crate) fn on_applied(&self, hook: impl Fn(&Snapshot) + Send + Sync + 'static) {
         *lock(&self.on_applied) = Some(Box::new(hook));
     }
 
     /// Reloads on a blocking thread, then logs and counts the outcome: one line per applied
     /// change or new rejection. Every trigger goes through here.
-    pub async fn reload(self: &Arc<Self>, trigger: Trigger) -> Reloaded {
+    pub(crate) async fn reload(self: &Arc<Self>, trigger: Trigger) -> Reloaded {
         let this = self.clone();
         match tokio::task::spawn_blocking(move || this.reload_now(trigger)).await {
             Ok(outcome) => outcome,
@@ -207,7 +207,7 @@ impl Reloader {
     }
 
     /// [`Reloader::reload`] on this thread, for callers that may block.
-    pub fn reload_now(&self, trigger: Trigger) -> Reloaded {
+    pub(crate) fn reload_now(&self, trigger: Trigger) -> Reloaded {
         let outcome = self.apply(trigger);
         let metrics = &self.cluster.metrics;
         match &outcome {

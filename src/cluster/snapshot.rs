@@ -52,14 +52,14 @@ pub(crate) struct Window {
 
 impl Placement {
     /// The key's replicas, best first.
-    pub fn replicas(&self, key: &[u8]) -> Replicas<'_> {
+    pub(crate) fn replicas(&self, key: &[u8]) -> Replicas<'_> {
         Replicas {
             placement: self,
             top: self.ring.top(key_hash(key), self.replicas),
         }
     }
 
-    pub fn member(&self, id: &str) -> Option<&Arc<Member>> {
+    pub(crate) fn member(&self, id: &str) -> Option<&Arc<Member>> {
         self.by_id.get(id).map(|&i| &self.members[i])
     }
 
@@ -83,26 +83,26 @@ pub(crate) struct Replicas<'a> {
 }
 
 impl<'a> Replicas<'a> {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.top.len()
     }
 
-    pub fn get(&self, rank: usize) -> &'a Arc<Member> {
+    pub(crate) fn get(&self, rank: usize) -> &'a Arc<Member> {
         &self.placement.members[self.top.as_slice()[rank] as usize]
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &'a Arc<Member>> + 'a {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &'a Arc<Member>> + 'a {
         let (placement, top) = (self.placement, self.top);
         (0..top.len()).map(move |rank| &placement.members[top.as_slice()[rank] as usize])
     }
 
-    pub fn contains(&self, id: &str) -> bool {
+    pub(crate) fn contains(&self, id: &str) -> bool {
         self.iter().any(|m| m.id() == id)
     }
 }
 
 impl Window {
-    pub fn is_open(&self, now: Instant) -> bool {
+    pub(crate) fn is_open(&self, now: Instant) -> bool {
         now < self.until
     }
 }
@@ -111,7 +111,7 @@ impl Snapshot {
     /// Builds the snapshot for `config` and the files it names. Members keep their health
     /// and in-flight count by id from `previous`, and their client unless how to reach the
     /// node changed. After a placement change, `previous`'s placement opens a handoff window.
-    pub fn build(
+    pub(crate) fn build(
         config: Config,
         files: &Files,
         generation: u64,
@@ -184,18 +184,18 @@ impl Snapshot {
     }
 
     /// The handoff windows open now, newest first.
-    pub fn open_windows(&self) -> impl Iterator<Item = &Window> {
+    pub(crate) fn open_windows(&self) -> impl Iterator<Item = &Window> {
         let now = Instant::now();
         self.windows.iter().filter(move |w| w.is_open(now))
     }
 
     /// Whether reads that miss still ask earlier replicas.
-    pub fn handoff_open(&self) -> bool {
+    pub(crate) fn handoff_open(&self) -> bool {
         self.open_windows().next().is_some()
     }
 
     /// Whether the placement changed from the snapshot before (a window opened with it).
-    pub fn placement_changed(&self) -> bool {
+    pub(crate) fn placement_changed(&self) -> bool {
         self.windows
             .first()
             .is_some_and(|w| w.placement.generation + 1 == self.generation)

@@ -35,7 +35,7 @@ pub(crate) fn config(settings: &str, ids: &[&str]) -> Config {
 }
 
 impl TestCluster {
-    pub fn new(settings: &str, ids: &[&str]) -> TestCluster {
+    pub(crate) fn new(settings: &str, ids: &[&str]) -> TestCluster {
         let fakes: Arc<Mutex<HashMap<String, Arc<FakeBackend>>>> = Arc::default();
         let metrics = Metrics::default();
         let snapshot = Snapshot::build(
@@ -53,19 +53,19 @@ impl TestCluster {
     }
 
     /// The fake behind node `id`.
-    pub fn node(&self, id: &str) -> Arc<FakeBackend> {
+    pub(crate) fn node(&self, id: &str) -> Arc<FakeBackend> {
         lock(&self.fakes)
             .get(id)
             .unwrap_or_else(|| panic!("no node {id}"))
             .clone()
     }
 
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         self.cluster.snapshot()
     }
 
     /// Applies a new config, as a reload would; nodes keep their fakes by id.
-    pub fn apply(&self, settings: &str, ids: &[&str]) -> Arc<Snapshot> {
+    pub(crate) fn apply(&self, settings: &str, ids: &[&str]) -> Arc<Snapshot> {
         let old = self.cluster.snapshot();
         let new = Arc::new(Snapshot::build(
             config(settings, ids),

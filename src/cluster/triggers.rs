@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use super::reload::{Reloaded, Reloader, Trigger};
 
 /// Quiet time after the last file event before the file is read: editors write in steps.
-pub const DEBOUNCE: Duration = Duration::from_millis(100);
+pub(crate) const DEBOUNCE: Duration = Duration::from_millis(100);
 /// Symlinks followed at most on the way to the config file.
 const MAX_LINKS: usize = 40;
 
@@ -172,7 +172,7 @@ enum Wake {
 
 /// Starts following the config file; also on SIGHUP when `sighup`. The watch is in place when
 /// this returns. Stops when the returned task is aborted.
-pub fn start(reloader: &Arc<Reloader>, sighup: bool) -> notify::Result<JoinHandle<()>> {
+pub(crate) fn start(reloader: &Arc<Reloader>, sighup: bool) -> notify::Result<JoinHandle<()>> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut watch = Watch::new(reloader.path(), tx)?;
     let mut hangups = if sighup { hangups() } else { None };

@@ -14,7 +14,7 @@ pub const MAX_CONFIG_BYTES: usize = 8 * 1024 * 1024;
 pub const MAX_DEPTH: usize = 32;
 
 /// The text of a config file, refused if it is larger than [`MAX_CONFIG_BYTES`].
-pub fn read_bounded(path: &Path) -> Result<String, ConfigError> {
+pub(crate) fn read_bounded(path: &Path) -> Result<String, ConfigError> {
     let read_error = |reason: String| ConfigError::Read {
         path: path.display().to_string(),
         reason,
@@ -39,7 +39,7 @@ pub fn read_bounded(path: &Path) -> Result<String, ConfigError> {
 
 /// Refuses text larger than [`MAX_CONFIG_BYTES`] or nested deeper than [`MAX_DEPTH`], naming
 /// the line where the limit is passed. One pass, no allocation: it runs before the parser.
-pub fn check_bounds(text: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_bounds(text: &str) -> Result<(), ConfigError> {
     if text.len() > MAX_CONFIG_BYTES {
         return Err(ConfigError::invalid(format!(
             "the config is larger than {MAX_CONFIG_BYTES} bytes"
@@ -110,7 +110,7 @@ pub fn check_bounds(text: &str) -> Result<(), ConfigError> {
 }
 
 /// The 1-based line of a top-level `key:` in block-style YAML, for errors found after parsing.
-pub fn top_level_key_line(text: &str, key: &str) -> Option<usize> {
+pub(crate) fn top_level_key_line(text: &str, key: &str) -> Option<usize> {
     text.lines()
         .position(|line| {
             line.strip_prefix(key)
@@ -120,7 +120,7 @@ pub fn top_level_key_line(text: &str, key: &str) -> Option<usize> {
 }
 
 /// The 1-based line of the `nth` (1-based) `id: <id>` entry, for errors found after parsing.
-pub fn id_line(text: &str, id: &str, nth: usize) -> Option<usize> {
+pub(crate) fn id_line(text: &str, id: &str, nth: usize) -> Option<usize> {
     let is_id = |line: &str| {
         line.match_indices("id:").any(|(at, _)| {
             let before_ok = at == 0 || !line.as_bytes()[at - 1].is_ascii_alphanumeric();
@@ -142,7 +142,7 @@ pub fn id_line(text: &str, id: &str, nth: usize) -> Option<usize> {
 /// Where a key repeated in one mapping really is: the parser reports the mapping that holds
 /// it, at `(line, column)`; the duplicate is the second `key:` of that mapping (in block style
 /// the lines indented like its first key, in flow style within its braces).
-pub fn duplicate_key_position(
+pub(crate) fn duplicate_key_position(
     text: &str,
     key: &str,
     line: usize,

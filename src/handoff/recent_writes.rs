@@ -14,27 +14,27 @@ use crate::lock;
 
 /// How long a recorded write is kept at least: longer than any one copy by handoff or
 /// rebalance takes, so a copy always sees the writes made while it ran.
-pub const MIN_KEEP: Duration = Duration::from_secs(60);
+pub(crate) const MIN_KEEP: Duration = Duration::from_secs(60);
 /// How often at most the map is pruned of old entries.
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 /// The last client write of a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteKind {
+pub(crate) enum WriteKind {
     Put,
     Delete,
 }
 
 /// A recorded write: when, what, and the generation of the snapshot it went to.
 #[derive(Debug, Clone, Copy)]
-pub struct Recorded {
+pub(crate) struct Recorded {
     pub at: Instant,
     pub kind: WriteKind,
     pub generation: u64,
 }
 
 #[derive(Debug, Default)]
-pub struct RecentWrites {
+pub(crate) struct RecentWrites {
     state: Mutex<Writes>,
     /// Rebalances running in this process; they need writes recorded even with no window open.
     rebalances: AtomicUsize,
@@ -48,12 +48,12 @@ struct Writes {
 
 impl RecentWrites {
     /// Whether writes must be recorded now, with a handoff window open or not.
-    pub fn wanted(&self, window_open: bool) -> bool {
+    pub(crate) fn wanted(&self, window_open: bool) -> bool {
         window_open || self.rebalances.load(Ordering::Relaxed) > 0
     }
 
     /// Records a write; entries older than `keep` are dropped now and then.
-    pub fn record(&self, key: &Bytes, kind: WriteKind, generation: u64, keep: Duration) {
+    pub(crate) fn record(&self, key: &Bytes, kind: WriteKind, generation: u64, keep: Duration) {
         let now = Instant::now();
         let mut writes = lock(&self.state);
         if writes
@@ -72,23 +72,23 @@ impl RecentWrites {
     }
 
     /// The last write of `key` recorded, if any.
-    pub fn last(&self, key: &[u8]) -> Option<Recorded> {
+    pub(crate) fn last(&self, key: &[u8]) -> Option<Recorded> {
         lock(&self.state).by_key.get(key).copied()
     }
 
     /// The kind of the last write of `key` recorded at or after `since`.
-    pub fn since(&self, key: &[u8], since: Instant) -> Option<WriteKind> {
+    pub(crate) fn since(&self, key: &[u8], since: Instant) -> Option<WriteKind> {
         self.last(key).filter(|w| w.at >= since).map(|w| w.kind)
     }
 
     /// Marks a rebalance as running until the guard is dropped.
-    pub fn rebalancing(self: &Arc<Self>) -> RebalanceGuard {
+    pub(crate) fn rebalancing(self: &Arc<Self>) -> RebalanceGuard {
         self.rebalances.fetch_add(1, Ordering::Relaxed);
         RebalanceGuard(self.clone())
     }
 }
 
-pub struct RebalanceGuard(Arc<RecentWrites>);
+pub(crate) struct RebalanceGuard(Arc<RecentWrites>);
 
 impl Drop for RebalanceGuard {
     fn drop(&mut self) {

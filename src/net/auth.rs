@@ -9,7 +9,7 @@ use crate::config::{AuthConfig, ConfigError};
 
 /// A token; its Debug output hides it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Vec<u8>);
+pub(crate) struct Secret(Vec<u8>);
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -19,14 +19,14 @@ impl std::fmt::Debug for Secret {
 
 /// The tokens in force; `None` leaves that listener open.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Tokens {
+pub(crate) struct Tokens {
     pub data: Option<Secret>,
     pub admin: Option<Secret>,
 }
 
 impl Tokens {
     /// Reads the token files of `auth`, relative to `config_dir`.
-    pub fn load(auth: &AuthConfig, config_dir: &Path) -> Result<Tokens, ConfigError> {
+    pub(crate) fn load(auth: &AuthConfig, config_dir: &Path) -> Result<Tokens, ConfigError> {
         let read = |field: &str, file: &Option<PathBuf>| -> Result<Option<Secret>, ConfigError> {
             let Some(file) = file else { return Ok(None) };
             let path = config_dir.join(file);
@@ -49,7 +49,7 @@ impl Tokens {
 
 /// Whether `headers` carry `Authorization: Bearer <token>` for `required` (always true when no
 /// token is required). The comparison takes the same time wherever the first difference is.
-pub fn allows(required: Option<&Secret>, headers: &HeaderMap) -> bool {
+pub(crate) fn allows(required: Option<&Secret>, headers: &HeaderMap) -> bool {
     let Some(Secret(expected)) = required else {
         return true;
     };

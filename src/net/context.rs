@@ -11,17 +11,17 @@ use http::HeaderMap;
 
 use super::error::RequestError;
 
-pub const REQUEST_ID: &str = "x-request-id";
+pub(crate) const REQUEST_ID: &str = "x-request-id";
 /// The proxy instances a request passed through, comma-separated, oldest first.
-pub const VIA: &str = "x-hrw-via";
+pub(crate) const VIA: &str = "x-hrw-via";
 /// Longest client-supplied id kept; longer ones are replaced.
 const MAX_ID_LEN: usize = 128;
 /// Proxies a request may pass through at most: more is a loop through proxies that do not
 /// know each other's ids (or a misconfiguration worth refusing).
-pub const MAX_HOPS: usize = 8;
+pub(crate) const MAX_HOPS: usize = 8;
 
 #[derive(Debug, Clone)]
-pub struct RequestContext {
+pub(crate) struct RequestContext {
     pub id: Arc<str>,
     /// What this proxy sends on in `x-hrw-via`: the incoming list plus its own instance id.
     pub via: Arc<str>,
@@ -35,7 +35,10 @@ impl RequestContext {
     /// The context of a request arriving at the proxy `instance`: the client's id if it is
     /// short printable ASCII (else a new one), and the via list with this proxy added; a
     /// request that already passed this proxy, or too many proxies, is refused.
-    pub fn of(headers: &HeaderMap, instance: &Arc<str>) -> Result<RequestContext, RequestError> {
+    pub(crate) fn of(
+        headers: &HeaderMap,
+        instance: &Arc<str>,
+    ) -> Result<RequestContext, RequestError> {
         let id = headers
             .get(REQUEST_ID)
             .and_then(|v| v.to_str().ok())
@@ -63,18 +66,18 @@ impl RequestContext {
     }
 
     /// Runs `fut` as work for this request.
-    pub async fn scope<F: std::future::Future>(self, fut: F) -> F::Output {
+    pub(crate) async fn scope<F: std::future::Future>(self, fut: F) -> F::Output {
         CURRENT.scope(self, fut).await
     }
 
     /// The context of the request this task works for, if any.
-    pub fn current() -> Option<RequestContext> {
+    pub(crate) fn current() -> Option<RequestContext> {
         CURRENT.try_with(Clone::clone).ok()
     }
 }
 
 /// A new id for this process: random enough not to repeat across proxies (16 hex digits).
-pub fn instance_id() -> Arc<str> {
+pub(crate) fn instance_id() -> Arc<str> {
     generate_id()
 }
 
@@ -93,14 +96,14 @@ fn generate_id() -> Arc<str> {
 }
 
 /// The current request's id for a log line, or `-` outside a request.
-pub fn id_for_log() -> Arc<str> {
+pub(crate) fn id_for_log() -> Arc<str> {
     CURRENT
         .try_with(|c| c.id.clone())
         .unwrap_or_else(|_| Arc::from("-"))
 }
 
 /// `tokio::spawn` that keeps the current request's context in the new task.
-pub fn spawn<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
+pub(crate) fn spawn<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
 where
     F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,

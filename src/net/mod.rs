@@ -2,14 +2,14 @@
 //! reading and responses, key encoding on the wire, the request context (id and via), TLS and
 //! bearer tokens.
 
-pub mod auth;
-pub mod context;
+pub(crate) mod auth;
+pub(crate) mod context;
 pub mod error;
 pub mod key;
 pub mod request;
-pub mod respond;
-pub mod server;
-pub mod tls;
+pub(crate) mod respond;
+pub(crate) mod server;
+pub(crate) mod tls;
 
 pub use self::error::RequestError;
 pub use self::request::Ttl;

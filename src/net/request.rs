@@ -14,13 +14,13 @@ use super::error::RequestError;
 pub type Ttl = std::num::NonZeroU32;
 
 /// Header carrying a PUT's time to live, as an alternative to `?ttl=`.
-pub const HEADER_TTL: &str = "x-hrw-ttl";
+pub(crate) const HEADER_TTL: &str = "x-hrw-ttl";
 /// The longest time to live accepted: ten years.
 pub const MAX_TTL_SECONDS: u32 = 10 * 365 * 24 * 3600;
 
 /// Reads a request body of at most `max` bytes within `timeout`; a larger one is refused
 /// before it is read when it declares its length.
-pub async fn read_body(
+pub(crate) async fn read_body(
     req: Request<Incoming>,
     max: usize,
     timeout: Duration,
@@ -49,7 +49,7 @@ pub async fn read_body(
 
 /// The time to live of a PUT: `?ttl=SECONDS` or `x-hrw-ttl: SECONDS`, 1 to [`MAX_TTL_SECONDS`].
 /// Any other query parameter is refused rather than ignored.
-pub fn ttl_of<B>(req: &Request<B>) -> Result<Option<Ttl>, RequestError> {
+pub(crate) fn ttl_of<B>(req: &Request<B>) -> Result<Option<Ttl>, RequestError> {
     let mut raw: Option<&str> = None;
     for pair in req
         .uri()

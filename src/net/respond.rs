@@ -7,10 +7,10 @@ use http_body_util::Full;
 
 use super::error::RequestError;
 
-pub type Body = Full<Bytes>;
+pub(crate) type Body = Full<Bytes>;
 
 /// 401 for a missing or wrong bearer token.
-pub fn unauthorized() -> Response<Body> {
+pub(crate) fn unauthorized() -> Response<Body> {
     let mut resp = text(
         StatusCode::UNAUTHORIZED,
         "a valid Authorization: Bearer <token> header is required",
@@ -23,7 +23,7 @@ pub fn unauthorized() -> Response<Body> {
 }
 
 /// A plain-text response of one line.
-pub fn text(status: StatusCode, line: &str) -> Response<Body> {
+pub(crate) fn text(status: StatusCode, line: &str) -> Response<Body> {
     let mut body = String::with_capacity(line.len() + 1);
     body.push_str(line);
     body.push('\n');
@@ -37,7 +37,7 @@ pub fn text(status: StatusCode, line: &str) -> Response<Body> {
 }
 
 /// A JSON response of any serialisable value.
-pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+pub(crate) fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
     let body = serde_json::to_vec(value).unwrap_or_default();
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
@@ -47,14 +47,14 @@ pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body>
 }
 
 /// An empty response.
-pub fn empty(status: StatusCode) -> Response<Body> {
+pub(crate) fn empty(status: StatusCode) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = status;
     resp
 }
 
 /// A value, as `application/octet-stream`.
-pub fn value(value: Bytes) -> Response<Body> {
+pub(crate) fn value(value: Bytes) -> Response<Body> {
     let mut resp = Response::new(Full::new(value));
     resp.headers_mut().insert(
         CONTENT_TYPE,
@@ -64,7 +64,7 @@ pub fn value(value: Bytes) -> Response<Body> {
 }
 
 /// The response to a refused request: its status, the one-line reason, and `Allow` on a 405.
-pub fn rejection(err: &RequestError) -> Response<Body> {
+pub(crate) fn rejection(err: &RequestError) -> Response<Body> {
     let mut resp = text(err.status(), &err.to_string());
     if let Some(allow) = err.allow() {
         resp.headers_mut()

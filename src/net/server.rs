@@ -26,7 +26,7 @@ use crate::config::Limits;
 const BACKLOG: u32 = 4096;
 
 /// Binds a listener with a backlog for bursts of new connections.
-pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -40,7 +40,7 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 /// Serves `handler` on `listener` within `limits`, over TLS when `tls` is given, until
 /// `shutdown` resolves; then stops accepting and lets open connections finish their requests
 /// for up to the shutdown grace.
-pub async fn serve_http<H, Fut>(
+pub(crate) async fn serve_http<H, Fut>(
     listener: TcpListener,
     handler: H,
     limits: Limits,

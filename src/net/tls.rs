@@ -28,7 +28,7 @@ fn read_certs(field: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, 
 }
 
 /// The listener's certificate and key, checked to belong together.
-pub fn load_certified_key(
+pub(crate) fn load_certified_key(
     tls: &TlsConfig,
     dir: &Path,
 ) -> Result<Option<Arc<CertifiedKey>>, ConfigError> {
@@ -56,14 +56,14 @@ pub fn load_certified_key(
 
 /// The certificate the listener presents; a reload swaps it, new handshakes use the new one.
 #[derive(Debug)]
-pub struct ServerCert(ArcSwap<CertifiedKey>);
+pub(crate) struct ServerCert(ArcSwap<CertifiedKey>);
 
 impl ServerCert {
-    pub fn new(key: Arc<CertifiedKey>) -> Arc<ServerCert> {
+    pub(crate) fn new(key: Arc<CertifiedKey>) -> Arc<ServerCert> {
         Arc::new(ServerCert(ArcSwap::new(key)))
     }
 
-    pub fn replace(&self, key: Arc<CertifiedKey>) {
+    pub(crate) fn replace(&self, key: Arc<CertifiedKey>) {
         self.0.store(key);
     }
 }
@@ -79,7 +79,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// The acceptor of the HTTPS data listener.
-pub fn acceptor(cert: Arc<ServerCert>) -> tokio_rustls::TlsAcceptor {
+pub(crate) fn acceptor(cert: Arc<ServerCert>) -> tokio_rustls::TlsAcceptor {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions")
@@ -90,7 +90,10 @@ pub fn acceptor(cert: Arc<ServerCert>) -> tokio_rustls::TlsAcceptor {
 }
 
 /// The client side for `https://` nodes: the public web roots, plus `backend_ca_file`.
-pub fn connector(tls: &TlsConfig, dir: &Path) -> Result<tokio_rustls::TlsConnector, ConfigError> {
+pub(crate) fn connector(
+    tls: &TlsConfig,
+    dir: &Path,
+) -> Result<tokio_rustls::TlsConnector, ConfigError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(ca_file) = &tls.backend_ca_file {

@@ -30,7 +30,7 @@ impl Fleet {
     /// Starts a node for each loopback http node of `config` not already running here. A node
     /// whose address is taken (say, one you started yourself) is left to whoever holds it.
     /// Must be called within a tokio runtime.
-    pub fn start_missing(&self, config: &Config) {
+    pub(crate) fn start_missing(&self, config: &Config) {
         let mut running = crate::lock(&self.running);
         for spec in &config.nodes {
             if spec.url.scheme != Scheme::Http {

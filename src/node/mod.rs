@@ -24,11 +24,11 @@ use crate::net::respond::{self, Body};
 use crate::net::{server, RequestError};
 
 /// Keys a node accepts: generous, since the proxy enforces the configured limit.
-pub const NODE_MAX_KEY_BYTES: usize = 64 * 1024;
+pub(crate) const NODE_MAX_KEY_BYTES: usize = 64 * 1024;
 pub const DEFAULT_NODE_MAX_VALUE_BYTES: usize = 64 * 1024 * 1024;
 /// Keys per listing page unless `limit` says otherwise, and the most a page holds.
-pub const DEFAULT_LIST_LIMIT: usize = 1000;
-pub const MAX_LIST_LIMIT: usize = 10_000;
+pub(crate) const DEFAULT_LIST_LIMIT: usize = 1000;
+pub(crate) const MAX_LIST_LIMIT: usize = 10_000;
 
 /// How often expired entries are dropped from memory.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);

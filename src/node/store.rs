@@ -35,7 +35,7 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    pub fn get(&self, key: &[u8]) -> Option<Bytes> {
+    pub(crate) fn get(&self, key: &[u8]) -> Option<Bytes> {
         let now = Instant::now();
         self.read()
             .get(key)
@@ -43,12 +43,12 @@ impl Store {
             .map(|e| e.value.clone())
     }
 
-    pub fn put(&self, key: Vec<u8>, value: Bytes, ttl: Option<Ttl>) {
+    pub(crate) fn put(&self, key: Vec<u8>, value: Bytes, ttl: Option<Ttl>) {
         self.write().insert(key, Entry::new(value, ttl));
     }
 
     /// Stores only if the key is absent (or expired); true if it stored.
-    pub fn put_if_absent(&self, key: Vec<u8>, value: Bytes, ttl: Option<Ttl>) -> bool {
+    pub(crate) fn put_if_absent(&self, key: Vec<u8>, value: Bytes, ttl: Option<Ttl>) -> bool {
         let now = Instant::now();
         let mut map = self.write();
         if map.get(&key).is_some_and(|e| e.live(now)) {
@@ -59,7 +59,7 @@ impl Store {
     }
 
     /// Up to `limit` live keys strictly after `after`, in byte order.
-    pub fn keys_after(&self, after: Option<&[u8]>, limit: usize) -> Vec<Vec<u8>> {
+    pub(crate) fn keys_after(&self, after: Option<&[u8]>, limit: usize) -> Vec<Vec<u8>> {
         use std::ops::Bound;
         let start = match after {
             Some(after) => Bound::Excluded(after),
@@ -75,12 +75,12 @@ impl Store {
     }
 
     /// Drops expired entries.
-    pub fn sweep(&self) {
+    pub(crate) fn sweep(&self) {
         let now = Instant::now();
         self.write().retain(|_, e| e.live(now));
     }
 
-    pub fn delete(&self, key: &[u8]) -> bool {
+    pub(crate) fn delete(&self, key: &[u8]) -> bool {
         let now = Instant::now();
         self.write().remove(key).is_some_and(|e| e.live(now))
     }

@@ -16,19 +16,19 @@ const MAX_SAVED: u32 = 10 * HEDGE;
 
 /// A token bucket: every read adds `budget_percent / 100` of a hedge, every hedge spends one.
 #[derive(Debug, Default)]
-pub struct HedgeBudget {
+pub(crate) struct HedgeBudget {
     hundredths: Mutex<u32>,
 }
 
 impl HedgeBudget {
     /// Counts a read toward the budget.
-    pub fn on_read(&self, budget_percent: u32) {
+    pub(crate) fn on_read(&self, budget_percent: u32) {
         let mut saved = lock(&self.hundredths);
         *saved = (*saved + budget_percent).min(MAX_SAVED);
     }
 
     /// Spends one hedge if the budget has it.
-    pub fn try_spend(&self) -> bool {
+    pub(crate) fn try_spend(&self) -> bool {
         let mut saved = lock(&self.hundredths);
         if *saved >= HEDGE {
             *saved -= HEDGE;
@@ -41,7 +41,7 @@ impl HedgeBudget {
 
 /// How long to wait for the first replica before hedging, if at all: the configured delay,
 /// or the node's recent p95 latency (not below the floor) once it has enough samples.
-pub fn delay(policy: &Resilience, first: &Health) -> Option<Duration> {
+pub(crate) fn delay(policy: &Resilience, first: &Health) -> Option<Duration> {
     if policy.hedge_budget_percent == 0 {
         return None;
     }
@@ -54,7 +54,7 @@ pub fn delay(policy: &Resilience, first: &Health) -> Option<Duration> {
 
 /// How a hedged pair of attempts ended.
 #[derive(Debug)]
-pub enum Raced<T> {
+pub(crate) enum Raced<T> {
     /// No hedge was sent.
     Alone(T),
     /// A hedge was sent; this side answered well first and the other was cancelled.
@@ -66,7 +66,7 @@ pub enum Raced<T> {
 
 /// Runs `first`; if it has not finished after `delay` and `budget` allows, runs `second` too.
 /// Returns as soon as one side's result `wins`, dropping (cancelling) the other.
-pub async fn race<T, A, B>(
+pub(crate) async fn race<T, A, B>(
     first: A,
     delay: Option<Duration>,
     budget: &HedgeBudget,

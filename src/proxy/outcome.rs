@@ -17,14 +17,14 @@ pub(crate) struct Attempted {
 }
 
 impl Attempted {
-    pub fn failed(member: &Member, error: BackendError) -> Attempted {
+    pub(crate) fn failed(member: &Member, error: BackendError) -> Attempted {
         Attempted {
             node: member.id().to_owned(),
             result: Err(error),
         }
     }
 
-    pub fn missed(member: &Member) -> Attempted {
+    pub(crate) fn missed(member: &Member) -> Attempted {
         Attempted {
             node: member.id().to_owned(),
             result: Ok("not found"),
@@ -49,7 +49,7 @@ pub(crate) enum Failure {
 
 impl Failure {
     /// The class of a read that found nothing usable.
-    pub fn of_read(attempts: &[Attempted], deadline_exceeded: bool) -> Failure {
+    pub(crate) fn of_read(attempts: &[Attempted], deadline_exceeded: bool) -> Failure {
         let all = |f: fn(&BackendError) -> bool| {
             !attempts.is_empty()
                 && attempts
@@ -97,7 +97,7 @@ pub(crate) struct WriteOutcome {
 }
 
 impl WriteOutcome {
-    pub fn failure(&self) -> Option<Failure> {
+    pub(crate) fn failure(&self) -> Option<Failure> {
         if self.acks >= self.required {
             None
         } else if self.deadline_exceeded {

@@ -13,12 +13,12 @@ use crate::net::request::ttl_of;
 use crate::net::{RequestError, Ttl};
 
 /// A client's deadline in milliseconds; it can only shorten the configured one.
-pub const HEADER_DEADLINE: &str = "x-hrw-deadline-ms";
+pub(crate) const HEADER_DEADLINE: &str = "x-hrw-deadline-ms";
 /// A write's ack level: `one`, `quorum`, `all` or a number of replicas.
-pub const HEADER_ACK_LEVEL: &str = "x-hrw-w";
+pub(crate) const HEADER_ACK_LEVEL: &str = "x-hrw-w";
 
 /// The metric label of a request's method.
-pub fn op_of(method: &Method) -> RequestOp {
+pub(crate) fn op_of(method: &Method) -> RequestOp {
     match *method {
         Method::GET => RequestOp::get,
         Method::HEAD => RequestOp::head,

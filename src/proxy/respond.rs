@@ -10,11 +10,11 @@ use crate::net::respond::{self, Body};
 use crate::net::RequestError;
 
 /// The node that answered a read.
-pub const HEADER_NODE: &str = "x-hrw-node";
+pub(crate) const HEADER_NODE: &str = "x-hrw-node";
 /// `<acked>/<r>` on every write answer.
-pub const HEADER_ACKS: &str = "x-hrw-acks";
+pub(crate) const HEADER_ACKS: &str = "x-hrw-acks";
 /// On a read answered by a key's earlier replica: the generation it was a replica in.
-pub const HEADER_HANDOFF: &str = "x-hrw-handoff-from";
+pub(crate) const HEADER_HANDOFF: &str = "x-hrw-handoff-from";
 /// Seconds a client should wait before retrying a 503.
 const RETRY_AFTER_SECONDS: u32 = 1;
 
@@ -28,11 +28,11 @@ impl Failure {
     }
 }
 
-pub fn rejection(err: &RequestError) -> Response<Body> {
+pub(crate) fn rejection(err: &RequestError) -> Response<Body> {
     respond::rejection(err)
 }
 
-pub fn read(outcome: ReadOutcome) -> Response<Body> {
+pub(crate) fn read(outcome: ReadOutcome) -> Response<Body> {
     match outcome {
         ReadOutcome::Found {
             value,
@@ -62,7 +62,7 @@ pub fn read(outcome: ReadOutcome) -> Response<Body> {
     }
 }
 
-pub fn write(outcome: &WriteOutcome) -> Response<Body> {
+pub(crate) fn write(outcome: &WriteOutcome) -> Response<Body> {
     let acks = format!("{}/{}", outcome.acks, outcome.replicas);
     let mut resp = match outcome.failure() {
         None => respond::empty(StatusCode::NO_CONTENT),

@@ -23,15 +23,15 @@ use crate::lock;
 use crate::net::key;
 
 /// Keys asked for per listing page.
-pub const PAGE: usize = 500;
+pub(crate) const PAGE: usize = 500;
 /// Keys moved at the same time.
-pub const CONCURRENCY: usize = 16;
+pub(crate) const CONCURRENCY: usize = 16;
 /// The accepted range of `rate`, in keys per second.
-pub const MIN_RATE: f64 = 0.01;
-pub const MAX_RATE: f64 = 1e7;
+pub(crate) const MIN_RATE: f64 = 0.01;
+pub(crate) const MAX_RATE: f64 = 1e7;
 
 #[derive(Debug, Clone, Default)]
-pub struct Options {
+pub(crate) struct Options {
     /// Delete keys from nodes that are not among their top-r (after they are safe there).
     pub prune: bool,
     /// Keys per second at most; `None` for no limit.
@@ -42,7 +42,7 @@ pub struct Options {
 
 /// A rate given by a user, in keys per second: 0 for no limit (`None`), else from
 /// [`MIN_RATE`] to [`MAX_RATE`].
-pub fn rate_limit(rate: f64) -> Result<Option<f64>, String> {
+pub(crate) fn rate_limit(rate: f64) -> Result<Option<f64>, String> {
     if rate == 0.0 {
         Ok(None)
     } else if rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&rate) {
@@ -57,7 +57,7 @@ pub fn rate_limit(rate: f64) -> Result<Option<f64>, String> {
 /// How far a run got: the node being listed (nodes go in id order) and the last key done on
 /// it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Cursor {
+pub(crate) struct Cursor {
     pub node: String,
     /// Percent-encoded.
     pub after: String,
@@ -65,7 +65,7 @@ pub struct Cursor {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum RunState {
+pub(crate) enum RunState {
     #[default]
     Idle,
     Running,
@@ -76,7 +76,7 @@ pub enum RunState {
 
 /// Counters of a run, as `GET /admin/rebalance` and the CLI show them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Progress {
+pub(crate) struct Progress {
     pub state: RunState,
     pub generation: u64,
     pub prune: bool,

@@ -14,7 +14,7 @@ pub(crate) struct Rebalancer {
 
 impl Rebalancer {
     /// Starts a run on the scope's snapshot; refuses while one is running.
-    pub fn start(&self, scope: Scope, options: Options) -> Result<(), String> {
+    pub(crate) fn start(&self, scope: Scope, options: Options) -> Result<(), String> {
         {
             let mut p = lock(&self.progress);
             if p.state == RunState::Running {
@@ -56,7 +56,7 @@ impl Rebalancer {
         Ok(())
     }
 
-    pub fn progress(&self) -> Progress {
+    pub(crate) fn progress(&self) -> Progress {
         lock(&self.progress).clone()
     }
 }

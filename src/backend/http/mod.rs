@@ -32,7 +32,7 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Stream for 
 
 type Conn = BufReader<Box<dyn Stream>>;
 
-pub struct HttpBackend {
+pub(crate) struct HttpBackend {
     /// `host:port`, to connect to and for the Host header.
     authority: String,
     host: String,
@@ -88,7 +88,7 @@ fn io_error(e: std::io::Error) -> BackendError {
 }
 
 impl HttpBackend {
-    pub fn new(
+    pub(crate) fn new(
         url: &NodeUrl,
         connect_timeout: Duration,
         max_value_bytes: usize,

@@ -9,12 +9,12 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// Response headers read at most.
 const MAX_HEADERS: usize = 64;
 /// Bytes of a response head, a chunk-size line or the trailers at most.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
 const MAX_CHUNK_LINE: usize = 1024;
 
 /// How reading a response failed.
 #[derive(Debug)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     /// The connection closed (or was reset) before any byte of an answer: a pooled connection
     /// the node had closed while it was idle.
     Closed,
@@ -24,7 +24,7 @@ pub enum ReadError {
 
 /// A response: status, body, and whether the connection can carry another request.
 #[derive(Debug)]
-pub struct Answer {
+pub(crate) struct Answer {
     pub status: StatusCode,
     pub body: Bytes,
     pub keep_alive: bool,
@@ -47,7 +47,7 @@ async fn fill<R: AsyncRead + Unpin>(
 }
 
 /// Reads one response with a body of at most `max_body` bytes.
-pub async fn read<R: AsyncRead + Unpin>(
+pub(crate) async fn read<R: AsyncRead + Unpin>(
     conn: &mut R,
     max_body: usize,
 ) -> Result<Answer, ReadError> {
@@ -131,7 +131,7 @@ pub async fn read<R: AsyncRead + Unpin>(
 }
 
 /// Whether an I/O error is the peer having dropped the connection.
-pub fn is_reset(e: &std::io::Error) -> bool {
+pub(crate) fn is_reset(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
     matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe)
 }
