@@ -110,15 +110,18 @@ impl Health {
         lock(&self.state).consecutive_failures = 0;
     }
 
-    pub(crate) fn on_success(&self, latency: Duration, policy: &Resilience) {
+    /// An attempt succeeded; `latency` is sampled (reads give one, for hedging).
+    pub(crate) fn on_success(&self, latency: Option<Duration>, policy: &Resilience) {
         let mut s = lock(&self.state);
         s.consecutive_failures = 0;
+        s.last_logged = None;
         if s.phase == Phase::Up
             && s.ejections > 0
             && s.up_since.elapsed() >= Duration::from_millis(policy.eject_backoff_max_ms)
         {
             s.ejections = 0;
         }
+        let Some(latency) = latency else { return };
         let micros = latency.as_micros().min(u128::from(u32::MAX)) as u32;
         if s.latencies.len() < SAMPLES {
             s.latencies.push(micros);
@@ -146,8 +149,8 @@ impl Health {
         (s.phase == Phase::Up).then(|| s.eject(policy))
     }
 
-    /// Whether its ejection has run out, so its readmission probe is due; if so it is now
-    /// probing.
+    /// Whether its readmission probe is due: its ejection ran out (it is now probing), or it
+    /// was probing already.
     pub(crate) fn start_probing(&self, now: Instant) -> bool {
         let mut s = lock(&self.state);
         match s.phase {
@@ -155,6 +158,7 @@ impl Health {
                 s.phase = Phase::Probing;
                 true
             }
+            Phase::Probing => true,
             _ => false,
         }
     }
@@ -195,20 +199,25 @@ impl Health {
         Some(Duration::from_micros(u64::from(*p95)))
     }
 
-    /// Whether a repeated trouble of this node should be logged now (at most once per
-    /// `every`), and how many went unlogged before it.
-    pub(crate) fn may_log(&self, now: Instant, every: Duration) -> Option<u32> {
+    /// Whether a trouble of this node is due to be logged: none was logged in the last
+    /// `every` (a success ends the streak, so the next failure is logged at once).
+    pub(crate) fn log_due(&self, now: Instant, every: Duration) -> bool {
+        lock(&self.state)
+            .last_logged
+            .is_none_or(|at| now.saturating_duration_since(at) >= every)
+    }
+
+    /// A trouble of this node went unlogged.
+    pub(crate) fn log_skipped(&self) {
         let mut s = lock(&self.state);
-        match s.last_logged {
-            Some(at) if now.saturating_duration_since(at) < every => {
-                s.unlogged = s.unlogged.saturating_add(1);
-                None
-            }
-            _ => {
-                s.last_logged = Some(now);
-                Some(std::mem::take(&mut s.unlogged))
-            }
-        }
+        s.unlogged = s.unlogged.saturating_add(1);
+    }
+
+    /// A trouble of this node is logged now: how many went unlogged before it.
+    pub(crate) fn log_written(&self, now: Instant) -> u32 {
+        let mut s = lock(&self.state);
+        s.last_logged = Some(now);
+        std::mem::take(&mut s.unlogged)
     }
 }
 
@@ -247,7 +256,7 @@ mod tests {
         let p = policy();
         let e = BackendError::Refused;
         assert!(!h.on_failure(&e, &p));
-        h.on_success(Duration::from_millis(1), &p);
+        h.on_success(Some(Duration::from_millis(1)), &p);
         assert!(!h.on_failure(&e, &p));
         assert!(!h.on_failure(&e, &p));
         assert!(h.on_failure(&e, &p), "the third in a row is due");
@@ -304,29 +313,35 @@ mod tests {
         let h = Health::default();
         let p = policy();
         for ms in 1..=15 {
-            h.on_success(Duration::from_millis(ms), &p);
+            h.on_success(Some(Duration::from_millis(ms)), &p);
         }
         assert_eq!(h.p95(), None);
         for ms in 16..=100 {
-            h.on_success(Duration::from_millis(ms), &p);
+            h.on_success(Some(Duration::from_millis(ms)), &p);
         }
         assert_eq!(h.p95(), Some(Duration::from_millis(95)));
         // The ring keeps the latest 128 samples only.
         for _ in 0..128 {
-            h.on_success(Duration::from_millis(3), &p);
+            h.on_success(Some(Duration::from_millis(3)), &p);
         }
         assert_eq!(h.p95(), Some(Duration::from_millis(3)));
     }
 
     #[test]
-    fn repeated_troubles_are_logged_once_per_period() {
+    fn repeated_troubles_are_logged_once_per_period_and_a_new_streak_at_once() {
         let h = Health::default();
         let start = Instant::now();
         let every = Duration::from_secs(30);
-        assert_eq!(h.may_log(start, every), Some(0));
+        assert!(h.log_due(start, every));
+        assert_eq!(h.log_written(start), 0);
         for i in 1..=5 {
-            assert_eq!(h.may_log(start + Duration::from_secs(i), every), None);
+            assert!(!h.log_due(start + Duration::from_secs(i), every));
+            h.log_skipped();
         }
-        assert_eq!(h.may_log(start + every, every), Some(5));
+        assert!(h.log_due(start + every, every));
+        assert_eq!(h.log_written(start + every), 5);
+        // A success ends the streak: the next failure is logged at once.
+        h.on_success(None, &policy());
+        assert!(h.log_due(start + every, every));
     }
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use super::pool::{connect_tcp, Pool};
+use super::pool::{connect_tcp, io_error, is_reset, Failure, Pool};
 use super::{Backend, BackendError, BoxFuture, Ttl};
 use crate::config::NodeUrl;
 
@@ -86,31 +86,6 @@ impl std::fmt::Debug for MemcacheBackend {
     }
 }
 
-/// How one exchange on one connection failed.
-enum Failure {
-    /// The connection was found closed before any reply: retry on a new one.
-    Stale,
-    Failed(BackendError),
-}
-
-impl From<BackendError> for Failure {
-    fn from(e: BackendError) -> Failure {
-        Failure::Failed(e)
-    }
-}
-
-fn io_error(e: std::io::Error) -> BackendError {
-    match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => BackendError::Refused,
-        _ => BackendError::Io(e.to_string()),
-    }
-}
-
-fn is_reset(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe)
-}
-
 /// A reply line that is an error in every command: `ERROR`, `CLIENT_ERROR ...`,
 /// `SERVER_ERROR ...`. A value too large for the server is the request's fault, not the
 /// node's.
@@ -156,23 +131,15 @@ impl MemcacheBackend {
         }
     }
 
-    /// Sends `request` and reads one reply line, on a pooled connection or a new one. A pooled
-    /// connection found closed or reset before any reply means memcached dropped its idle
-    /// connections (a restart): the others are dropped too and the request is retried once
-    /// on a new connection, so a restart costs no failed request.
+    /// Sends `request` and reads one reply line, on a pooled connection or a new one.
     async fn exchange(&self, request: &[&[u8]]) -> Result<(Conn, String), BackendError> {
-        if let Some(conn) = self.idle.take() {
-            match send(conn, request).await {
-                Err(Failure::Stale) => self.idle.clear(),
-                Err(Failure::Failed(e)) => return Err(e),
-                Ok(reply) => return Ok(reply),
-            }
-        }
-        let conn = BufReader::new(connect_tcp(&self.addr, self.connect_timeout).await?);
-        send(conn, request).await.map_err(|e| match e {
-            Failure::Stale => BackendError::Io("connection closed by memcached".into()),
-            Failure::Failed(e) => e,
-        })
+        let connect = async {
+            let stream = connect_tcp(&self.addr, self.connect_timeout).await?;
+            Ok(BufReader::new(stream))
+        };
+        self.idle
+            .exchange(connect, |conn| send(conn, request))
+            .await
     }
 
     /// `set` or `add`; true if stored.
@@ -230,7 +197,7 @@ async fn read_line<R: AsyncBufRead + Unpin>(conn: &mut R) -> Result<Option<Strin
         .await;
     match read {
         Ok(0) => return Ok(None),
-        Err(e) if is_reset(&e) => return Ok(None),
+        Err(e) if is_reset(&e) && line.is_empty() => return Ok(None),
         Err(e) => return Err(io_error(e)),
         Ok(_) => {}
     }
@@ -266,7 +233,8 @@ async fn read_value<R: AsyncBufRead + Unpin>(
         _ => return Err(error_reply(first)),
     };
     if len > max_value {
-        return Err(BackendError::Protocol(format!(
+        // The value's fault, not the node's; the connection is dropped with the reply unread.
+        return Err(BackendError::Rejected(format!(
             "value of {len} bytes is larger than {max_value}"
         )));
     }
@@ -404,11 +372,7 @@ mod tests {
             "a value may hold CRLF; gets adds a cas field"
         );
         for (reply, why) in [
-            (
-                &b"VALUE k 0 11\r\nhello world\r\nEND\r\n"[..],
-                "larger than 10",
-            ),
-            (b"VALUE k 0 x\r\n", "bad length"),
+            (&b"VALUE k 0 x\r\n"[..], "bad length"),
             (b"VALUE k 0 5\r\nhelloXXEND\r\n", "CRLF"),
             (b"VALUE k 0 5\r\nhello\r\nVALUE x\r\n", "expected END"),
             (b"END", "without CRLF"),
@@ -421,6 +385,11 @@ mod tests {
                 String::from_utf8_lossy(reply)
             );
         }
+        let large = value(b"VALUE k 0 11\r\nhello world\r\nEND\r\n", 10).await;
+        assert!(
+            matches!(&large, Err(BackendError::Rejected(m)) if m.contains("larger than 10")),
+            "the value's fault, not the node's: {large:?}"
+        );
         let endless = vec![b'x'; 5000];
         let mut conn = &endless[..];
         let got = read_line(&mut conn).await;

@@ -88,6 +88,9 @@ pub enum BackendError {
     /// Slower than its recent p95: a hedged read to another replica answered first.
     #[error("slower than usual; a hedged read answered first")]
     Slow,
+    /// The node answered 508: its URL leads back to a proxy this request already passed.
+    #[error("the node leads back to a proxy this request already passed (508 Loop Detected); check the node URLs")]
+    Loop,
     /// Not asked: the node is ejected after failing (see `crate::health`).
     #[error("node is ejected after repeated failures; not asked")]
     Ejected,
@@ -96,7 +99,10 @@ pub enum BackendError {
 impl BackendError {
     /// Whether the failure says something about the node itself (not about the request).
     pub fn counts_against_node(&self) -> bool {
-        !matches!(self, BackendError::Rejected(_) | BackendError::Unsupported)
+        !matches!(
+            self,
+            BackendError::Rejected(_) | BackendError::Unsupported | BackendError::Loop
+        )
     }
 
     /// A short stable name for logs and error bodies.
@@ -112,6 +118,7 @@ impl BackendError {
             BackendError::Unsupported => "unsupported",
             BackendError::Ejected => "ejected",
             BackendError::Slow => "slow",
+            BackendError::Loop => "loop",
         }
     }
 }
@@ -131,7 +138,7 @@ pub fn connect(spec: &NodeSpec, config: &Config, tls: Option<&TlsConnector>) -> 
     match spec.url.scheme {
         Scheme::Http => http(None),
         Scheme::Https => http(Some(tls.cloned().unwrap_or_else(|| {
-            crate::net::tls::connector(&Default::default(), Path::new(""))
+            crate::net::tls::connector(&Default::default(), Path::new(""), &|p| std::fs::read(p))
                 .expect("the public roots need no file")
         }))),
         Scheme::Redis => Arc::new(redis::RedisBackend::new(&spec.url, timeouts)),
@@ -144,7 +151,7 @@ pub fn connect(spec: &NodeSpec, config: &Config, tls: Option<&TlsConnector>) -> 
 }
 
 /// Runs a backend call under a deadline; running out of time is [`BackendError::Timeout`].
-pub async fn with_timeout<T>(
+pub(crate) async fn with_timeout<T>(
     timeout: Duration,
     call: impl Future<Output = Result<T, BackendError>>,
 ) -> Result<T, BackendError> {

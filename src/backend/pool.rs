@@ -1,8 +1,12 @@
 //! What the HTTP and memcached backends share: a TCP connect that fails in the shared error
 //! classes, and a small pool of idle keep-alive connections. A connection goes back to the
 //! pool only after a complete exchange; one dropped mid-exchange (an error, a timeout, a
-//! cancelled hedge) is closed, since its stream position is unknown.
+//! cancelled hedge) is closed, since its stream position is unknown. A pooled connection found
+//! closed or reset before any answer means the node dropped its idle connections (it
+//! restarted, or timed them out): all idle ones are dropped and the exchange is retried once
+//! on a new connection, so a node restart costs no failed request.
 
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -23,6 +27,33 @@ pub(crate) async fn connect_tcp(addr: &str, timeout: Duration) -> Result<TcpStre
     Ok(stream)
 }
 
+/// How one exchange on one connection failed.
+pub(crate) enum Failure {
+    /// The connection was found closed or reset before any answer: retry on a new one.
+    Stale,
+    Failed(BackendError),
+}
+
+impl From<BackendError> for Failure {
+    fn from(e: BackendError) -> Failure {
+        Failure::Failed(e)
+    }
+}
+
+/// An I/O error in the shared classes.
+pub(crate) fn io_error(e: std::io::Error) -> BackendError {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => BackendError::Refused,
+        _ => BackendError::Io(e.to_string()),
+    }
+}
+
+/// Whether an I/O error is the peer having dropped the connection.
+pub(crate) fn is_reset(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe)
+}
+
 /// Idle connections, at most `capacity` kept.
 #[derive(Debug)]
 pub(crate) struct Pool<C> {
@@ -38,14 +69,37 @@ impl<C> Pool<C> {
         }
     }
 
-    pub(crate) fn take(&self) -> Option<C> {
+    fn take(&self) -> Option<C> {
         crate::lock(&self.idle).pop()
     }
 
     /// Drops every idle connection: one was found closed, so the node dropped them all.
-    pub(crate) fn clear(&self) {
+    fn clear(&self) {
         let dropped = std::mem::take(&mut *crate::lock(&self.idle));
         drop(dropped);
+    }
+
+    /// Runs `exchange` on an idle connection, or on a new one from `connect`; retried once on
+    /// a new connection when the idle one turns out stale (see the module's doc).
+    pub(crate) async fn exchange<T, F>(
+        &self,
+        connect: impl Future<Output = Result<C, BackendError>>,
+        exchange: impl Fn(C) -> F,
+    ) -> Result<T, BackendError>
+    where
+        F: Future<Output = Result<T, Failure>>,
+    {
+        if let Some(conn) = self.take() {
+            match exchange(conn).await {
+                Err(Failure::Stale) => self.clear(),
+                Err(Failure::Failed(e)) => return Err(e),
+                Ok(answer) => return Ok(answer),
+            }
+        }
+        exchange(connect.await?).await.map_err(|e| match e {
+            Failure::Stale => BackendError::Io("connection closed before an answer".into()),
+            Failure::Failed(e) => e,
+        })
     }
 
     /// Keeps a connection whose exchange completed, unless the pool is full.

@@ -128,8 +128,16 @@ impl Cluster {
             took,
             failure.map(BackendError::kind),
         );
+        // Copies and listings (handoff, rebalance) say little about how the node serves
+        // clients: they are counted in its metrics, not in its health.
+        let serves_clients = matches!(op, Op::Get | Op::Put | Op::Delete);
         match failure {
-            None => member.health.on_success(took, &snap.config.resilience),
+            None if serves_clients => {
+                // Only reads set the latency a hedge waits for.
+                let sample = (op == Op::Get).then_some(took);
+                member.health.on_success(sample, &snap.config.resilience);
+            }
+            None => {}
             Some(e) => {
                 if let Some(unlogged) = self.may_log_repeat(member) {
                     tracing::warn!(
@@ -143,7 +151,9 @@ impl Cluster {
                         "backend attempt failed"
                     );
                 }
-                self.record_failure(snap, member, e);
+                if serves_clients {
+                    self.record_failure(snap, member, e);
+                }
             }
         }
         result
@@ -185,8 +195,13 @@ impl Cluster {
     /// Whether a repeated trouble of `member` may be logged now, and how many of its lines
     /// went unlogged before it.
     pub(crate) fn may_log_repeat(&self, member: &Member) -> Option<u32> {
-        let unlogged = member.health.may_log(Instant::now(), REPEAT_EVERY)?;
-        self.log_budget.allow().then_some(unlogged)
+        let now = Instant::now();
+        if member.health.log_due(now, REPEAT_EVERY) && self.log_budget.allow() {
+            Some(member.health.log_written(now))
+        } else {
+            member.health.log_skipped();
+            None
+        }
     }
 
     /// Whether a line about a node's change of state (readmitted) may be logged now.

@@ -3,7 +3,7 @@
 //! service. It works on the membership serving now, so a removed node is never probed again,
 //! and its probes stop with it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +28,10 @@ enum Purpose {
 
 /// Runs until aborted.
 pub(crate) async fn drive(cluster: Arc<Cluster>) {
-    let mut running: JoinSet<String> = JoinSet::new();
+    let mut running: JoinSet<()> = JoinSet::new();
+    // The node each probe task works on, and the nodes being probed: one probe at a time per
+    // node, its slot freed however the probe ends.
+    let mut tasks: HashMap<tokio::task::Id, String> = HashMap::new();
     let mut probing: HashSet<String> = HashSet::new();
     let mut next_check = Instant::now();
     loop {
@@ -46,7 +49,10 @@ pub(crate) async fn drive(cluster: Arc<Cluster>) {
         }
         for member in snap.placement.members.iter() {
             let purpose = match member.health.phase() {
-                Phase::Ejected { until } if until <= now => Purpose::Readmit,
+                // Probing with no probe running: its probe ended without a verdict.
+                Phase::Ejected { .. } | Phase::Probing if member.health.start_probing(now) => {
+                    Purpose::Readmit
+                }
                 Phase::Ejected { until } => {
                     wake = wake.min(until);
                     continue;
@@ -57,23 +63,36 @@ pub(crate) async fn drive(cluster: Arc<Cluster>) {
             if !probing.insert(member.id().to_owned()) {
                 continue;
             }
-            let (cluster, member) = (cluster.clone(), member.clone());
-            running.spawn(async move {
-                probe(&cluster, &member, purpose).await;
-                member.id().to_owned()
-            });
+            let (cluster, task_member) = (cluster.clone(), member.clone());
+            let task = running.spawn(async move { probe(&cluster, &task_member, purpose).await });
+            tasks.insert(task.id(), member.id().to_owned());
         }
         tokio::select! {
             _ = tokio::time::sleep_until(wake) => {}
             _ = cluster.probes.notified() => {}
-            Some(Ok(id)) = running.join_next() => {
+            Some(ended) = running.join_next_with_id() => {
+                if let Some(id) = tasks.remove(&task_id(ended)) {
+                    probing.remove(&id);
+                }
+            }
+        }
+        // Reap every probe that ended, not one per wake: with many nodes a round ends in
+        // thousands of them at once.
+        while let Some(ended) = running.try_join_next_with_id() {
+            if let Some(id) = tasks.remove(&task_id(ended)) {
                 probing.remove(&id);
             }
         }
-        // Reap every probe that finished, not one per wake: with many nodes a round ends in
-        // thousands of them at once.
-        while let Some(Ok(id)) = running.try_join_next() {
-            probing.remove(&id);
+    }
+}
+
+/// The task a probe ran in, whether it ended or failed (panicked, was cancelled).
+fn task_id(ended: Result<(tokio::task::Id, ()), tokio::task::JoinError>) -> tokio::task::Id {
+    match ended {
+        Ok((id, ())) => id,
+        Err(e) => {
+            tracing::error!(error = %e, "a health probe ended without a verdict; it will be tried again");
+            e.id()
         }
     }
 }
@@ -82,9 +101,6 @@ async fn probe(cluster: &Cluster, member: &Member, purpose: Purpose) {
     let snap = cluster.snapshot();
     let policy = snap.config.resilience;
     let timeout = snap.config.timeouts.request();
-    if purpose == Purpose::Readmit && !member.health.start_probing(Instant::now()) {
-        return;
-    }
     let result = with_timeout(timeout, member.backend.health()).await;
     match (purpose, result) {
         (Purpose::Check, Ok(())) => member.health.on_check_passed(),

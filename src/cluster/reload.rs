@@ -85,17 +85,6 @@ struct Inputs {
 }
 
 impl Inputs {
-    fn new(yaml: u64, named: Vec<PathBuf>) -> Inputs {
-        let files = named
-            .into_iter()
-            .map(|p| {
-                let digest = files::digest_of(&p);
-                (p, digest)
-            })
-            .collect();
-        Inputs { yaml, files }
-    }
-
     /// Whether the YAML digest is `yaml` and every file named still has its digest.
     fn still(&self, yaml: u64) -> bool {
         self.yaml == yaml && self.files.iter().all(|(p, d)| files::digest_of(p) == *d)
@@ -139,14 +128,15 @@ fn config_dir(path: &Path) -> PathBuf {
     path.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-/// The config at `path`, validated, and the files it names, read.
-fn load(path: &Path, text: &str) -> Result<(Config, Files), (ConfigError, Vec<PathBuf>)> {
-    let config = Config::from_yaml(text).map_err(|e| (e, Vec::new()))?;
-    let dir = config_dir(path);
-    match Files::load(&config, &dir) {
-        Ok(files) => Ok((config, files)),
-        Err(e) => Err((e, files::named_by(&config, &dir))),
-    }
+/// The config at `path`, validated, and the files it names, read; with the digests of what
+/// was read either way.
+fn load(path: &Path, text: &str) -> (Result<(Config, Files), ConfigError>, files::Digests) {
+    let config = match Config::from_yaml(text) {
+        Ok(config) => config,
+        Err(e) => return (Err(e), Vec::new()),
+    };
+    let (files, digests) = Files::load(&config, &config_dir(path));
+    (files.map(|files| (config, files)), digests)
 }
 
 impl Reloader {
@@ -154,15 +144,18 @@ impl Reloader {
     /// file cannot be read, is invalid, or names files that cannot be used.
     pub(crate) fn load(path: &Path) -> Result<Arc<Reloader>, ConfigError> {
         let text = crate::config::read_file(path)?;
-        let (config, files) = load(path, &text).map_err(|(e, _)| e)?;
-        let named = files::named_by(&config, &config_dir(path));
+        let (loaded, digests) = load(path, &text);
+        let (config, files) = loaded?;
         let metrics = Metrics::default();
         let snapshot = Snapshot::build(config, &files, 1, None, &metrics, &files::connect);
         Ok(Arc::new(Reloader {
             path: path.to_owned(),
             cluster: Cluster::new(snapshot, &files, metrics),
             seen: Mutex::new(Seen {
-                applied: Inputs::new(XxHash3_64::oneshot(text.as_bytes()), named),
+                applied: Inputs {
+                    yaml: XxHash3_64::oneshot(text.as_bytes()),
+                    files: digests,
+                },
                 rejected: None,
             }),
             status: Mutex::new(ReloadStatus {
@@ -240,7 +233,13 @@ impl Reloader {
         lock(&self.status).checks += 1;
         let text = match crate::config::read_file(&self.path) {
             Ok(text) => text,
-            Err(error) => return self.reject(&mut seen, Inputs::new(0, Vec::new()), error),
+            Err(error) => {
+                let nothing = Inputs {
+                    yaml: 0,
+                    files: Vec::new(),
+                };
+                return self.reject(&mut seen, nothing, error);
+            }
         };
         let yaml = XxHash3_64::oneshot(text.as_bytes());
         if seen.applied.still(yaml) {
@@ -256,11 +255,15 @@ impl Reloader {
                 };
             }
         }
-        let (config, files) = match load(&self.path, &text) {
-            Ok(loaded) => loaded,
-            Err((error, named)) => return self.reject(&mut seen, Inputs::new(yaml, named), error),
+        let (loaded, digests) = load(&self.path, &text);
+        let inputs = Inputs {
+            yaml,
+            files: digests,
         };
-        let named = files::named_by(&config, &config_dir(&self.path));
+        let (config, files) = match loaded {
+            Ok(loaded) => loaded,
+            Err(error) => return self.reject(&mut seen, inputs, error),
+        };
         let old = self.cluster.snapshot();
         let generation = old.generation + 1;
         let new = Arc::new(Snapshot::build(
@@ -272,7 +275,7 @@ impl Reloader {
             &files::connect,
         ));
         self.cluster.store(new.clone(), &files);
-        seen.applied = Inputs::new(yaml, named);
+        seen.applied = inputs;
         seen.rejected = None;
         drop(seen);
         {

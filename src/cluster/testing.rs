@@ -14,7 +14,14 @@ use crate::metrics::Metrics;
 
 pub(crate) struct TestCluster {
     pub cluster: Arc<Cluster>,
-    fakes: Arc<Mutex<HashMap<String, Arc<FakeBackend>>>>,
+    fakes: Arc<Mutex<Fakes>>,
+}
+
+/// Each node's fake, and how many clients were opened for it.
+#[derive(Default)]
+struct Fakes {
+    nodes: HashMap<String, Arc<FakeBackend>>,
+    connects: HashMap<String, usize>,
 }
 
 /// A config of `settings` (YAML lines) over nodes `ids`; reads are not hedged unless the
@@ -36,7 +43,7 @@ pub(crate) fn config(settings: &str, ids: &[&str]) -> Config {
 
 impl TestCluster {
     pub(crate) fn new(settings: &str, ids: &[&str]) -> TestCluster {
-        let fakes: Arc<Mutex<HashMap<String, Arc<FakeBackend>>>> = Arc::default();
+        let fakes: Arc<Mutex<Fakes>> = Arc::default();
         let metrics = Metrics::default();
         let snapshot = Snapshot::build(
             config(settings, ids),
@@ -55,6 +62,7 @@ impl TestCluster {
     /// The fake behind node `id`.
     pub(crate) fn node(&self, id: &str) -> Arc<FakeBackend> {
         lock(&self.fakes)
+            .nodes
             .get(id)
             .unwrap_or_else(|| panic!("no node {id}"))
             .clone()
@@ -62,6 +70,11 @@ impl TestCluster {
 
     pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         self.cluster.snapshot()
+    }
+
+    /// How many clients were opened for node `id`.
+    pub(crate) fn connects(&self, id: &str) -> usize {
+        lock(&self.fakes).connects.get(id).copied().unwrap_or(0)
     }
 
     /// Applies a new config, as a reload would; nodes keep their fakes by id.
@@ -81,11 +94,13 @@ impl TestCluster {
 }
 
 fn connect_fake(
-    fakes: &Arc<Mutex<HashMap<String, Arc<FakeBackend>>>>,
+    fakes: &Arc<Mutex<Fakes>>,
 ) -> impl Fn(&crate::config::NodeSpec, &Config, &Files) -> Arc<dyn Backend> {
     let fakes = fakes.clone();
     move |spec, _, _| {
-        let fake = lock(&fakes).entry(spec.id.to_string()).or_default().clone();
+        let mut fakes = lock(&fakes);
+        *fakes.connects.entry(spec.id.to_string()).or_default() += 1;
+        let fake = fakes.nodes.entry(spec.id.to_string()).or_default().clone();
         fake as Arc<dyn Backend>
     }
 }

@@ -139,25 +139,41 @@ impl Watch {
     }
 
     /// Watches what leads to `path` now, and stops watching what no longer does.
+    /// Only directories actually watched are recorded, so one that could not be watched
+    /// (not there yet, or out of inotify watches) is tried again at the next look.
     fn aim(&mut self, path: &Path) -> notify::Result<()> {
         let wanted = targets(path);
         if wanted == self.watching {
             return Ok(());
         }
-        for dir in self.watching.dirs.difference(&wanted.dirs) {
-            let _ = self.watcher.unwatch(dir);
+        let stale: Vec<PathBuf> = self
+            .watching
+            .dirs
+            .difference(&wanted.dirs)
+            .cloned()
+            .collect();
+        for dir in stale {
+            let _ = self.watcher.unwatch(&dir);
+            self.watching.dirs.remove(&dir);
         }
         let mut result = Ok(());
-        for dir in wanted.dirs.difference(&self.watching.dirs) {
-            // A directory that does not exist (yet) is watched once it leads to the file.
-            if let Err(e) = self.watcher.watch(dir, RecursiveMode::NonRecursive) {
-                if dir.exists() {
-                    result = Err(e);
+        for dir in wanted
+            .dirs
+            .difference(&self.watching.dirs)
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            match self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.watching.dirs.insert(dir);
                 }
+                // A directory that does not exist (yet) is watched once it leads to the file.
+                Err(e) if dir.exists() => result = Err(e),
+                Err(_) => {}
             }
         }
-        *crate::lock(&self.names) = wanted.names.clone();
-        self.watching = wanted;
+        crate::lock(&self.names).clone_from(&wanted.names);
+        self.watching.names = wanted.names;
         result
     }
 }

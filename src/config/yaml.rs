@@ -39,37 +39,62 @@ pub(crate) fn read_bounded(path: &Path) -> Result<String, ConfigError> {
 
 /// Refuses text larger than [`MAX_CONFIG_BYTES`] or nested deeper than [`MAX_DEPTH`], naming
 /// the line where the limit is passed. One pass, no allocation: it runs before the parser.
+///
+/// Block collections nest by indentation and by `- ` entries that start on the same line;
+/// flow collections by `[` and `{`, which open one only where a node can start (a `{` inside
+/// a plain value such as a password is just a character). Quoted scalars (with `\` escapes in
+/// double quotes and `''` in single quotes) and comments are skipped.
 pub(crate) fn check_bounds(text: &str) -> Result<(), ConfigError> {
     if text.len() > MAX_CONFIG_BYTES {
         return Err(ConfigError::invalid(format!(
             "the config is larger than {MAX_CONFIG_BYTES} bytes"
         )));
     }
-    // Flow collections (`[`, `{`) nest by brackets; block collections by indentation and by
-    // `- ` entries that start on the same line. Quoted scalars and comments are skipped.
-    let mut flow = 0usize;
-    let mut indents = [0usize; MAX_DEPTH + 1];
-    let mut block = 0usize;
+    let mut scan = Scan::default();
     for (number, line) in text.lines().enumerate() {
-        let too_deep = || {
+        scan.line(line).map_err(|()| {
             ConfigError::at(
                 format!("nested more than {MAX_DEPTH} levels deep"),
                 Some(number + 1),
                 None,
             )
-        };
+        })?;
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Scan {
+    /// Open flow collections.
+    flow: usize,
+    /// The indentation of each open block collection.
+    indents: Vec<usize>,
+    /// Inside a quoted scalar that may go on over lines: its quote.
+    quote: Option<char>,
+}
+
+impl Scan {
+    fn depth(&self) -> usize {
+        self.flow + self.indents.len()
+    }
+
+    fn line(&mut self, line: &str) -> Result<(), ()> {
         let content = line.trim_start_matches(' ');
-        if flow == 0 && !content.is_empty() && !content.starts_with('#') {
+        let mut at_node = self.flow > 0 || self.quote.is_none();
+        if self.flow == 0
+            && self.quote.is_none()
+            && !content.is_empty()
+            && !content.starts_with('#')
+        {
             let mut indent = line.len() - content.len();
-            while block > 0 && indents[block - 1] >= indent {
-                block -= 1;
+            while self.indents.last().is_some_and(|&i| i >= indent) {
+                self.indents.pop();
             }
             let mut rest = content;
             loop {
-                indents[block] = indent;
-                block += 1;
-                if block > MAX_DEPTH {
-                    return Err(too_deep());
+                self.indents.push(indent);
+                if self.depth() > MAX_DEPTH {
+                    return Err(());
                 }
                 match rest.strip_prefix("- ").or_else(|| rest.strip_prefix("? ")) {
                     Some(after) => {
@@ -81,32 +106,59 @@ pub(crate) fn check_bounds(text: &str) -> Result<(), ConfigError> {
                 }
             }
         }
-        let mut quote: Option<char> = None;
+        let mut chars = line.chars().peekable();
         let mut previous = ' ';
-        for c in line.chars() {
-            match quote {
-                Some('"') if c == '"' && previous != '\\' => quote = None,
-                Some('\'') if c == '\'' => quote = None,
-                Some(_) => {}
-                None => match c {
-                    '#' if previous == ' ' || previous == '\t' => break,
-                    '"' | '\'' if matches!(previous, ' ' | '[' | '{' | ',' | ':') => {
-                        quote = Some(c)
+        while let Some(c) = chars.next() {
+            match self.quote {
+                Some('"') => match c {
+                    '\\' => {
+                        chars.next();
                     }
-                    '[' | '{' => {
-                        flow += 1;
-                        if flow + block > MAX_DEPTH {
-                            return Err(too_deep());
+                    '"' => self.quote = None,
+                    _ => {}
+                },
+                Some(_) => {
+                    if c == '\'' {
+                        if chars.peek() == Some(&'\'') {
+                            chars.next();
+                        } else {
+                            self.quote = None;
                         }
                     }
-                    ']' | '}' => flow = flow.saturating_sub(1),
-                    _ => {}
+                }
+                None => match c {
+                    ' ' | '\t' => {}
+                    '#' if previous == ' ' || previous == '\t' => break,
+                    '"' | '\'' if at_node => {
+                        self.quote = Some(c);
+                        at_node = false;
+                    }
+                    '[' | '{' if at_node || self.flow > 0 => {
+                        self.flow += 1;
+                        if self.depth() > MAX_DEPTH {
+                            return Err(());
+                        }
+                        at_node = true;
+                    }
+                    ']' | '}' if self.flow > 0 => {
+                        self.flow -= 1;
+                        at_node = false;
+                    }
+                    ',' if self.flow > 0 => at_node = true,
+                    // A key's value, or a block entry, starts after its indicator and a space.
+                    ':' | '-' | '?' if chars.peek().is_none_or(|n| *n == ' ' || *n == '\t') => {
+                        at_node = true
+                    }
+                    ':' if self.flow > 0 && chars.peek().is_some_and(|n| ",]}".contains(*n)) => {
+                        at_node = true
+                    }
+                    _ => at_node = false,
                 },
             }
             previous = c;
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// The 1-based line of a top-level `key:` in block-style YAML, for errors found after parsing.
@@ -250,9 +302,32 @@ mod tests {
     }
 
     #[test]
-    fn bounds_pass_real_configs_and_ignore_brackets_in_strings() {
+    fn bounds_pass_real_configs_and_ignore_brackets_in_strings_and_plain_values() {
         let real = "listen: 127.0.0.1:8080 # [[[[\nnodes:\n  - id: a\n    url: \"http://h:1/{{{{\"\n  - { id: b, url: 'http://h:2[', weight: 2 }\nlimits: { max_connections: 5 }\n";
         check_bounds(real).unwrap();
+        // Passwords with brackets, unquoted, in 40 block-style nodes.
+        let mut nodes = String::from("nodes:\n");
+        for i in 0..40 {
+            nodes.push_str(&format!(
+                "  - id: n{i}\n    url: redis://:pa{{ss[@10.0.0.{i}:6379\n"
+            ));
+        }
+        check_bounds(&nodes).unwrap();
+        // Quotes that end in escapes, and quoted scalars over several lines.
+        check_bounds("nodes: [ \"\\\\\", 'it''s [', \"a\n  [b\" ]\n").unwrap();
+    }
+
+    #[test]
+    fn escapes_cannot_hide_deep_nesting() {
+        for prefix in [
+            "nodes: [ \"\\\\\", ",
+            "nodes: [ 'it''s', ",
+            "nodes: [ \"\\\"\", ",
+        ] {
+            let deep = format!("{prefix}{}", "[".repeat(100_000));
+            let err = check_bounds(&deep).unwrap_err().to_string();
+            assert!(err.contains("nested more than"), "{prefix}: {err}");
+        }
     }
 
     #[test]

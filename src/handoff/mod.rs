@@ -131,12 +131,14 @@ pub(crate) async fn copy_where_absent<'a>(
     if recent.since(key, began).is_some() {
         return outcome;
     }
-    let deadline = Instant::now() + snap.config.timeouts.request();
+    // Each call has its own attempt time: a slow first target must not starve the others,
+    // nor the undo below.
+    let deadline = || Instant::now() + snap.config.timeouts.request();
     let mut stored = Vec::new();
     for member in targets {
         let call = member.backend.put_if_absent(key, value.clone(), None);
         match cluster
-            .attempt(snap, member, Op::Copy, key, deadline, call)
+            .attempt(snap, member, Op::Copy, key, deadline(), call)
             .await
         {
             Ok(true) => stored.push(member),
@@ -148,7 +150,7 @@ pub(crate) async fn copy_where_absent<'a>(
         for member in stored.drain(..) {
             let call = member.backend.delete(key);
             let _ = cluster
-                .attempt(snap, member, Op::Delete, key, deadline, call)
+                .attempt(snap, member, Op::Copy, key, deadline(), call)
                 .await;
         }
     }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use http::HeaderMap;
 
+use super::tls::ReadFile;
 use crate::config::{AuthConfig, ConfigError};
 
 /// A token; its Debug output hides it.
@@ -25,15 +26,19 @@ pub(crate) struct Tokens {
 }
 
 impl Tokens {
-    /// Reads the token files of `auth`, relative to `config_dir`.
-    pub(crate) fn load(auth: &AuthConfig, config_dir: &Path) -> Result<Tokens, ConfigError> {
+    /// Reads the token files of `auth`, relative to `config_dir`, with `read`.
+    pub(crate) fn load(
+        auth: &AuthConfig,
+        config_dir: &Path,
+        read: ReadFile<'_>,
+    ) -> Result<Tokens, ConfigError> {
         let read = |field: &str, file: &Option<PathBuf>| -> Result<Option<Secret>, ConfigError> {
             let Some(file) = file else { return Ok(None) };
             let path = config_dir.join(file);
             let invalid = |why: String| {
                 ConfigError::invalid(format!("auth.{field}: {}: {why}", path.display()))
             };
-            let text = std::fs::read(&path).map_err(|e| invalid(e.to_string()))?;
+            let text = read(&path).map_err(|e| invalid(e.to_string()))?;
             let token = text.trim_ascii().to_vec();
             if token.is_empty() {
                 return Err(invalid("the token file is empty".into()));

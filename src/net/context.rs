@@ -31,37 +31,49 @@ tokio::task_local! {
     static CURRENT: RequestContext;
 }
 
+/// The client's request id if it is short printable ASCII, else a new one.
+pub(crate) fn request_id(headers: &HeaderMap) -> Arc<str> {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty() && v.len() <= MAX_ID_LEN && v.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .map(Arc::from)
+        .unwrap_or_else(generate_id)
+}
+
+/// Whether `hop` looks like a proxy instance id: 16 lowercase hex digits.
+fn is_instance_id(hop: &str) -> bool {
+    hop.len() == 16 && hop.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 impl RequestContext {
-    /// The context of a request arriving at the proxy `instance`: the client's id if it is
-    /// short printable ASCII (else a new one), and the via list with this proxy added; a
-    /// request that already passed this proxy, or too many proxies, is refused.
+    /// The context of a request arriving at the proxy `instance` with id `id`: the via list
+    /// with this proxy added. A request that already passed this proxy, or passed too many,
+    /// is a loop; a via list that is not proxy ids is refused.
     pub(crate) fn of(
         headers: &HeaderMap,
+        id: Arc<str>,
         instance: &Arc<str>,
     ) -> Result<RequestContext, RequestError> {
-        let id = headers
-            .get(REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| {
-                !v.is_empty() && v.len() <= MAX_ID_LEN && v.bytes().all(|b| b.is_ascii_graphic())
-            })
-            .map(Arc::from)
-            .unwrap_or_else(generate_id);
-        let via = match headers
-            .get(VIA)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()))
-        {
-            None => instance.clone(),
-            Some(incoming) => {
-                let hops: Vec<&str> = incoming.split(',').map(str::trim).collect();
-                if hops.contains(&&**instance) || hops.len() >= MAX_HOPS {
-                    return Err(RequestError::Loop {
-                        via: incoming.into_owned(),
-                    });
-                }
-                Arc::from(format!("{incoming}, {instance}"))
-            }
+        let Some(incoming) = headers.get(VIA) else {
+            let via = instance.clone();
+            return Ok(RequestContext { id, via });
         };
+        let incoming = incoming.to_str().unwrap_or("");
+        let hops: Vec<&str> = incoming.split(',').map(str::trim).collect();
+        if !hops.iter().all(|h| is_instance_id(h)) {
+            return Err(RequestError::BadHeader(format!(
+                "{VIA} must list proxy instance ids (16 hex digits each), as proxies send it"
+            )));
+        }
+        if hops.contains(&&**instance) || hops.len() >= MAX_HOPS {
+            return Err(RequestError::Loop {
+                via: incoming.to_owned(),
+            });
+        }
+        let via = Arc::from(format!("{incoming}, {instance}"));
         Ok(RequestContext { id, via })
     }
 
@@ -128,38 +140,48 @@ mod tests {
 
     #[test]
     fn ids_are_kept_when_printable_and_short_else_made() {
-        let me: Arc<str> = Arc::from("me");
-        let kept = RequestContext::of(&headers(&[(REQUEST_ID, "trace-42")]), &me).unwrap();
-        assert_eq!(&*kept.id, "trace-42");
+        assert_eq!(
+            &*request_id(&headers(&[(REQUEST_ID, "trace-42")])),
+            "trace-42"
+        );
         for bad in ["", "has space", &"x".repeat(129)] {
-            let made = RequestContext::of(&headers(&[(REQUEST_ID, bad)]), &me).unwrap();
+            let made = request_id(&headers(&[(REQUEST_ID, bad)]));
             assert!(
-                made.id.len() == 16 && made.id.bytes().all(|b| b.is_ascii_hexdigit()),
-                "{bad:?} -> {}",
-                made.id
+                made.len() == 16 && made.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{bad:?} -> {made}"
             );
         }
         let longest = "x".repeat(128);
-        let kept = RequestContext::of(&headers(&[(REQUEST_ID, &longest)]), &me).unwrap();
-        assert_eq!(&*kept.id, longest);
-        let a = RequestContext::of(&HeaderMap::new(), &me).unwrap();
-        let b = RequestContext::of(&HeaderMap::new(), &me).unwrap();
-        assert_ne!(a.id, b.id);
+        assert_eq!(&*request_id(&headers(&[(REQUEST_ID, &longest)])), longest);
+        assert_ne!(request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
     }
 
     #[test]
     fn a_request_that_comes_back_is_refused() {
-        let me: Arc<str> = Arc::from("me");
-        assert_eq!(
-            &*RequestContext::of(&HeaderMap::new(), &me).unwrap().via,
-            "me"
-        );
-        let passed = RequestContext::of(&headers(&[(VIA, "other")]), &me).unwrap();
-        assert_eq!(&*passed.via, "other, me");
-        let back = RequestContext::of(&headers(&[(VIA, "other, me")]), &me);
+        let me = instance_id();
+        let other = instance_id();
+        let of = |h: &HeaderMap| RequestContext::of(h, Arc::from("id"), &me);
+        assert_eq!(of(&HeaderMap::new()).unwrap().via, me);
+        let passed = of(&headers(&[(VIA, &other)])).unwrap();
+        assert_eq!(&*passed.via, format!("{other}, {me}"));
+        let back = of(&headers(&[(VIA, &format!("{other}, {me}"))]));
         assert!(matches!(back, Err(RequestError::Loop { .. })));
-        let many = ["p"; MAX_HOPS].join(", ");
-        let far = RequestContext::of(&headers(&[(VIA, &many)]), &me);
-        assert!(matches!(far, Err(RequestError::Loop { .. })));
+        let many = [&*other; MAX_HOPS].join(", ");
+        assert!(matches!(
+            of(&headers(&[(VIA, &many)])),
+            Err(RequestError::Loop { .. })
+        ));
+        for bad in [
+            "",
+            "me",
+            "0123456789ABCDEF",
+            "0123456789abcdef, x",
+            "<script>",
+        ] {
+            assert!(
+                matches!(of(&headers(&[(VIA, bad)])), Err(RequestError::BadHeader(_))),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -16,8 +16,16 @@ fn invalid(field: &str, path: &Path, why: impl std::fmt::Display) -> ConfigError
     ConfigError::invalid(format!("tls.{field}: {}: {why}", path.display()))
 }
 
-fn read_certs(field: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
-    let pem = std::fs::read(path).map_err(|e| invalid(field, path, e))?;
+/// Reads a file the config names (the reload reads each once, so what is parsed is what is
+/// compared at the next reload).
+pub(crate) type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<Vec<u8>>;
+
+fn read_certs(
+    field: &str,
+    path: &Path,
+    read: ReadFile<'_>,
+) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let pem = read(path).map_err(|e| invalid(field, path, e))?;
     let certs = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid(field, path, e))?;
@@ -31,13 +39,14 @@ fn read_certs(field: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, 
 pub(crate) fn load_certified_key(
     tls: &TlsConfig,
     dir: &Path,
+    read: ReadFile<'_>,
 ) -> Result<Option<Arc<CertifiedKey>>, ConfigError> {
     let (Some(cert_file), Some(key_file)) = (&tls.cert_file, &tls.key_file) else {
         return Ok(None);
     };
     let (cert_path, key_path) = (dir.join(cert_file), dir.join(key_file));
-    let certs = read_certs("cert_file", &cert_path)?;
-    let pem = std::fs::read(&key_path).map_err(|e| invalid("key_file", &key_path, e))?;
+    let certs = read_certs("cert_file", &cert_path, read)?;
+    let pem = read(&key_path).map_err(|e| invalid("key_file", &key_path, e))?;
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut pem.as_slice())
         .map_err(|e| invalid("key_file", &key_path, e))?
         .ok_or_else(|| invalid("key_file", &key_path, "no PEM private key in it"))?;
@@ -93,12 +102,13 @@ pub(crate) fn acceptor(cert: Arc<ServerCert>) -> tokio_rustls::TlsAcceptor {
 pub(crate) fn connector(
     tls: &TlsConfig,
     dir: &Path,
+    read: ReadFile<'_>,
 ) -> Result<tokio_rustls::TlsConnector, ConfigError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(ca_file) = &tls.backend_ca_file {
         let path = dir.join(ca_file);
-        for cert in read_certs("backend_ca_file", &path)? {
+        for cert in read_certs("backend_ca_file", &path, read)? {
             roots
                 .add(cert)
                 .map_err(|e| invalid("backend_ca_file", &path, e))?;

@@ -135,7 +135,7 @@ mod tests {
         let health = Health::default();
         assert_eq!(delay(&policy, &health), None, "no p95 yet: no hedge");
         for _ in 0..20 {
-            health.on_success(Duration::from_millis(1), &policy);
+            health.on_success(Some(Duration::from_millis(1)), &policy);
         }
         assert_eq!(
             delay(&policy, &health),
@@ -143,7 +143,7 @@ mod tests {
             "the floor"
         );
         for _ in 0..128 {
-            health.on_success(Duration::from_millis(40), &policy);
+            health.on_success(Some(Duration::from_millis(40)), &policy);
         }
         assert_eq!(
             delay(&policy, &health),

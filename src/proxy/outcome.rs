@@ -45,6 +45,8 @@ pub(crate) enum Failure {
     Unanswered,
     /// A write missed its ack level.
     AckLevelMissed,
+    /// A node leads back to a proxy the request already passed.
+    Loop,
 }
 
 impl Failure {
@@ -56,8 +58,11 @@ impl Failure {
                     .iter()
                     .all(|a| a.result.as_ref().err().is_some_and(f))
         };
+        let looped = attempts.iter().any(|a| a.result == Err(BackendError::Loop));
         if deadline_exceeded {
             Failure::Deadline
+        } else if looped {
+            Failure::Loop
         } else if all(|e| matches!(e, BackendError::Ejected)) {
             Failure::AllEjected
         } else if all(|e| matches!(e, BackendError::Timeout(_))) {
@@ -98,10 +103,16 @@ pub(crate) struct WriteOutcome {
 
 impl WriteOutcome {
     pub(crate) fn failure(&self) -> Option<Failure> {
+        let looped = self
+            .failures
+            .iter()
+            .any(|a| a.result == Err(BackendError::Loop));
         if self.acks >= self.required {
             None
         } else if self.deadline_exceeded {
             Some(Failure::Deadline)
+        } else if looped {
+            Some(Failure::Loop)
         } else {
             Some(Failure::AckLevelMissed)
         }
@@ -138,7 +149,9 @@ mod tests {
             class(&[ejected.clone(), timeout.clone()]),
             Failure::Unanswered
         );
-        assert_eq!(class(&[refused, miss]), Failure::Unanswered);
+        assert_eq!(class(&[refused.clone(), miss]), Failure::Unanswered);
+        let looped = attempt(Err(BackendError::Loop));
+        assert_eq!(class(&[refused, looped]), Failure::Loop);
         assert_eq!(class(&[]), Failure::Unanswered);
         assert_eq!(Failure::of_read(&[ejected], true), Failure::Deadline);
     }

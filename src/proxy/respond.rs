@@ -15,6 +15,9 @@ pub(crate) const HEADER_NODE: &str = "x-hrw-node";
 pub(crate) const HEADER_ACKS: &str = "x-hrw-acks";
 /// On a read answered by a key's earlier replica: the generation it was a replica in.
 pub(crate) const HEADER_HANDOFF: &str = "x-hrw-handoff-from";
+/// Why a loop is a 508.
+const LOOP: &str =
+    "loop detected: a node leads back to a proxy this request already passed; check the node URLs";
 /// Seconds a client should wait before retrying a 503.
 const RETRY_AFTER_SECONDS: u32 = 1;
 
@@ -24,6 +27,7 @@ impl Failure {
             Failure::Deadline | Failure::AllTimedOut => StatusCode::GATEWAY_TIMEOUT,
             Failure::AllEjected | Failure::AckLevelMissed => StatusCode::SERVICE_UNAVAILABLE,
             Failure::Unanswered => StatusCode::BAD_GATEWAY,
+            Failure::Loop => StatusCode::LOOP_DETECTED,
         }
     }
 }
@@ -55,6 +59,7 @@ pub(crate) fn read(outcome: ReadOutcome) -> Response<Body> {
                 Failure::Deadline => "the request's deadline ran out",
                 Failure::AllEjected => "every replica is ejected",
                 Failure::AllTimedOut => "every replica timed out",
+                Failure::Loop => LOOP,
                 _ => "no replica could answer the read",
             };
             failed(why, json!({ "error": error, "nodes": nodes(&attempts) }))
@@ -72,6 +77,7 @@ pub(crate) fn write(outcome: &WriteOutcome) -> Response<Body> {
                     "the request's deadline ran out with {} of {} acks needed; the outcome is unknown",
                     outcome.acks, outcome.required
                 ),
+                Failure::Loop => LOOP.to_owned(),
                 _ => format!(
                     "write quorum not reached: {} of {} replicas acknowledged, {} needed",
                     outcome.acks, outcome.replicas, outcome.required
@@ -109,4 +115,55 @@ fn nodes(attempts: &[Attempted]) -> serde_json::Value {
             Err(e) => json!({ "node": a.node, "result": e.kind(), "error": e.to_string() }),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::BackendError;
+
+    #[test]
+    fn each_failure_has_its_status_and_a_503_says_when_to_retry() {
+        let attempts = vec![Attempted {
+            node: "a".into(),
+            result: Err(BackendError::Timeout(100)),
+        }];
+        for (why, status) in [
+            (Failure::Deadline, 504),
+            (Failure::AllTimedOut, 504),
+            (Failure::AllEjected, 503),
+            (Failure::Unanswered, 502),
+            (Failure::Loop, 508),
+        ] {
+            let resp = read(ReadOutcome::Failed {
+                why,
+                attempts: attempts.clone(),
+            });
+            assert_eq!(resp.status().as_u16(), status, "{why:?}");
+            assert_eq!(resp.headers().contains_key(RETRY_AFTER), status == 503);
+        }
+        let write_outcome = |acks, deadline_exceeded| WriteOutcome {
+            acks,
+            replicas: 3,
+            required: 2,
+            failures: attempts.clone(),
+            deadline_exceeded,
+        };
+        for (outcome, status, acks) in [
+            (write_outcome(2, false), 204, "2/3"),
+            (write_outcome(1, false), 503, "1/3"),
+            (write_outcome(1, true), 504, "1/3"),
+            (write_outcome(2, true), 204, "2/3"),
+        ] {
+            let resp = write(&outcome);
+            assert_eq!(resp.status().as_u16(), status);
+            assert_eq!(resp.headers()[HEADER_ACKS], acks);
+        }
+        assert_eq!(
+            rejection(&RequestError::Loop { via: "x".into() })
+                .status()
+                .as_u16(),
+            508
+        );
+    }
 }

@@ -12,7 +12,7 @@ use super::request::{self, Parsed};
 use super::write::{write, WriteOp};
 use super::{respond, DataPath};
 use crate::net::auth;
-use crate::net::context::{RequestContext, REQUEST_ID};
+use crate::net::context::{self, RequestContext, REQUEST_ID};
 use crate::net::request::read_body;
 use crate::net::respond::Body;
 use crate::net::RequestError;
@@ -25,23 +25,23 @@ pub(crate) async fn handle(path: Arc<DataPath>, req: Request<Incoming>) -> Respo
     // One load per request: everything below sees this membership, even if a reload lands.
     let snap = path.cluster.snapshot();
     let metrics = &path.cluster.metrics;
-    if !auth::allows(snap.tokens.data.as_ref(), req.headers()) {
-        let resp = crate::net::respond::unauthorized();
-        metrics.request(op, resp.status().as_u16(), received.elapsed());
-        return resp;
-    }
-    let (mut resp, id) = match RequestContext::of(req.headers(), &path.cluster.instance) {
-        Ok(context) => {
-            let id = context.id.clone();
-            let answer = context.scope(route(&path, &snap, req)).await;
-            (answer.unwrap_or_else(|e| respond::rejection(&e)), Some(id))
-        }
+    let id = context::request_id(req.headers());
+    // A loop is refused before anything else, whatever the request's credentials: the
+    // proxy's own requests to a node carry none.
+    let mut resp = match RequestContext::of(req.headers(), id.clone(), &path.cluster.instance) {
         Err(e) => {
-            tracing::warn!(error = %e, "request refused");
-            (respond::rejection(&e), None)
+            tracing::warn!(request_id = %id, error = %e, "request refused");
+            respond::rejection(&e)
+        }
+        Ok(_) if !auth::allows(snap.tokens.data.as_ref(), req.headers()) => {
+            crate::net::respond::unauthorized()
+        }
+        Ok(context) => {
+            let answer = context.scope(route(&path, &snap, req)).await;
+            answer.unwrap_or_else(|e| respond::rejection(&e))
         }
     };
-    if let Some(id) = id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+    if let Ok(id) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID, id);
     }
     metrics.request(op, resp.status().as_u16(), received.elapsed());

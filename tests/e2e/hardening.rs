@@ -251,6 +251,10 @@ fn bearer_tokens_guard_both_listeners_and_reload_with_the_config() {
     write_file(&dir.path().join(CONFIG_NAME), &config_yaml(&nodes, auth));
     let proxy = Proxy::start_in(dir);
     let with = |token: &str| format!("authorization: Bearer {token}");
+    let admin_reload = || {
+        let auth = with("admin-secret");
+        request_with_header(proxy.admin_addr, "POST", "/admin/reload", &auth, b"")
+    };
     let denied = proxy.request("PUT", "/kv/k", b"v");
     assert_eq!(denied.status, 401, "{}", denied.text());
     assert_eq!(denied.header("www-authenticate"), Some("Bearer"));
@@ -279,13 +283,7 @@ fn bearer_tokens_guard_both_listeners_and_reload_with_the_config() {
 
     // A new token applies with the next reload, though the YAML did not change.
     write_file(&proxy.dir().join("data.token"), "rotated");
-    let reload = request_with_header(
-        proxy.admin_addr,
-        "POST",
-        "/admin/reload",
-        &with("admin-secret"),
-        b"",
-    );
+    let reload = admin_reload();
     assert_eq!(reload.status, 200, "{}", reload.text());
     assert!(
         reload.text().contains("\"changed\":true"),
@@ -324,13 +322,7 @@ fn bearer_tokens_guard_both_listeners_and_reload_with_the_config() {
     assert_eq!(proxy.generation(), 2);
     // The file appears: the next reload applies the config, no edit needed.
     write_file(&proxy.dir().join("nowhere.token"), "found");
-    let reload = request_with_header(
-        proxy.admin_addr,
-        "POST",
-        "/admin/reload",
-        &with("admin-secret"),
-        b"",
-    );
+    let reload = admin_reload();
     assert_eq!(reload.status, 200, "{}", reload.text());
     assert_eq!(
         request_with_header(proxy.addr, "GET", "/kv/k", &with("found"), b"").status,
@@ -377,12 +369,15 @@ fn a_node_that_leads_back_to_the_proxy_is_a_loop_refused_at_once() {
     let proxy = ChildGuard(child);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     wait_until("the proxy to listen", || TcpStream::connect(addr).is_ok());
-    let put = request(addr, "PUT", "/kv/k", b"v");
-    assert_eq!(put.status, 503, "{}", put.text());
-    assert!(put.text().contains("loop"), "{}", put.text());
-    let get = request(addr, "GET", "/kv/k", b"");
-    assert_eq!(get.status, 502, "{}", get.text());
-    assert!(get.text().contains("loop"), "{}", get.text());
+    for method in ["PUT", "GET", "DELETE"] {
+        let answer = request_with_header(addr, method, "/kv/k", "x-request-id: loop-1", b"v");
+        assert_eq!(answer.status, 508, "{method}: {}", answer.text());
+        assert!(answer.text().contains("loop detected"), "{}", answer.text());
+        assert_eq!(answer.header("x-request-id"), Some("loop-1"));
+    }
+    // A client's via list that is not proxy ids is refused, not forwarded.
+    let forged = request_with_header(addr, "GET", "/kv/k", "x-hrw-via: <anything>", b"");
+    assert_eq!(forged.status, 400, "{}", forged.text());
     // Two hops per request, not thousands: the proxy holds a handful of descriptors.
     let open = std::fs::read_dir(format!("/proc/{}/fd", proxy.0.id()))
         .unwrap()

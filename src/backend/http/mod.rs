@@ -12,8 +12,8 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
-use self::response::{is_reset, Answer, ReadError};
-use super::pool::{connect_tcp, Pool};
+use self::response::{Answer, ReadError};
+use super::pool::{connect_tcp, io_error, is_reset, Failure, Pool};
 use super::{Backend, BackendError, BoxFuture, Ttl};
 use crate::config::NodeUrl;
 use crate::net::context::{RequestContext, REQUEST_ID, VIA};
@@ -21,8 +21,8 @@ use crate::net::key;
 
 /// The largest key listing page accepted.
 const MAX_LISTING_BYTES: usize = 64 * 1024 * 1024;
-/// The body of an answer to anything but a GET is read and dropped; it is small or refused.
-const MAX_OTHER_BYTES: usize = 64 * 1024;
+/// The body of an answer to anything but a GET is read and dropped (a health page, an error).
+const MAX_OTHER_BYTES: usize = 1024 * 1024;
 /// Idle connections kept per node.
 const POOL_SIZE: usize = 64;
 
@@ -63,27 +63,16 @@ struct Call<'a> {
     max_answer: usize,
 }
 
-/// How one exchange on one connection failed.
-enum Failure {
-    /// The connection was found closed before anything was answered: retry on a new one.
-    Stale,
-    Failed(BackendError),
-}
-
 impl From<ReadError> for Failure {
     fn from(e: ReadError) -> Failure {
         match e {
             ReadError::Closed => Failure::Stale,
             ReadError::Io(e) => Failure::Failed(io_error(e)),
             ReadError::Protocol(why) => Failure::Failed(BackendError::Protocol(why)),
+            ReadError::TooLarge(max) => Failure::Failed(BackendError::Rejected(format!(
+                "the node's answer is larger than {max} bytes"
+            ))),
         }
-    }
-}
-
-fn io_error(e: std::io::Error) -> BackendError {
-    match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => BackendError::Refused,
-        _ => BackendError::Io(e.to_string()),
     }
 }
 
@@ -139,23 +128,11 @@ impl HttpBackend {
         Ok(BufReader::with_capacity(4096, stream))
     }
 
-    /// Sends `call` on a pooled connection (or a new one) and reads the whole answer. A pooled
-    /// connection found closed or reset before any answer means the node dropped its idle
-    /// connections (a restart, an idle timeout): the others are dropped too, and the call is
-    /// retried once on a new connection.
+    /// Sends `call` on a pooled connection (or a new one) and reads the whole answer.
     async fn send(&self, call: Call<'_>) -> Result<(StatusCode, Bytes), BackendError> {
-        if let Some(conn) = self.idle.take() {
-            match self.exchange(conn, &call).await {
-                Err(Failure::Stale) => self.idle.clear(),
-                Err(Failure::Failed(e)) => return Err(e),
-                Ok(answer) => return Ok(answer),
-            }
-        }
-        let conn = self.connect().await?;
-        self.exchange(conn, &call).await.map_err(|e| match e {
-            Failure::Stale => BackendError::Io("connection closed before an answer".into()),
-            Failure::Failed(e) => e,
-        })
+        self.idle
+            .exchange(self.connect(), |conn| self.exchange(conn, &call))
+            .await
     }
 
     async fn exchange(
@@ -237,11 +214,7 @@ fn parse_listing(body: &[u8]) -> Result<Vec<Bytes>, BackendError> {
 
 fn unexpected(status: StatusCode) -> BackendError {
     if status == StatusCode::LOOP_DETECTED {
-        // Ejecting the node would not help: its URL leads back to a proxy.
-        BackendError::Rejected(
-            "status 508: loop detected (the node's URL leads back to a proxy this request already passed)"
-                .into(),
-        )
+        BackendError::Loop
     } else if status.is_server_error() {
         BackendError::Server(format!("status {}", status.as_u16()))
     } else {

@@ -6,6 +6,8 @@ use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::backend::pool::is_reset;
+
 /// Response headers read at most.
 const MAX_HEADERS: usize = 64;
 /// Bytes of a response head, a chunk-size line or the trailers at most.
@@ -20,6 +22,8 @@ pub(crate) enum ReadError {
     Closed,
     Io(std::io::Error),
     Protocol(String),
+    /// The body is larger than the limit: the value's fault, not the node's.
+    TooLarge(usize),
 }
 
 /// A response: status, body, and whether the connection can carry another request.
@@ -31,7 +35,7 @@ pub(crate) struct Answer {
 }
 
 fn too_large(max_body: usize) -> ReadError {
-    ReadError::Protocol(format!("response larger than {max_body} bytes"))
+    ReadError::TooLarge(max_body)
 }
 
 /// Reads into `buf`; end of stream is an error saying `what` was cut short.
@@ -130,12 +134,6 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
     })
 }
 
-/// Whether an I/O error is the peer having dropped the connection.
-pub(crate) fn is_reset(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe)
-}
-
 /// The position of the first CRLF in `buf`.
 fn crlf(buf: &[u8]) -> Option<usize> {
     buf.windows(2).position(|w| w == b"\r\n")
@@ -167,17 +165,19 @@ async fn read_chunked<R: AsyncRead + Unpin>(
             .and_then(|hex| usize::from_str_radix(hex, 16).ok())
             .ok_or_else(|| ReadError::Protocol("bad chunk size".into()))?;
         if size == 0 {
-            // Trailers (usually none) end with an empty line.
+            // Trailers (usually none) end with an empty line; all of them are bounded.
+            let mut trailers = 0usize;
             loop {
                 match crlf(&buf) {
                     Some(0) => return Ok(body.freeze()),
                     Some(at) => {
+                        trailers += at + 2;
                         let _ = buf.split_to(at + 2);
                     }
-                    None if buf.len() > MAX_HEAD_BYTES => {
-                        return Err(ReadError::Protocol("trailers too large".into()))
-                    }
                     None => fill(conn, &mut buf, "in the trailers").await?,
+                }
+                if trailers + buf.len() > MAX_HEAD_BYTES {
+                    return Err(ReadError::Protocol("trailers too large".into()));
                 }
             }
         }
@@ -210,6 +210,7 @@ mod tests {
     fn protocol_error(result: Result<Answer, ReadError>) -> String {
         match result {
             Err(ReadError::Protocol(why)) => why,
+            Err(ReadError::TooLarge(max)) => format!("larger than {max}"),
             other => panic!("expected a protocol error, got {other:?}"),
         }
     }
@@ -296,6 +297,13 @@ mod tests {
         let endless_head = [b"HTTP/1.1 200 OK\r\nx: ".as_slice(), &[b'a'; 70_000]].concat();
         let why = protocol_error(parse(&endless_head, 10).await);
         assert!(why.contains("head too large"), "{why}");
+        let endless_trailers = [
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n".as_slice(),
+            &b"x: y\r\n".repeat(20_000),
+        ]
+        .concat();
+        let why = protocol_error(parse(&endless_trailers, 10).await);
+        assert!(why.contains("trailers too large"), "{why}");
         let endless_line = [
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".as_slice(),
             &[b'1'; 2000],
