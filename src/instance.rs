@@ -14,7 +14,6 @@ use crate::cluster::reload::Reloader;
 pub use crate::cluster::reload::{ReloadStatus, Reloaded, Trigger};
 use crate::cluster::{probes, triggers};
 use crate::config::{Config, ConfigError};
-use crate::handoff::RecentWrites;
 use crate::proxy::{self, DataPath};
 use crate::rebalance::Rebalancer;
 
@@ -38,16 +37,14 @@ impl Proxy {
     /// Loads the config at `path` as generation 1, with the files it names.
     pub fn load(path: &Path) -> Result<Proxy, ConfigError> {
         let reloader = Reloader::load(path)?;
-        let recent = Arc::new(RecentWrites::default());
         let data = Arc::new(DataPath {
             cluster: reloader.cluster().clone(),
-            recent: recent.clone(),
             hedge_budget: Default::default(),
+            repair_budget: Default::default(),
         });
         let admin = Arc::new(Admin {
             reloader: reloader.clone(),
             rebalancer: Rebalancer::default(),
-            recent,
         });
         Ok(Proxy {
             reloader,

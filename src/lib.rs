@@ -22,7 +22,7 @@
 //! | membership | `cluster`: snapshot, members, the attempt function, reload, triggers, probes |
 //! | node state | `health` (the state machine) |
 //! | storage | [`backend`]: the trait, HTTP, Redis, memcached, pool, an in-memory fake for tests |
-//! | leaves | `net` (server loop, requests, key codec, context, TLS, tokens), [`config`], [`routing`], [`metrics`] |
+//! | leaves | `net` (server loop, requests, key codec, context, TLS, tokens), [`config`], [`routing`], [`metrics`], [`version`] |
 //!
 //! `node` (the built-in node and the demo's fleet) sits beside the listeners and uses only
 //! the leaves. The public surface is what a user of the library needs: [`routing`] to place
@@ -43,6 +43,7 @@ mod node;
 mod proxy;
 mod rebalance;
 pub mod routing;
+pub mod version;
 
 pub use instance::{Proxy, ReloadStatus, Reloaded, Running, StartOptions, Trigger};
 pub use net::key;
@@ -61,7 +62,7 @@ mod layering {
 
     /// Top-level modules by layer, lowest first; a module may use modules of lower layers.
     const LAYERS: &[&[&str]] = &[
-        &["routing", "metrics"],
+        &["routing", "metrics", "version"],
         &["config"],
         &["net"],
         &["backend"],

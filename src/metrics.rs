@@ -30,6 +30,10 @@ pub const CONFIG_LAST_SUCCESS_TIME: &str = "hrw_config_last_success_timestamp_se
 pub const CONFIG_RELOAD_FAILURES: &str = "hrw_config_reload_failures";
 pub const HANDOFF_HITS: &str = "hrw_handoff_hits";
 pub const HANDOFF_COPIES: &str = "hrw_handoff_copies";
+pub const READ_REPAIRS: &str = "hrw_read_repairs";
+pub const NODE_HINTS: &str = "hrw_node_hints";
+pub const HINTS_REPLAYED: &str = "hrw_hints_replayed";
+pub const HINTS_DROPPED: &str = "hrw_hints_dropped";
 pub const REBALANCE_KEYS: &str = "hrw_rebalance_keys";
 
 /// Every metric family above; a family shows in a scrape once it has a sample.
@@ -53,6 +57,10 @@ pub const FAMILIES: &[&str] = &[
     CONFIG_RELOAD_FAILURES,
     HANDOFF_HITS,
     HANDOFF_COPIES,
+    READ_REPAIRS,
+    NODE_HINTS,
+    HINTS_REPLAYED,
+    HINTS_DROPPED,
     REBALANCE_KEYS,
 ];
 
@@ -137,6 +145,10 @@ pub(crate) struct Metrics {
     pub config_reload_failures: Counter,
     pub handoff_hits: Counter,
     pub handoff_copies: Counter,
+    pub read_repairs: Counter,
+    node_hints: Family<NodeLabel, Gauge>,
+    pub hints_replayed: Counter,
+    pub hints_dropped: Counter,
     rebalance_keys: Family<StageLabel, Gauge>,
 }
 
@@ -163,6 +175,10 @@ impl Default for Metrics {
             config_reload_failures: Counter::default(),
             handoff_hits: Counter::default(),
             handoff_copies: Counter::default(),
+            read_repairs: Counter::default(),
+            node_hints: Family::default(),
+            hints_replayed: Counter::default(),
+            hints_dropped: Counter::default(),
             rebalance_keys: Family::default(),
         };
         let r = &mut m.registry;
@@ -256,6 +272,26 @@ impl Default for Metrics {
             HANDOFF_COPIES,
             "Values copied forward to new replicas by handoff",
             m.handoff_copies.clone(),
+        );
+        r.register(
+            READ_REPAIRS,
+            "Stale replicas written back by read repair",
+            m.read_repairs.clone(),
+        );
+        r.register(
+            NODE_HINTS,
+            "Writes the node missed, kept to replay before it serves again",
+            m.node_hints.clone(),
+        );
+        r.register(
+            HINTS_REPLAYED,
+            "Missed writes replayed to their node",
+            m.hints_replayed.clone(),
+        );
+        r.register(
+            HINTS_DROPPED,
+            "Missed writes not kept: the node's hint queue was full",
+            m.hints_dropped.clone(),
         );
         r.register(
             REBALANCE_KEYS,
@@ -355,6 +391,7 @@ impl Metrics {
         self.node_ejected.clear();
         self.node_share.clear();
         self.node_in_flight.clear();
+        self.node_hints.clear();
         for node in &state.nodes {
             let label = NodeLabel {
                 node: node.id.to_owned(),
@@ -366,6 +403,7 @@ impl Metrics {
             self.node_in_flight
                 .get_or_create(&label)
                 .set(node.in_flight as i64);
+            self.node_hints.get_or_create(&label).set(node.hints as i64);
         }
         for (stage, value) in state.rebalance {
             self.rebalance_keys
@@ -395,4 +433,5 @@ pub(crate) struct NodeState<'a> {
     pub ejected: bool,
     pub share: f64,
     pub in_flight: u64,
+    pub hints: usize,
 }

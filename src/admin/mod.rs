@@ -17,7 +17,6 @@ use self::types::{
 use crate::cluster::reload::{Reloaded, Reloader, Trigger};
 use crate::cluster::Snapshot;
 use crate::config::Limits;
-use crate::handoff::RecentWrites;
 use crate::metrics::{NodeState, ScrapeState};
 use crate::net::respond::{self, Body};
 use crate::net::{auth, key, server, RequestError};
@@ -31,7 +30,6 @@ const LOCATE_PREFIX: &str = "/admin/locate/";
 pub(crate) struct Admin {
     pub reloader: Arc<Reloader>,
     pub rebalancer: Rebalancer,
-    pub recent: Arc<RecentWrites>,
 }
 
 /// Serves the admin API on `listener` until `shutdown` resolves.
@@ -65,11 +63,11 @@ async fn handle(admin: &Arc<Admin>, req: Request<Incoming>) -> Response<Body> {
     let allow = match path {
         "/admin/reload" => "POST",
         "/admin/config" | "/admin/nodes" | "/metrics" => "GET",
-        "/admin/rebalance" => "GET, POST",
+        "/admin/rebalance" | "/admin/repair" => "GET, POST",
         _ => {
             return respond::text(
                 StatusCode::NOT_FOUND,
-                "no such admin path; try /metrics, /admin/config, /admin/nodes, /admin/locate/<key>, /admin/reload or /admin/rebalance",
+                "no such admin path; try /metrics, /admin/config, /admin/nodes, /admin/locate/<key>, /admin/reload or /admin/repair",
             )
         }
     };
@@ -78,23 +76,24 @@ async fn handle(admin: &Arc<Admin>, req: Request<Incoming>) -> Response<Body> {
         ("/admin/nodes", &Method::GET) => respond::json(StatusCode::OK, &nodes(&snap)),
         ("/admin/reload", &Method::POST) => reload(admin).await,
         ("/admin/config", &Method::GET) => config(admin, &snap),
-        ("/admin/rebalance", &Method::GET) => {
+        ("/admin/rebalance" | "/admin/repair", &Method::GET) => {
             respond::json(StatusCode::OK, &admin.rebalancer.progress())
         }
-        ("/admin/rebalance", &Method::POST) => match rebalance_options(req.uri().query()) {
-            Ok(options) => {
-                let scope = Scope {
-                    cluster: admin.reloader.cluster().clone(),
-                    snap,
-                    recent: admin.recent.clone(),
-                };
-                match admin.rebalancer.start(scope, options) {
-                    Ok(()) => respond::json(StatusCode::ACCEPTED, &admin.rebalancer.progress()),
-                    Err(why) => respond::text(StatusCode::CONFLICT, &why),
+        ("/admin/rebalance" | "/admin/repair", &Method::POST) => {
+            match rebalance_options(req.uri().query()) {
+                Ok(options) => {
+                    let scope = Scope {
+                        cluster: admin.reloader.cluster().clone(),
+                        snap,
+                    };
+                    match admin.rebalancer.start(scope, options) {
+                        Ok(()) => respond::json(StatusCode::ACCEPTED, &admin.rebalancer.progress()),
+                        Err(why) => respond::text(StatusCode::CONFLICT, &why),
+                    }
                 }
+                Err(e) => respond::rejection(&e),
             }
-            Err(e) => respond::rejection(&e),
-        },
+        }
         (_, method) => respond::rejection(&RequestError::MethodNotAllowed {
             method: method.to_string(),
             allow,
@@ -116,6 +115,7 @@ fn metrics(admin: &Admin, snap: &Snapshot) -> Response<Body> {
                 ejected: !m.health.is_up(),
                 share: m.spec.weight.get() / total,
                 in_flight: m.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+                hints: m.hints.counts().queued,
             })
             .collect(),
         rebalance: [
@@ -211,6 +211,8 @@ fn nodes(snap: &Snapshot) -> Vec<NodeView> {
             health: m.health.phase().name().to_owned(),
             consecutive_failures: m.health.consecutive_failures(),
             in_flight: m.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+            hints: m.hints.counts().queued,
+            hints_dropped: m.hints.counts().dropped,
             last_error: m.health.last_error().map(|(message, at)| ErrorView {
                 message,
                 at: time(at),

@@ -43,6 +43,11 @@ pub(crate) struct NodeView {
     pub consecutive_failures: u32,
     /// Attempts on it not yet answered.
     pub in_flight: u64,
+    /// Writes it missed, kept to replay before it serves again.
+    pub hints: usize,
+    /// Writes it missed that were not kept (the queue was full) since it last caught up:
+    /// reads with R and repair bring it up to date.
+    pub hints_dropped: u64,
     pub last_error: Option<ErrorView>,
 }
 

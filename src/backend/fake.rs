@@ -8,22 +8,22 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
-use super::{Backend, BackendError, BoxFuture, Ttl};
+use super::{Backend, BackendError, BoxFuture, Condition, Listing, Stored, Ttl, Written};
 use crate::lock;
+use crate::version::Version;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Op {
     Get,
     Put,
-    PutIfAbsent,
-    Delete,
+    Remove,
     List,
     Health,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    map: BTreeMap<Vec<u8>, Bytes>,
+    map: BTreeMap<Vec<u8>, Stored>,
     failures: HashMap<Op, BackendError>,
     delays: HashMap<Op, Duration>,
     gates: HashMap<Op, Arc<Semaphore>>,
@@ -36,14 +36,23 @@ pub(crate) struct FakeBackend {
 }
 
 impl FakeBackend {
-    pub(crate) fn insert(&self, key: &[u8], value: &[u8]) {
-        lock(&self.state)
-            .map
-            .insert(key.to_vec(), Bytes::copy_from_slice(value));
+    /// Puts `value` (a tombstone when `None`) at `version`, whatever the node holds.
+    pub(crate) fn insert(&self, key: &[u8], version: u128, value: Option<&[u8]>) {
+        let stored = Stored {
+            version: Version(version),
+            value: value.map(Bytes::copy_from_slice),
+        };
+        lock(&self.state).map.insert(key.to_vec(), stored);
     }
 
-    pub(crate) fn value(&self, key: &[u8]) -> Option<Bytes> {
+    /// What the node holds for `key`.
+    pub(crate) fn held(&self, key: &[u8]) -> Option<Stored> {
         lock(&self.state).map.get(key).cloned()
+    }
+
+    /// The value the node holds for `key` (not a tombstone).
+    pub(crate) fn value(&self, key: &[u8]) -> Option<Bytes> {
+        self.held(key).and_then(|s| s.value)
     }
 
     /// Every call of `op` fails with `error` from now on (`None` heals it).
@@ -57,14 +66,7 @@ impl FakeBackend {
 
     /// Every operation fails as a node that is down would.
     pub(crate) fn go_down(&self) {
-        for op in [
-            Op::Get,
-            Op::Put,
-            Op::PutIfAbsent,
-            Op::Delete,
-            Op::List,
-            Op::Health,
-        ] {
+        for op in [Op::Get, Op::Put, Op::Remove, Op::List, Op::Health] {
             self.fail(op, Some(BackendError::Refused));
         }
     }
@@ -112,46 +114,44 @@ impl FakeBackend {
 }
 
 impl Backend for FakeBackend {
-    fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Bytes>, BackendError>> {
+    fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Stored>, BackendError>> {
         Box::pin(async move {
             self.enter(Op::Get).await?;
-            Ok(self.value(key))
+            Ok(self.held(key))
         })
     }
 
     fn put<'a>(
         &'a self,
         key: &'a [u8],
-        value: Bytes,
+        stored: Stored,
         _ttl: Option<Ttl>,
-    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        condition: Condition,
+    ) -> BoxFuture<'a, Result<Written, BackendError>> {
         Box::pin(async move {
             self.enter(Op::Put).await?;
-            lock(&self.state).map.insert(key.to_vec(), value);
-            Ok(())
-        })
-    }
-
-    fn put_if_absent<'a>(
-        &'a self,
-        key: &'a [u8],
-        value: Bytes,
-        _ttl: Option<Ttl>,
-    ) -> BoxFuture<'a, Result<bool, BackendError>> {
-        Box::pin(async move {
-            self.enter(Op::PutIfAbsent).await?;
             let mut s = lock(&self.state);
-            if s.map.contains_key(key) {
-                return Ok(false);
+            // As the real nodes do: without versions there are no tombstones.
+            if stored.is_tombstone() && condition != Condition::IfNewer {
+                s.map.remove(key);
+                return Ok(Written::Stored);
             }
-            s.map.insert(key.to_vec(), value);
-            Ok(true)
+            let keep = match (condition, s.map.get(key)) {
+                (_, None) | (Condition::Always, _) => false,
+                (Condition::IfAbsent, Some(_)) => true,
+                (Condition::IfNewer, Some(held)) => held.version >= stored.version,
+            };
+            if keep {
+                return Ok(Written::Kept);
+            }
+            s.map.insert(key.to_vec(), stored);
+            Ok(Written::Stored)
         })
     }
 
-    fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), BackendError>> {
+    fn remove<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
-            self.enter(Op::Delete).await?;
+            self.enter(Op::Remove).await?;
             lock(&self.state).map.remove(key);
             Ok(())
         })
@@ -159,19 +159,25 @@ impl Backend for FakeBackend {
 
     fn list<'a>(
         &'a self,
-        after: Option<&'a [u8]>,
+        cursor: Option<&'a str>,
         limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<Bytes>, BackendError>> {
+    ) -> BoxFuture<'a, Result<Listing, BackendError>> {
         Box::pin(async move {
             self.enter(Op::List).await?;
             use std::ops::Bound;
-            let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-            Ok(lock(&self.state)
+            let after = cursor.map(|c| c.as_bytes().to_vec());
+            let start = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+            let keys: Vec<Bytes> = lock(&self.state)
                 .map
                 .range::<[u8], _>((start, Bound::Unbounded))
                 .take(limit)
                 .map(|(k, _)| Bytes::copy_from_slice(k))
-                .collect())
+                .collect();
+            // The fake's cursor is the last key itself (test keys are text).
+            let next = (keys.len() >= limit)
+                .then(|| keys.last().map(|k| String::from_utf8_lossy(k).into_owned()))
+                .flatten();
+            Ok(Listing { keys, next })
         })
     }
 

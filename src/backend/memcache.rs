@@ -10,8 +10,9 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufR
 use tokio::net::TcpStream;
 
 use super::pool::{connect_tcp, io_error, is_reset, Failure, Pool};
-use super::{Backend, BackendError, BoxFuture, Ttl};
+use super::{Backend, BackendError, BoxFuture, Condition, Listing, Stored, Ttl, Written};
 use crate::config::NodeUrl;
+use crate::version::{Version, HEADER_LEN};
 
 /// memcached's own key limit.
 pub(crate) const MAX_KEY: usize = 250;
@@ -49,6 +50,62 @@ pub fn memcache_key(key: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned([HASH_PREFIX, digest.as_bytes()].concat())
 }
 
+/// The proxy key behind a memcached key as a key dump gives it (URL-encoded): the reverse of
+/// [`memcache_key`], except for `~sha~` digests, which cannot be reversed.
+fn original_key(dumped: &str) -> Option<Vec<u8>> {
+    let mkey = percent_decode(dumped)?;
+    if let Some(encoded) = mkey.strip_prefix(BASE64_PREFIX) {
+        return unbase64url(encoded);
+    }
+    (!mkey.starts_with(HASH_PREFIX)).then_some(mkey)
+}
+
+/// `%XX` escapes decoded (a key dump URL-encodes keys).
+fn percent_decode(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// Unpadded base64url decoded; `None` if it is not.
+fn unbase64url(text: &[u8]) -> Option<Vec<u8>> {
+    let sextet = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    for chunk in text.chunks(4) {
+        if chunk.len() == 1 {
+            return None;
+        }
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= sextet(c)? << (18 - 6 * i);
+        }
+        for i in 0..chunk.len() - 1 {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    Some(out)
+}
+
 /// Unpadded base64url (RFC 4648 section 5).
 fn base64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -69,12 +126,18 @@ type Conn = BufReader<TcpStream>;
 
 /// A reply line longer than this is not memcached talking.
 const MAX_LINE: usize = 1024;
+/// Times a put-if-newer starts over after losing a race to another writer.
+const MAX_RACES: usize = 5;
+/// Keys one dump may list at most.
+const MAX_LISTED: usize = 16 * 1024 * 1024;
 
 pub(crate) struct MemcacheBackend {
     addr: String,
     connect_timeout: Duration,
-    /// The largest value a `get` accepts; a longer `VALUE` line is a protocol error.
+    /// The largest value a `get` accepts (plus the envelope with versions).
     max_value_bytes: usize,
+    /// Values in the envelope, written put-if-newer with `gets` and `cas`.
+    versioned: bool,
     idle: Pool<Conn>,
 }
 
@@ -122,11 +185,13 @@ impl MemcacheBackend {
         url: &NodeUrl,
         connect_timeout: Duration,
         max_value_bytes: usize,
+        versioned: bool,
     ) -> MemcacheBackend {
         MemcacheBackend {
             addr: format!("{}:{}", url.host, url.port),
             connect_timeout,
             max_value_bytes,
+            versioned,
             idle: Pool::new(POOL_SIZE),
         }
     }
@@ -142,16 +207,19 @@ impl MemcacheBackend {
             .await
     }
 
-    /// `set` or `add`; true if stored.
+    /// `set`, `add` or `cas` (with the unique a `gets` gave); true if stored, false if not
+    /// (`NOT_STORED`, or `EXISTS` / `NOT_FOUND` for a `cas` that lost a race).
     async fn store(
         &self,
         verb: &str,
         key: &[u8],
         value: &[u8],
         ttl: Option<Ttl>,
+        cas: Option<u64>,
     ) -> Result<bool, BackendError> {
         let key = memcache_key(key);
-        let header = format!(" 0 {} {}\r\n", exptime(ttl), value.len());
+        let cas = cas.map_or(String::new(), |unique| format!(" {unique}"));
+        let header = format!(" 0 {} {}{cas}\r\n", exptime(ttl), value.len());
         let (conn, line) = self
             .exchange(&[
                 verb.as_bytes(),
@@ -164,11 +232,55 @@ impl MemcacheBackend {
             .await?;
         let stored = match line.as_str() {
             "STORED" => true,
-            "NOT_STORED" => false,
+            "NOT_STORED" | "EXISTS" | "NOT_FOUND" => false,
             other => return Err(error_reply(other)),
         };
         self.idle.give_back(conn);
         Ok(stored)
+    }
+
+    /// The stored bytes and their cas unique (`gets`).
+    async fn gets(&self, key: &[u8]) -> Result<Option<(Bytes, u64)>, BackendError> {
+        let mkey = memcache_key(key);
+        let (mut conn, line) = self.exchange(&[b"gets ", &mkey, b"\r\n"]).await?;
+        let value = read_value(&mut conn, &line, self.max_value_bytes + HEADER_LEN).await?;
+        self.idle.give_back(conn);
+        value
+            .map(|(bytes, cas)| {
+                let cas = cas.ok_or_else(|| {
+                    BackendError::Protocol(format!("gets gave no cas unique in {line:?}"))
+                })?;
+                Ok((bytes, cas))
+            })
+            .transpose()
+    }
+
+    /// Put-if-newer: `gets` the key, compare, then `add` (if absent) or `cas` (if older);
+    /// another writer between the two makes it start over, a few times at most.
+    async fn put_if_newer(
+        &self,
+        key: &[u8],
+        stored: &Stored,
+        ttl: Option<Ttl>,
+    ) -> Result<Written, BackendError> {
+        let envelope = stored.encode();
+        for _ in 0..MAX_RACES {
+            let landed = match self.gets(key).await? {
+                None => self.store("add", key, &envelope, ttl, None).await?,
+                Some((bytes, cas)) => {
+                    if Stored::decode(bytes).version >= stored.version {
+                        return Ok(Written::Kept);
+                    }
+                    self.store("cas", key, &envelope, ttl, Some(cas)).await?
+                }
+            };
+            if landed {
+                return Ok(Written::Stored);
+            }
+        }
+        Err(BackendError::Server(format!(
+            "put-if-newer lost {MAX_RACES} races in a row to other writers"
+        )))
     }
 }
 
@@ -213,25 +325,26 @@ async fn read_line<R: AsyncBufRead + Unpin>(conn: &mut R) -> Result<Option<Strin
         .map_err(|_| BackendError::Protocol("reply line is not UTF-8".into()))
 }
 
-/// The rest of a `get` reply after its first line: `END`, or `VALUE <key> <flags> <bytes>`,
-/// the data, CRLF and `END`.
+/// The rest of a `get` or `gets` reply after its first line: `END`, or `VALUE <key> <flags>
+/// <bytes> [<cas unique>]`, the data, CRLF and `END`.
 async fn read_value<R: AsyncBufRead + Unpin>(
     conn: &mut R,
     first: &str,
     max_value: usize,
-) -> Result<Option<Bytes>, BackendError> {
+) -> Result<Option<(Bytes, Option<u64>)>, BackendError> {
     if first == "END" {
         return Ok(None);
     }
-    let len: usize = match first
-        .strip_prefix("VALUE ")
-        .map(|rest| rest.split(' ').nth(2))
-    {
-        Some(Some(len)) => len
-            .parse()
-            .map_err(|_| BackendError::Protocol(format!("bad length in {first:?}")))?,
-        _ => return Err(error_reply(first)),
+    let Some(fields) = first.strip_prefix("VALUE ") else {
+        return Err(error_reply(first));
     };
+    let mut fields = fields.split(' ').skip(2);
+    let bad = || BackendError::Protocol(format!("bad VALUE line {first:?}"));
+    let len: usize = fields.next().and_then(|l| l.parse().ok()).ok_or_else(bad)?;
+    let cas = fields
+        .next()
+        .map(|c| c.parse().map_err(|_| bad()))
+        .transpose()?;
     if len > max_value {
         // The value's fault, not the node's; the connection is dropped with the reply unread.
         return Err(BackendError::Rejected(format!(
@@ -245,46 +358,57 @@ async fn read_value<R: AsyncBufRead + Unpin>(
     }
     data.truncate(len);
     match read_line(conn).await? {
-        Some(end) if end == "END" => Ok(Some(Bytes::from(data))),
+        Some(end) if end == "END" => Ok(Some((Bytes::from(data), cas))),
         end => Err(BackendError::Protocol(format!("expected END, got {end:?}"))),
     }
 }
 
 impl Backend for MemcacheBackend {
-    fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Bytes>, BackendError>> {
+    fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Stored>, BackendError>> {
         Box::pin(async move {
             let mkey = memcache_key(key);
             let (mut conn, line) = self.exchange(&[b"get ", &mkey, b"\r\n"]).await?;
-            let value = read_value(&mut conn, &line, self.max_value_bytes).await?;
+            let max = self.max_value_bytes + if self.versioned { HEADER_LEN } else { 0 };
+            let value = read_value(&mut conn, &line, max).await?;
             self.idle.give_back(conn);
-            Ok(value)
+            Ok(value.map(|(bytes, _)| {
+                if self.versioned {
+                    Stored::decode(bytes)
+                } else {
+                    Stored {
+                        version: Version::ZERO,
+                        value: Some(bytes),
+                    }
+                }
+            }))
         })
     }
 
     fn put<'a>(
         &'a self,
         key: &'a [u8],
-        value: Bytes,
+        stored: Stored,
         ttl: Option<Ttl>,
-    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        condition: Condition,
+    ) -> BoxFuture<'a, Result<Written, BackendError>> {
         Box::pin(async move {
-            match self.store("set", key, &value, ttl).await? {
-                true => Ok(()),
+            let verb = match (condition, &stored.value) {
+                (Condition::IfNewer, _) => return self.put_if_newer(key, &stored, ttl).await,
+                // Raw: no versions; a tombstone there is a removal.
+                (_, None) => return self.remove(key).await.map(|()| Written::Stored),
+                (Condition::IfAbsent, _) => "add",
+                (Condition::Always, _) => "set",
+            };
+            let value = stored.value.as_deref().unwrap_or_default();
+            match self.store(verb, key, value, ttl, None).await? {
+                true => Ok(Written::Stored),
+                false if verb == "add" => Ok(Written::Kept),
                 false => Err(BackendError::Server("set answered NOT_STORED".into())),
             }
         })
     }
 
-    fn put_if_absent<'a>(
-        &'a self,
-        key: &'a [u8],
-        value: Bytes,
-        ttl: Option<Ttl>,
-    ) -> BoxFuture<'a, Result<bool, BackendError>> {
-        Box::pin(async move { self.store("add", key, &value, ttl).await })
-    }
-
-    fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), BackendError>> {
+    fn remove<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
             let mkey = memcache_key(key);
             let (conn, line) = self.exchange(&[b"delete ", &mkey, b"\r\n"]).await?;
@@ -295,6 +419,41 @@ impl Backend for MemcacheBackend {
                 }
                 other => Err(error_reply(other)),
             }
+        })
+    }
+
+    /// `lru_crawler metadump all`, in one page: memcached cannot resume a dump. Keys mapped to
+    /// `~sha~` digests cannot be turned back into theirs and are left out.
+    fn list<'a>(
+        &'a self,
+        _cursor: Option<&'a str>,
+        _limit: usize,
+    ) -> BoxFuture<'a, Result<Listing, BackendError>> {
+        Box::pin(async move {
+            let (mut conn, mut line) = self.exchange(&[b"lru_crawler metadump all\r\n"]).await?;
+            let mut keys = Vec::new();
+            while line != "END" {
+                let Some(encoded) = line
+                    .strip_prefix("key=")
+                    .map(|rest| rest.split(' ').next().unwrap_or(""))
+                else {
+                    return Err(match error_reply(&line) {
+                        BackendError::Protocol(_) => BackendError::Unsupported,
+                        other => other,
+                    });
+                };
+                if keys.len() >= MAX_LISTED {
+                    return Err(BackendError::Server(format!(
+                        "more than {MAX_LISTED} keys to list"
+                    )));
+                }
+                keys.extend(original_key(encoded).map(Bytes::from));
+                line = read_line(&mut conn)
+                    .await?
+                    .ok_or_else(|| BackendError::Io("connection closed in a key dump".into()))?;
+            }
+            self.idle.give_back(conn);
+            Ok(Listing { keys, next: None })
         })
     }
 
@@ -356,7 +515,18 @@ mod tests {
     async fn value(reply: &[u8], max: usize) -> Result<Option<Bytes>, BackendError> {
         let mut conn = reply;
         let first = read_line(&mut conn).await?.expect("a first line");
-        read_value(&mut conn, &first, max).await
+        Ok(read_value(&mut conn, &first, max)
+            .await?
+            .map(|(value, _)| value))
+    }
+
+    #[tokio::test]
+    async fn gets_gives_the_cas_unique() {
+        let mut conn = &b"\r\nEND\r\n"[..];
+        let got = read_value(&mut conn, "VALUE k 0 0 77", 10).await;
+        assert_eq!(got, Ok(Some((Bytes::new(), Some(77)))));
+        let mut conn = &b""[..];
+        assert!(read_value(&mut conn, "VALUE k 0 0 x", 10).await.is_err());
     }
 
     #[tokio::test]
@@ -372,7 +542,7 @@ mod tests {
             "a value may hold CRLF; gets adds a cas field"
         );
         for (reply, why) in [
-            (&b"VALUE k 0 x\r\n"[..], "bad length"),
+            (&b"VALUE k 0 x\r\n"[..], "bad VALUE line"),
             (b"VALUE k 0 5\r\nhelloXXEND\r\n", "CRLF"),
             (b"VALUE k 0 5\r\nhello\r\nVALUE x\r\n", "expected END"),
             (b"END", "without CRLF"),
@@ -415,6 +585,35 @@ mod tests {
             BackendError::Rejected("bad data chunk".into())
         );
         assert!(matches!(error_reply("ERROR"), BackendError::Protocol(_)));
+    }
+
+    #[test]
+    fn dumped_keys_map_back_to_the_proxy_keys() {
+        for key in [
+            &b"user:42"[..],
+            b"with space",
+            b"\x00\xff",
+            b"caf\xc3\xa9",
+            b"~b64~abc",
+            &[7; 183],
+        ] {
+            let mapped = String::from_utf8(memcache_key(key).into_owned()).unwrap();
+            // The dump URL-encodes: plain keys may carry characters it escapes.
+            let dumped: String = mapped
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"~-_".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+            assert_eq!(original_key(&dumped).as_deref(), Some(key), "{mapped}");
+        }
+        let hashed = String::from_utf8(memcache_key(&[0; 184]).into_owned()).unwrap();
+        assert_eq!(original_key(&hashed), None);
+        assert_eq!(original_key("~b64~%"), None);
     }
 
     #[test]

@@ -18,45 +18,68 @@ use tokio_rustls::TlsConnector;
 
 use bytes::Bytes;
 
-use crate::config::{Config, NodeSpec, Scheme};
+use crate::config::{Config, NodeSpec, Scheme, Store};
 
 pub use self::memcache::memcache_key;
 pub use crate::net::Ttl;
+pub use crate::version::{Stored, Version};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How a write may land on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// Whatever the node holds (with versioning off: a client's write).
+    Always,
+    /// Only if the node holds nothing for the key (with versioning off: a copy).
+    IfAbsent,
+    /// Only if the node holds nothing newer: put-if-newer, atomically where the node allows
+    /// (with versioning on: every write and every copy).
+    IfNewer,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Stored,
+    /// The node keeps what it holds: a version as new or newer (`IfNewer`), or any value
+    /// (`IfAbsent`). For `IfNewer` the node is at or past the write: it counts as an ack.
+    Kept,
+}
+
+/// A page of a node's keys, and where the next page starts (`None`: this was the last).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    pub keys: Vec<Bytes>,
+    pub next: Option<String>,
+}
 
 /// One node's storage. Implementations keep their own connection pools and reconnect by
 /// themselves; the proxy applies the per-attempt timeout around each call.
 pub trait Backend: Send + Sync + fmt::Debug {
-    /// The value, or `None` when the node does not have the key.
-    fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Bytes>, BackendError>>;
-    /// Stores the value, to expire after `ttl` seconds if given.
+    /// What the node holds for the key: a value or a tombstone with its version (version 0
+    /// for a value without one), or `None` when it holds nothing.
+    fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Stored>, BackendError>>;
+    /// Writes a value or a tombstone under `condition`, to expire after `ttl` if given. There
+    /// are tombstones only with versions: one written other than `IfNewer` removes the key.
     fn put<'a>(
         &'a self,
         key: &'a [u8],
-        value: Bytes,
+        stored: Stored,
         ttl: Option<Ttl>,
-    ) -> BoxFuture<'a, Result<(), BackendError>>;
-    /// Stores the value only if the node has no value for the key: `Ok(true)` if stored,
-    /// `Ok(false)` if a value was already there (it is left alone). Handoff and rebalance copy
-    /// with this, so a copy never overwrites a newer client write.
-    fn put_if_absent<'a>(
-        &'a self,
-        key: &'a [u8],
-        value: Bytes,
-        ttl: Option<Ttl>,
-    ) -> BoxFuture<'a, Result<bool, BackendError>>;
-    /// Succeeds whether or not the key existed.
-    fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), BackendError>>;
-    /// Up to `limit` keys in byte order, strictly after `after` (from the start when `None`).
-    /// Fewer than `limit` means the listing is complete. Nodes that cannot list their keys
-    /// (Redis's SCAN has no key order to resume from; memcached cannot list at all) keep this
-    /// default, [`BackendError::Unsupported`], and rebalance skips them.
+        condition: Condition,
+    ) -> BoxFuture<'a, Result<Written, BackendError>>;
+    /// Removes the key, whatever the node holds (pruning a copy that no longer belongs
+    /// there); succeeds whether or not the key existed.
+    fn remove<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), BackendError>>;
+    /// A page of up to about `limit` keys (tombstones included), from the start or from
+    /// where `cursor` (a [`Listing::next`]) says. Nodes that cannot list their keys keep this
+    /// default, [`BackendError::Unsupported`], and repair skips them.
     fn list<'a>(
         &'a self,
-        _after: Option<&'a [u8]>,
+        _cursor: Option<&'a str>,
         _limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<Bytes>, BackendError>> {
+    ) -> BoxFuture<'a, Result<Listing, BackendError>> {
         Box::pin(async { Err(BackendError::Unsupported) })
     }
     /// A cheap liveness probe.
@@ -127,12 +150,19 @@ impl BackendError {
 /// use `tls`, or the public web roots alone when it is `None`.
 pub fn connect(spec: &NodeSpec, config: &Config, tls: Option<&TlsConnector>) -> Arc<dyn Backend> {
     let timeouts = &config.timeouts;
+    let versioned = config.versioned();
+    let keeping = match (versioned, spec.store) {
+        (false, _) => http::Keeping::Raw,
+        (true, Store::Hrw) => http::Keeping::Native,
+        (true, Store::Plain) => http::Keeping::Envelope,
+    };
     let http = |tls: Option<TlsConnector>| {
         Arc::new(http::HttpBackend::new(
             &spec.url,
             timeouts.connect(),
             config.max_value_bytes,
             tls,
+            keeping,
         ))
     };
     match spec.url.scheme {
@@ -141,11 +171,12 @@ pub fn connect(spec: &NodeSpec, config: &Config, tls: Option<&TlsConnector>) -> 
             crate::net::tls::connector(&Default::default(), Path::new(""), &|p| std::fs::read(p))
                 .expect("the public roots need no file")
         }))),
-        Scheme::Redis => Arc::new(redis::RedisBackend::new(&spec.url, timeouts)),
+        Scheme::Redis => Arc::new(redis::RedisBackend::new(&spec.url, timeouts, versioned)),
         Scheme::Memcache => Arc::new(memcache::MemcacheBackend::new(
             &spec.url,
             timeouts.connect(),
             config.max_value_bytes,
+            versioned,
         )),
     }
 }

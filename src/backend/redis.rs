@@ -1,13 +1,17 @@
 //! Redis nodes: GET / SET / DEL over one multiplexed connection per node, which the redis
-//! crate's connection manager re-establishes by itself after the server restarts.
+//! crate's connection manager re-establishes by itself after the server restarts. With
+//! versions, values are kept in the envelope and written by one server-side script that
+//! compares versions and sets atomically (`EVALSHA`, loaded on first use); keys are listed
+//! with `SCAN`.
 
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, ErrorKind, RedisError, SetExpiry, SetOptions};
 use tokio::sync::OnceCell;
 
-use super::{Backend, BackendError, BoxFuture, Ttl};
+use super::{Backend, BackendError, BoxFuture, Condition, Listing, Stored, Ttl, Written};
 use crate::config::{NodeUrl, Timeouts};
+use crate::version::Version;
 
 pub(crate) struct RedisBackend {
     base: String,
@@ -17,6 +21,9 @@ pub(crate) struct RedisBackend {
     /// failed first connection is retried by the next request.
     manager: OnceCell<ConnectionManager>,
     connect_ms: u64,
+    /// Values in the envelope, written put-if-newer by [`PUT_IF_NEWER`].
+    versioned: bool,
+    put_if_newer: redis::Script,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -28,7 +35,7 @@ impl std::fmt::Debug for RedisBackend {
 }
 
 impl RedisBackend {
-    pub(crate) fn new(url: &NodeUrl, timeouts: &Timeouts) -> RedisBackend {
+    pub(crate) fn new(url: &NodeUrl, timeouts: &Timeouts, versioned: bool) -> RedisBackend {
         let mut info = redis::ConnectionInfo {
             addr: redis::ConnectionAddr::Tcp(url.host.clone(), url.port),
             redis: redis::RedisConnectionInfo {
@@ -53,6 +60,8 @@ impl RedisBackend {
             config,
             manager: OnceCell::new(),
             connect_ms: timeouts.connect_ms,
+            versioned,
+            put_if_newer: redis::Script::new(PUT_IF_NEWER),
         }
     }
 
@@ -92,54 +101,119 @@ fn set_options(ttl: Option<Ttl>) -> SetOptions {
     }
 }
 
+/// Put-if-newer in one step on the server. KEYS[1]: the key; ARGV[1]: the envelope; ARGV[2]:
+/// seconds to live, 0 for none. Stores ARGV[1] unless the key holds an envelope whose version
+/// (bytes 5 to 20, big-endian) is as new or newer; 1 if it stored. Bytes are compared one by
+/// one: Lua's `<` on strings follows the locale.
+const PUT_IF_NEWER: &str = r"
+local held = redis.call('GET', KEYS[1])
+if held and string.len(held) >= 21 and string.sub(held, 1, 4) == 'HRW1' then
+  local new = ARGV[1]
+  for i = 5, 20 do
+    local a, b = string.byte(held, i), string.byte(new, i)
+    if a > b then return 0 end
+    if a < b then break end
+    if i == 20 then return 0 end
+  end
+end
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 1
+";
+
 impl Backend for RedisBackend {
-    fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Bytes>, BackendError>> {
+    fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Stored>, BackendError>> {
         Box::pin(async move {
             let mut conn = self.connection().await?;
-            let value: Option<Vec<u8>> = conn.get(key).await.map_err(|e| classify(e, 0))?;
-            Ok(value.map(Bytes::from))
+            let held: Option<Vec<u8>> = conn.get(key).await.map_err(|e| classify(e, 0))?;
+            Ok(held.map(|bytes| {
+                let bytes = Bytes::from(bytes);
+                if self.versioned {
+                    Stored::decode(bytes)
+                } else {
+                    Stored {
+                        version: Version::ZERO,
+                        value: Some(bytes),
+                    }
+                }
+            }))
         })
     }
 
     fn put<'a>(
         &'a self,
         key: &'a [u8],
-        value: Bytes,
+        stored: Stored,
         ttl: Option<Ttl>,
-    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        condition: Condition,
+    ) -> BoxFuture<'a, Result<Written, BackendError>> {
         Box::pin(async move {
             let mut conn = self.connection().await?;
-            let _: () = conn
-                .set_options(key, value.as_ref(), set_options(ttl))
-                .await
-                .map_err(|e| classify(e, 0))?;
-            Ok(())
+            let stored_it = |yes: bool| if yes { Written::Stored } else { Written::Kept };
+            match (condition, &stored.value) {
+                (Condition::IfNewer, _) => {
+                    let applied: i64 = self
+                        .put_if_newer
+                        .key(key)
+                        .arg(stored.encode().as_ref())
+                        .arg(ttl.map_or(0, |t| t.get()))
+                        .invoke_async(&mut conn)
+                        .await
+                        .map_err(|e| classify(e, 0))?;
+                    Ok(stored_it(applied == 1))
+                }
+                // Raw: no versions; a tombstone there is a removal.
+                (_, None) => {
+                    let _: i64 = conn.del(key).await.map_err(|e| classify(e, 0))?;
+                    Ok(Written::Stored)
+                }
+                (condition, Some(value)) => {
+                    let mut options = set_options(ttl);
+                    if condition == Condition::IfAbsent {
+                        options = options.conditional_set(redis::ExistenceCheck::NX);
+                    }
+                    // SET answers OK when it stored, and nil when NX found the key.
+                    let reply: Option<String> = conn
+                        .set_options(key, value.as_ref(), options)
+                        .await
+                        .map_err(|e| classify(e, 0))?;
+                    Ok(stored_it(reply.is_some()))
+                }
+            }
         })
     }
 
-    fn put_if_absent<'a>(
-        &'a self,
-        key: &'a [u8],
-        value: Bytes,
-        ttl: Option<Ttl>,
-    ) -> BoxFuture<'a, Result<bool, BackendError>> {
-        Box::pin(async move {
-            let mut conn = self.connection().await?;
-            let options = set_options(ttl).conditional_set(redis::ExistenceCheck::NX);
-            // SET NX answers OK when it stored and nil when the key existed.
-            let stored: Option<String> = conn
-                .set_options(key, value.as_ref(), options)
-                .await
-                .map_err(|e| classify(e, 0))?;
-            Ok(stored.is_some())
-        })
-    }
-
-    fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), BackendError>> {
+    fn remove<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
             let mut conn = self.connection().await?;
             let _: i64 = conn.del(key).await.map_err(|e| classify(e, 0))?;
             Ok(())
+        })
+    }
+
+    /// `SCAN`: the cursor is Redis's own; a key may come twice, which repair tolerates.
+    fn list<'a>(
+        &'a self,
+        cursor: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Listing, BackendError>> {
+        Box::pin(async move {
+            let mut conn = self.connection().await?;
+            let (next, keys): (String, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor.unwrap_or("0"))
+                .arg("COUNT")
+                .arg(limit)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| classify(e, 0))?;
+            Ok(Listing {
+                keys: keys.into_iter().map(Bytes::from).collect(),
+                next: (next != "0").then_some(next),
+            })
         })
     }
 

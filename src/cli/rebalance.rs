@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::cluster::reload::Reloader;
-use crate::handoff::RecentWrites;
 use crate::rebalance::{self, Cursor, Options, Progress, Scope};
 
 /// How often the progress line is redrawn.
@@ -70,15 +69,14 @@ pub async fn rebalance(args: RebalanceArgs) -> anyhow::Result<ExitCode> {
     if let Some(cursor) = &resume {
         let _ = writeln!(
             std::io::stderr(),
-            "resuming from node {} after key {:?}",
+            "resuming from node {} after {:?}",
             cursor.node,
-            cursor.after
+            cursor.after.as_deref().unwrap_or("its last key")
         );
     }
     let scope = Scope {
         cluster: reloader.cluster().clone(),
         snap: reloader.cluster().snapshot(),
-        recent: std::sync::Arc::new(RecentWrites::default()),
     };
     let options = Options {
         prune: args.prune,

@@ -1,10 +1,11 @@
-//! A member: one node of a placement with everything the proxy keeps for it. Its health and
-//! in-flight count belong to its id and survive every reload; its client is kept until an
+//! A member: one node of a placement with everything the proxy keeps for it. Its health,
+//! in-flight count and hints belong to its id and survive every reload; its client is kept until an
 //! address, connect timeout, value limit or backend CA changes.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use super::hints::Hints;
 use crate::backend::Backend;
 use crate::config::NodeSpec;
 use crate::health::Health;
@@ -17,6 +18,8 @@ pub(crate) struct Member {
     pub health: Arc<Health>,
     /// Attempts on the node not yet answered.
     pub in_flight: Arc<AtomicU64>,
+    /// Writes it missed, to replay before it serves again.
+    pub hints: Arc<Hints>,
     pub metrics: NodeMetrics,
 }
 

@@ -5,6 +5,7 @@
 //! that triggers one, and the driver that owns every health probe.
 
 mod files;
+mod hints;
 mod log_budget;
 mod member;
 pub(crate) mod probes;
@@ -25,16 +26,20 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub(crate) use self::files::Files;
+pub(crate) use self::hints::Hint;
 use self::log_budget::{LogBudget, REPEAT_EVERY};
 pub(crate) use self::member::Member;
-pub(crate) use self::snapshot::Snapshot;
-use crate::backend::BackendError;
+pub(crate) use self::snapshot::{Replicas, Snapshot};
+use crate::backend::{BackendError, Condition, Written};
+use crate::config::Config;
 use crate::health;
 use crate::lock;
 use crate::metrics::Metrics;
 use crate::net::context;
 use crate::net::tls::ServerCert;
+use crate::net::Ttl;
 use crate::routing::key_hash;
+use crate::version::{Clock, Stored};
 
 /// The operations an attempt can be, as metrics and logs name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,8 +67,10 @@ impl Op {
 pub(crate) struct Cluster {
     live: ArcSwap<Snapshot>,
     pub metrics: Metrics,
-    /// This process's id in `x-hrw-via`, to refuse requests that loop back to it.
+    /// This process's id in `x-hrw-via`, to refuse requests that loop back to it, and in the
+    /// low bits of the versions it stamps.
     pub instance: Arc<str>,
+    pub clock: Clock,
     /// The data listener's certificate when it serves HTTPS; a reload swaps the key in it.
     pub server_cert: Option<Arc<ServerCert>>,
     /// Held while deciding an ejection, so concurrent failures cannot pass the cap together.
@@ -75,10 +82,12 @@ pub(crate) struct Cluster {
 
 impl Cluster {
     pub(crate) fn new(snapshot: Snapshot, files: &Files, metrics: Metrics) -> Arc<Cluster> {
+        let instance = context::instance_id();
         Arc::new(Cluster {
             live: ArcSwap::from_pointee(snapshot),
             metrics,
-            instance: context::instance_id(),
+            clock: Clock::new(u64::from_str_radix(&instance, 16).unwrap_or_default()),
+            instance,
             server_cert: files.server_key.clone().map(ServerCert::new),
             ejections: Mutex::new(()),
             probes: Notify::new(),
@@ -159,6 +168,44 @@ impl Cluster {
         result
     }
 
+    /// Copies what a key holds to `member`, where it is older or missing: put-if-newer with
+    /// versions, put-if-absent without. A tombstone lives for `tombstone_ttl_s`. The copies of
+    /// read repair, handoff and rebalance all go through here.
+    pub(crate) async fn copy_to(
+        &self,
+        snap: &Snapshot,
+        member: &Member,
+        key: &[u8],
+        stored: &Stored,
+    ) -> Result<Written, BackendError> {
+        let config = &snap.config;
+        let (condition, ttl) = match (config.versioned(), stored.is_tombstone()) {
+            (true, true) => (Condition::IfNewer, tombstone_ttl(config)),
+            (true, false) => (Condition::IfNewer, None),
+            (false, _) => (Condition::IfAbsent, None),
+        };
+        let deadline = Instant::now() + config.timeouts.request();
+        let call = member.backend.put(key, stored.clone(), ttl, condition);
+        self.attempt(snap, member, Op::Copy, key, deadline, call)
+            .await
+    }
+
+    /// Keeps a write `member` missed, to replay before it serves again (with versions only:
+    /// without, a replay could overwrite a newer value).
+    pub(crate) fn missed(&self, snap: &Snapshot, member: &Member, hint: Hint) {
+        if !snap.config.versioned() || member.hints.push(hint, &snap.config.hints) {
+            return;
+        }
+        self.metrics.hints_dropped.inc();
+        if let Some(unlogged) = self.may_log_repeat(member) {
+            tracing::warn!(
+                node = member.id(),
+                unlogged,
+                "hint queue full: a write the node missed is dropped; reads with R and repair will bring it up to date"
+            );
+        }
+    }
+
     /// Counts a failure against `member` (unless it is the request's fault) and ejects the
     /// node when its streak calls for it and the cap allows.
     pub(crate) fn record_failure(&self, snap: &Snapshot, member: &Member, error: &BackendError) {
@@ -208,4 +255,9 @@ impl Cluster {
     pub(crate) fn may_log_change(&self) -> bool {
         self.log_budget.allow()
     }
+}
+
+/// How long a tombstone is kept.
+pub(crate) fn tombstone_ttl(config: &Config) -> Option<Ttl> {
+    Ttl::new(config.tombstone_ttl_s.min(u64::from(u32::MAX)) as u32)
 }

@@ -1,7 +1,8 @@
 //! The one driver that owns every health probe: it readmits ejected nodes once a probe passes
-//! (ejecting them again, for longer, when it fails) and runs the active checks of nodes in
-//! service. It works on the membership serving now, so a removed node is never probed again,
-//! and its probes stop with it.
+//! and the writes they missed (their hints) are replayed (ejecting them again, for longer,
+//! when either fails), runs the active checks of nodes in service, and replays the hints of
+//! nodes in service that missed a write. It works on the membership serving now, so a removed
+//! node is never probed again, and its probes stop with it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -10,8 +11,8 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{Cluster, Member};
-use crate::backend::with_timeout;
+use super::{Cluster, Member, Op, Snapshot};
+use crate::backend::{with_timeout, BackendError, Condition};
 use crate::health::Phase;
 
 /// The longest the driver sleeps without looking at the membership again.
@@ -24,6 +25,8 @@ enum Purpose {
     Readmit,
     /// An active check of a node in service.
     Check,
+    /// A node in service missed writes: replay them.
+    Replay,
 }
 
 /// Runs until aborted.
@@ -58,6 +61,7 @@ pub(crate) async fn drive(cluster: Arc<Cluster>) {
                     continue;
                 }
                 Phase::Up if check_now => Purpose::Check,
+                Phase::Up if !member.hints.is_empty() => Purpose::Replay,
                 _ => continue,
             };
             if !probing.insert(member.id().to_owned()) {
@@ -101,7 +105,15 @@ async fn probe(cluster: &Cluster, member: &Member, purpose: Purpose) {
     let snap = cluster.snapshot();
     let policy = snap.config.resilience;
     let timeout = snap.config.timeouts.request();
-    let result = with_timeout(timeout, member.backend.health()).await;
+    if purpose == Purpose::Replay {
+        let _ = replay(cluster, &snap, member).await;
+        return;
+    }
+    let mut result = with_timeout(timeout, member.backend.health()).await;
+    // A node comes back only once it has the writes it missed.
+    if purpose == Purpose::Readmit && result.is_ok() {
+        result = replay(cluster, &snap, member).await;
+    }
     match (purpose, result) {
         (Purpose::Check, Ok(())) => member.health.on_check_passed(),
         (Purpose::Check, Err(e)) => {
@@ -110,7 +122,7 @@ async fn probe(cluster: &Cluster, member: &Member, purpose: Purpose) {
             }
             cluster.record_failure(&snap, member, &e);
         }
-        (Purpose::Readmit, result) => match member.health.on_probe(&result, &policy) {
+        (_, result) => match member.health.on_probe(&result, &policy) {
             None if cluster.may_log_change() => {
                 tracing::info!(
                     node = member.id(),
@@ -126,10 +138,27 @@ async fn probe(cluster: &Cluster, member: &Member, purpose: Purpose) {
                         error,
                         backoff_ms = backoff.as_millis() as u64,
                         unlogged,
-                        "node failed its health probe; ejected again"
+                        "node failed its health probe or the replay of its missed writes; ejected again"
                     );
                 }
             }
         },
     }
+}
+
+/// Replays the writes `member` missed, oldest first, put-if-newer; stops at the first that
+/// fails (it stays queued).
+async fn replay(cluster: &Cluster, snap: &Snapshot, member: &Member) -> Result<(), BackendError> {
+    while let Some(hint) = member.hints.front() {
+        let deadline = Instant::now() + snap.config.timeouts.request();
+        let call = member
+            .backend
+            .put(&hint.key, hint.stored.clone(), hint.ttl, Condition::IfNewer);
+        cluster
+            .attempt(snap, member, Op::Put, &hint.key, deadline, call)
+            .await?;
+        member.hints.pop();
+        cluster.metrics.hints_replayed.inc();
+    }
+    Ok(())
 }

@@ -122,6 +122,7 @@ impl Snapshot {
         let reach_same = |prev: &Snapshot| {
             prev.config.timeouts.connect_ms == config.timeouts.connect_ms
                 && prev.config.max_value_bytes == config.max_value_bytes
+                && prev.config.versioning == config.versioning
         };
         let members: Box<[Arc<Member>]> = config
             .nodes
@@ -130,6 +131,7 @@ impl Snapshot {
                 let earlier = previous.and_then(|p| p.placement.member(spec.id.as_str()));
                 let reusable = previous.zip(earlier).is_some_and(|(prev, old)| {
                     old.spec.url == spec.url
+                        && old.spec.store == spec.store
                         && reach_same(prev)
                         && (spec.url.scheme != Scheme::Https
                             || prev.backend_trust == files.backend_trust)
@@ -143,6 +145,7 @@ impl Snapshot {
                     backend,
                     health: earlier.map(|m| m.health.clone()).unwrap_or_default(),
                     in_flight: earlier.map(|m| m.in_flight.clone()).unwrap_or_default(),
+                    hints: earlier.map(|m| m.hints.clone()).unwrap_or_default(),
                     metrics: metrics.node(spec.id.as_str()),
                 })
             })

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 pub use self::error::ConfigError;
 pub use self::schema::{
-    AuthConfig, Limits, NodeId, NodeSpec, Resilience, Timeouts, TlsConfig, Weight,
+    AuthConfig, HintLimits, Limits, NodeId, NodeSpec, Resilience, Store, Timeouts, TlsConfig,
+    Versioning, Weight,
 };
 pub use self::url::{NodeUrl, Scheme};
 pub use self::yaml::{MAX_CONFIG_BYTES, MAX_DEPTH};
@@ -23,6 +24,9 @@ use crate::routing::{Ring, MAX_REPLICAS};
 /// The longest `reload_poll_s` and `handoff_window_s` accepted.
 pub const MAX_RELOAD_POLL_S: u64 = 24 * 3600;
 pub const MAX_HANDOFF_WINDOW_S: u64 = 7 * 24 * 3600;
+/// The longest time to live accepted, for values (`?ttl=`) and tombstones: ten years.
+pub const MAX_TTL_SECONDS: u32 = 10 * 365 * 24 * 3600;
+const MAX_TOMBSTONE_TTL_S: u64 = MAX_TTL_SECONDS as u64;
 
 /// A validated configuration: every field has its value and every rule holds.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +45,15 @@ pub struct Config {
     pub handoff_window_s: u64,
     /// How often the file's checksum is compared, in case file events were lost.
     pub reload_poll_s: u64,
+    /// Whether values carry versions.
+    pub versioning: Versioning,
+    /// How long a delete is remembered (its tombstone kept), at least the handoff window.
+    pub tombstone_ttl_s: u64,
+    /// R: replicas a read waits for; by default `replicas - write_quorum + 1`, so R + W > r.
+    pub read_quorum: usize,
+    /// Read repairs (stale replicas written back) as a percentage of reads at most.
+    pub repair_budget_percent: u32,
+    pub hints: HintLimits,
     pub resilience: Resilience,
     pub limits: Limits,
     pub auth: AuthConfig,
@@ -72,6 +85,10 @@ impl Config {
 
     pub fn reload_poll(&self) -> Duration {
         Duration::from_secs(self.reload_poll_s)
+    }
+
+    pub fn versioned(&self) -> bool {
+        self.versioning == Versioning::On
     }
 
     /// The placement table for these nodes.
@@ -156,6 +173,39 @@ fn validate(text: &str, file: schema::File) -> Result<Config, ConfigError> {
             format!("write_quorum: {write_quorum} must be between 1 and replicas ({replicas})"),
         ));
     }
+    let read_quorum = file.read_quorum.unwrap_or(replicas + 1 - write_quorum);
+    if read_quorum == 0 || read_quorum > replicas {
+        return Err(at_key(
+            "read_quorum",
+            format!("read_quorum: {read_quorum} must be between 1 and replicas ({replicas})"),
+        ));
+    }
+    let tombstone_bounds = file.handoff_window_s.max(1)..=MAX_TOMBSTONE_TTL_S;
+    if !tombstone_bounds.contains(&file.tombstone_ttl_s) {
+        return Err(at_key(
+            "tombstone_ttl_s",
+            format!(
+                "tombstone_ttl_s: {} must be at least handoff_window_s ({}) and 1, and at most {MAX_TOMBSTONE_TTL_S}",
+                file.tombstone_ttl_s, file.handoff_window_s
+            ),
+        ));
+    }
+    if file.repair_budget_percent > 100 {
+        return Err(at_key(
+            "repair_budget_percent",
+            "repair_budget_percent: must be from 0 to 100".into(),
+        ));
+    }
+    if let Some((i, node)) = nodes.iter().enumerate().find(|(_, n)| {
+        n.store == Store::Plain && !matches!(n.url.scheme, Scheme::Http | Scheme::Https)
+    }) {
+        let line = yaml::id_line(text, node.id.as_str(), 1);
+        return Err(ConfigError::at(
+            format!("nodes[{i}].store: plain applies to http and https nodes only"),
+            line,
+            None,
+        ));
+    }
     let t = file.timeouts;
     if [t.connect_ms, t.request_ms, t.deadline_ms].contains(&0) {
         return Err(at_key(
@@ -231,6 +281,11 @@ fn validate(text: &str, file: schema::File) -> Result<Config, ConfigError> {
         max_value_bytes: file.max_value_bytes,
         handoff_window_s: file.handoff_window_s,
         reload_poll_s: file.reload_poll_s,
+        versioning: file.versioning,
+        tombstone_ttl_s: file.tombstone_ttl_s,
+        read_quorum,
+        repair_budget_percent: file.repair_budget_percent,
+        hints: file.hints,
         resilience,
         limits: file.limits,
         auth: file.auth,

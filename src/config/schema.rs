@@ -25,6 +25,11 @@ pub(super) struct File {
     pub max_value_bytes: usize,
     pub handoff_window_s: u64,
     pub reload_poll_s: u64,
+    pub versioning: Versioning,
+    pub tombstone_ttl_s: u64,
+    pub read_quorum: Option<usize>,
+    pub repair_budget_percent: u32,
+    pub hints: HintLimits,
     // The resilience settings sit at the top level of the file.
     pub eject_after: u32,
     pub eject_backoff_ms: u64,
@@ -53,6 +58,11 @@ impl Default for File {
             max_value_bytes: 8 * 1024 * 1024,
             handoff_window_s: 300,
             reload_poll_s: 5,
+            versioning: Versioning::On,
+            tombstone_ttl_s: 86_400,
+            read_quorum: None,
+            repair_budget_percent: 10,
+            hints: HintLimits::default(),
             eject_after: r.eject_after,
             eject_backoff_ms: r.eject_backoff_ms,
             eject_backoff_max_ms: r.eject_backoff_max_ms,
@@ -197,6 +207,34 @@ impl Default for Resilience {
     }
 }
 
+/// Whether values carry versions (`on`, the default) or are stored as they are (`off`, for
+/// nodes shared with other clients that read the raw values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Versioning {
+    On,
+    Off,
+}
+
+/// Writes kept for a node that missed them, replayed before it serves again; per node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HintLimits {
+    /// Writes kept at most (0: no hints).
+    pub max_writes: usize,
+    /// Bytes of keys and values kept at most.
+    pub max_bytes: usize,
+}
+
+impl Default for HintLimits {
+    fn default() -> Self {
+        HintLimits {
+            max_writes: 10_000,
+            max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
 /// `auth:`: bearer tokens, read from files relative to the config file's directory.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -230,6 +268,20 @@ pub struct NodeSpec {
     pub url: NodeUrl,
     #[serde(default)]
     pub weight: Weight,
+    /// What an `http(s)://` node is.
+    #[serde(default)]
+    pub store: Store,
+}
+
+/// What an HTTP node is: the built-in node (or anything speaking its protocol: versions in
+/// `x-hrw-version` headers, compared on the node), or any other store taking PUT, GET and
+/// DELETE (versions in an envelope around the value, compared by reading first).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Store {
+    #[default]
+    Hrw,
+    Plain,
 }
 
 /// A non-empty node id.

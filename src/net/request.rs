@@ -15,8 +15,7 @@ pub type Ttl = std::num::NonZeroU32;
 
 /// Header carrying a PUT's time to live, as an alternative to `?ttl=`.
 pub(crate) const HEADER_TTL: &str = "x-hrw-ttl";
-/// The longest time to live accepted: ten years.
-pub const MAX_TTL_SECONDS: u32 = 10 * 365 * 24 * 3600;
+pub use crate::config::MAX_TTL_SECONDS;
 
 /// Reads a request body of at most `max` bytes within `timeout`; a larger one is refused
 /// before it is read when it declares its length.

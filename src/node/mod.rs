@@ -1,7 +1,9 @@
-//! The built-in in-memory storage node: the same `/kv/<key>` API as the proxy, plus
-//! `PUT` with `If-None-Match: *` (store only if absent), `GET /kv?after=<key>&limit=N` (keys
-//! in byte order, one percent-encoded key per line) and `GET /health`. The default backend of
-//! the demo and the tests; [`demo`] runs one for each loopback node of a config.
+//! The built-in in-memory storage node: the same `/kv/<key>` API as the proxy, with versions
+//! kept natively (`x-hrw-version` on a PUT or DELETE: put-if-newer, a DELETE leaving a
+//! tombstone; on a GET: the version held), `PUT` with `If-None-Match: *` (store only if
+//! absent), `GET /kv?after=<key>&limit=N` (keys in byte order with their versions) and
+//! `GET /health`. The default backend of the demo and the tests; [`demo`] runs one for each
+//! loopback node of a config.
 
 pub(crate) mod demo;
 mod store;
@@ -17,11 +19,13 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 pub(crate) use self::store::Store;
+use crate::backend::{Condition, Written};
 use crate::config::Limits;
 use crate::net::key;
 use crate::net::request::{read_body, ttl_of};
 use crate::net::respond::{self, Body};
 use crate::net::{server, RequestError};
+use crate::version::{Stored, Version, HEADER as VERSION_HEADER, TOMBSTONE_HEADER};
 
 /// Keys a node accepts: generous, since the proxy enforces the configured limit.
 pub(crate) const NODE_MAX_KEY_BYTES: usize = 64 * 1024;
@@ -97,9 +101,25 @@ async fn route(
         .strip_prefix(key::KV_PREFIX)
         .ok_or(RequestError::NotFound)?;
     let key = key::decode(raw_key, NODE_MAX_KEY_BYTES)?.into_owned();
+    let version = version_of(req.headers())?;
     match *req.method() {
         Method::GET | Method::HEAD => Ok(match store.get(&key) {
-            Some(value) => respond::value(value),
+            Some(Stored {
+                version,
+                value: Some(value),
+            }) => with_version(respond::value(value), version),
+            Some(Stored {
+                version,
+                value: None,
+            }) => {
+                let mut resp = with_version(
+                    respond::text(StatusCode::NOT_FOUND, "key not found (deleted)"),
+                    version,
+                );
+                resp.headers_mut()
+                    .insert(TOMBSTONE_HEADER, HeaderValue::from_static("true"));
+                resp
+            }
             None => respond::text(StatusCode::NOT_FOUND, "key not found"),
         }),
         Method::PUT => {
@@ -110,26 +130,70 @@ async fn route(
             let ttl = ttl_of(&req)?;
             let limits = Limits::default();
             let value = read_body(req, max_value_bytes, limits.body_read_timeout()).await?;
-            if only_if_absent {
-                if !store.put_if_absent(key, value, ttl) {
-                    return Ok(respond::text(
-                        StatusCode::PRECONDITION_FAILED,
-                        "key exists; If-None-Match: * stores only absent keys",
-                    ));
-                }
-            } else {
-                store.put(key, value, ttl);
+            let condition = match (version, only_if_absent) {
+                (Some(_), _) => Condition::IfNewer,
+                (None, true) => Condition::IfAbsent,
+                (None, false) => Condition::Always,
+            };
+            let stored = Stored {
+                version: version.unwrap_or(Version::ZERO),
+                value: Some(value),
+            };
+            Ok(written(store.put(key, stored, ttl, condition)))
+        }
+        // With a version: a tombstone, if newer, kept for its TTL. Without: removed.
+        Method::DELETE => match version {
+            Some(version) => {
+                let ttl = ttl_of(&req)?;
+                let tombstone = Stored {
+                    version,
+                    value: None,
+                };
+                Ok(written(store.put(key, tombstone, ttl, Condition::IfNewer)))
             }
-            Ok(respond::empty(StatusCode::NO_CONTENT))
-        }
-        Method::DELETE => {
-            store.delete(&key);
-            Ok(respond::empty(StatusCode::NO_CONTENT))
-        }
+            None => {
+                store.remove(&key);
+                Ok(respond::empty(StatusCode::NO_CONTENT))
+            }
+        },
         _ => Err(RequestError::MethodNotAllowed {
             method: req.method().to_string(),
             allow: key::ALLOWED_METHODS,
         }),
+    }
+}
+
+/// The request's `x-hrw-version`, if it has one.
+fn version_of(headers: &http::HeaderMap) -> Result<Option<Version>, RequestError> {
+    headers
+        .get(VERSION_HEADER)
+        .map(|v| {
+            Version::from_header(v).ok_or_else(|| {
+                RequestError::BadHeader(format!("{VERSION_HEADER} must be a whole number"))
+            })
+        })
+        .transpose()
+}
+
+fn with_version(mut resp: Response<Body>, version: Version) -> Response<Body> {
+    if version != Version::ZERO {
+        resp.headers_mut()
+            .insert(VERSION_HEADER, version.header_value());
+    }
+    resp
+}
+
+/// 204 when the write landed; 412 with the version held when the node kept what it holds.
+fn written((written, held): (Written, Option<Version>)) -> Response<Body> {
+    match written {
+        Written::Stored => respond::empty(StatusCode::NO_CONTENT),
+        Written::Kept => with_version(
+            respond::text(
+                StatusCode::PRECONDITION_FAILED,
+                "kept: the node holds a value (If-None-Match: *) or a version as new or newer",
+            ),
+            held.unwrap_or(Version::ZERO),
+        ),
     }
 }
 
@@ -158,9 +222,15 @@ fn list(store: &Store, query: &str) -> Result<Response<Body>, RequestError> {
             }
         }
     }
+    // One entry per line: the percent-encoded key, its version, and `tombstone` for one.
     let mut body = String::new();
-    for k in store.keys_after(after.as_deref(), limit) {
+    for (k, stored) in store.entries_after(after.as_deref(), limit) {
         key::encode_into(&k, &mut body);
+        body.push(' ');
+        body.push_str(&stored.version.to_string());
+        if stored.is_tombstone() {
+            body.push_str(" tombstone");
+        }
         body.push('\n');
     }
     let mut resp = Response::new(Body::new(Bytes::from(body)));

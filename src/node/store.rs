@@ -1,29 +1,24 @@
-//! The node's data: ordered, so that it can be listed page by page. Expired entries are
-//! invisible at once and swept out by [`Store::sweep`].
+//! The node's data: ordered, so that it can be listed page by page. Each entry is a value or a
+//! tombstone with its version; writes land under a condition (put-if-newer for versioned
+//! writes), atomically under one lock. Expired entries are invisible at once and swept out by
+//! [`Store::sweep`].
 
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
+use crate::backend::{Condition, Written};
 use crate::net::Ttl;
+use crate::version::{Stored, Version};
 
-/// A value and when it expires, if it does.
+/// What the node holds for a key, and when it expires, if it does.
 #[derive(Debug, Clone)]
 struct Entry {
-    value: Bytes,
+    stored: Stored,
     expires: Option<Instant>,
 }
 
 impl Entry {
-    fn new(value: Bytes, ttl: Option<Ttl>) -> Entry {
-        Entry {
-            value,
-            expires: ttl.map(|t| Instant::now() + Duration::from_secs(u64::from(t.get()))),
-        }
-    }
-
     fn live(&self, now: Instant) -> bool {
         self.expires.is_none_or(|at| now < at)
     }
@@ -35,31 +30,45 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    pub(crate) fn get(&self, key: &[u8]) -> Option<Bytes> {
+    /// What the node holds for the key (a value or a tombstone), unless it expired.
+    pub(crate) fn get(&self, key: &[u8]) -> Option<Stored> {
         let now = Instant::now();
         self.read()
             .get(key)
             .filter(|e| e.live(now))
-            .map(|e| e.value.clone())
+            .map(|e| e.stored.clone())
     }
 
-    pub(crate) fn put(&self, key: Vec<u8>, value: Bytes, ttl: Option<Ttl>) {
-        self.write().insert(key, Entry::new(value, ttl));
-    }
-
-    /// Stores only if the key is absent (or expired); true if it stored.
-    pub(crate) fn put_if_absent(&self, key: Vec<u8>, value: Bytes, ttl: Option<Ttl>) -> bool {
+    /// Writes under `condition`: `Kept` (with what is held) when the node keeps its entry.
+    pub(crate) fn put(
+        &self,
+        key: Vec<u8>,
+        stored: Stored,
+        ttl: Option<Ttl>,
+        condition: Condition,
+    ) -> (Written, Option<Version>) {
         let now = Instant::now();
         let mut map = self.write();
-        if map.get(&key).is_some_and(|e| e.live(now)) {
-            return false;
+        let held = map.get(&key).filter(|e| e.live(now));
+        let keep = match (condition, held) {
+            (_, None) | (Condition::Always, _) => false,
+            (Condition::IfAbsent, Some(_)) => true,
+            (Condition::IfNewer, Some(e)) => e.stored.version >= stored.version,
+        };
+        if keep {
+            return (Written::Kept, held.map(|e| e.stored.version));
         }
-        map.insert(key, Entry::new(value, ttl));
-        true
+        let expires = ttl.map(|t| now + Duration::from_secs(u64::from(t.get())));
+        map.insert(key, Entry { stored, expires });
+        (Written::Stored, None)
     }
 
-    /// Up to `limit` live keys strictly after `after`, in byte order.
-    pub(crate) fn keys_after(&self, after: Option<&[u8]>, limit: usize) -> Vec<Vec<u8>> {
+    /// Up to `limit` live keys strictly after `after`, in byte order, with what each holds.
+    pub(crate) fn entries_after(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Vec<(Vec<u8>, Stored)> {
         use std::ops::Bound;
         let start = match after {
             Some(after) => Bound::Excluded(after),
@@ -70,7 +79,7 @@ impl Store {
             .range::<[u8], _>((start, Bound::Unbounded))
             .filter(|(_, e)| e.live(now))
             .take(limit)
-            .map(|(k, _)| k.clone())
+            .map(|(k, e)| (k.clone(), e.stored.clone()))
             .collect()
     }
 
@@ -80,9 +89,9 @@ impl Store {
         self.write().retain(|_, e| e.live(now));
     }
 
-    pub(crate) fn delete(&self, key: &[u8]) -> bool {
-        let now = Instant::now();
-        self.write().remove(key).is_some_and(|e| e.live(now))
+    /// Removes the key, whatever it holds.
+    pub(crate) fn remove(&self, key: &[u8]) {
+        self.write().remove(key);
     }
 
     // A panic while holding the lock cannot leave the map half-changed (every operation is a
@@ -93,5 +102,66 @@ impl Store {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Vec<u8>, Entry>> {
         self.map.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn value(version: u128, v: &'static [u8]) -> Stored {
+        Stored {
+            version: Version(version),
+            value: Some(Bytes::from_static(v)),
+        }
+    }
+
+    #[test]
+    fn put_if_newer_keeps_the_newest_whatever_the_order() {
+        let store = Store::default();
+        let newer = Condition::IfNewer;
+        assert_eq!(
+            store.put(b"k".to_vec(), value(5, b"five"), None, newer).0,
+            Written::Stored
+        );
+        assert_eq!(
+            store.put(b"k".to_vec(), value(3, b"three"), None, newer),
+            (Written::Kept, Some(Version(5)))
+        );
+        assert_eq!(
+            store.put(b"k".to_vec(), value(5, b"again"), None, newer).0,
+            Written::Kept
+        );
+        let tombstone = Stored {
+            version: Version(7),
+            value: None,
+        };
+        assert_eq!(
+            store.put(b"k".to_vec(), tombstone.clone(), None, newer).0,
+            Written::Stored
+        );
+        assert_eq!(
+            store.put(b"k".to_vec(), value(6, b"six"), None, newer).0,
+            Written::Kept
+        );
+        assert_eq!(store.get(b"k"), Some(tombstone));
+        // Listed with the tombstone; a blind write replaces anything.
+        assert_eq!(store.entries_after(None, 10).len(), 1);
+        assert_eq!(
+            store
+                .put(b"k".to_vec(), value(0, b"raw"), None, Condition::Always)
+                .0,
+            Written::Stored
+        );
+        assert_eq!(
+            store
+                .put(b"k".to_vec(), value(0, b"x"), None, Condition::IfAbsent)
+                .0,
+            Written::Kept
+        );
+        assert_eq!(store.get(b"k"), Some(value(0, b"raw")));
+        store.remove(b"k");
+        assert_eq!(store.get(b"k"), None);
     }
 }

@@ -4,6 +4,7 @@
 //! [`outcome`] classifies what happened and [`respond`] is the one place that turns it into a
 //! status.
 
+mod budget;
 mod hedge;
 mod outcome;
 mod read;
@@ -16,17 +17,16 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::cluster::Cluster;
-use crate::handoff::RecentWrites;
 use crate::net::server;
 
 /// What the data path keeps for the life of the process besides the cluster.
 #[derive(Debug)]
 pub(crate) struct DataPath {
     pub cluster: Arc<Cluster>,
-    /// Client writes during handoff windows and rebalances; shared with the admin's rebalance.
-    pub recent: Arc<RecentWrites>,
     /// Hedged reads allowed.
-    pub hedge_budget: hedge::HedgeBudget,
+    pub hedge_budget: budget::Budget,
+    /// Read repairs allowed.
+    pub repair_budget: budget::Budget,
 }
 
 /// Serves the proxy on `listener` (over TLS when the cluster has a certificate) until

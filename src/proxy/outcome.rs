@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use crate::backend::BackendError;
 use crate::cluster::Member;
+use crate::version::Version;
 
 /// What happened on one node, for error bodies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,14 +76,17 @@ impl Failure {
 
 #[derive(Debug)]
 pub(crate) enum ReadOutcome {
+    /// The newest of the answers is this value.
     Found {
         value: Bytes,
+        version: Version,
         node: Arc<Member>,
         /// The generation the node was a replica in, when it answered for handoff.
         handoff_from: Option<u64>,
     },
-    /// Enough replicas said the key is absent that no acknowledged write can be elsewhere.
-    Missing,
+    /// The key is absent on enough replicas that no acknowledged write can be elsewhere, or
+    /// the newest answer is a tombstone (its version given).
+    Missing { deleted: Option<Version> },
     Failed {
         why: Failure,
         attempts: Vec<Attempted>,
@@ -91,6 +95,8 @@ pub(crate) enum ReadOutcome {
 
 #[derive(Debug)]
 pub(crate) struct WriteOutcome {
+    /// The write's version (none without versioning).
+    pub version: Option<Version>,
     pub acks: usize,
     pub replicas: usize,
     /// Acks the request needed (its ack level).

@@ -1,110 +1,206 @@
-//! Reads: the best replica in service first, falling back down the ranking on an error or a
-//! timeout, and on a miss until the miss is final ([`misses_to_stop`]). Ejected replicas are
-//! skipped. A replica slow to answer is hedged: the next one is asked too, and the first value
-//! wins; a replica that keeps losing hedges counts as failing.
+//! Reads: a GET waits for R answers from the key's replicas in service (a value, a tombstone,
+//! or "absent"), asking them in rank order and falling back down the ranking when one fails;
+//! the newest version wins, a tombstone newest is a 404. A replica slow to answer is hedged:
+//! one more is asked, and a replica that keeps losing hedges counts as failing. Replicas found
+//! older than the newest get it written back in the background (read repair, within a budget).
 //!
-//! While a handoff window is open the current replicas may not have the key yet: every one of
-//! them is asked, then the key's earlier replicas (see [`crate::handoff`]). A miss is then
-//! reported only if every replica asked answered; otherwise the read failed.
+//! While a handoff window is open the key may still be on its earlier replicas only, or newer
+//! there (a proxy that had not reloaded yet wrote there): they are asked too, and what they
+//! hold competes by version; the winner is copied to the current replicas. Without versions
+//! (`versioning: off`) the first value found is returned, and earlier replicas are asked only
+//! when the current ones miss.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 
-use super::hedge::{self, Raced};
+use super::hedge;
 use super::outcome::{Attempted, Failure, ReadOutcome};
 use super::DataPath;
 use crate::backend::BackendError;
-use crate::cluster::{Member, Op, Snapshot};
-use crate::handoff::{self, WriteKind};
+use crate::cluster::{Member, Op, Replicas, Snapshot};
+use crate::handoff;
 use crate::metrics::RankLabel;
-use crate::routing::misses_to_stop;
+use crate::version::Stored;
+
+/// One answer: who gave it, what it holds, and its rank among the key's replicas, or the
+/// generation it was a replica in when it answered for handoff.
+struct Answer {
+    member: Arc<Member>,
+    held: Option<Stored>,
+    rank: Option<usize>,
+    earlier: Option<u64>,
+}
 
 pub(crate) async fn read(
     path: &Arc<DataPath>,
     snap: &Arc<Snapshot>,
     key: &Bytes,
+    need: usize,
     deadline: Instant,
 ) -> ReadOutcome {
-    let began = Instant::now();
+    let config = &snap.config;
     path.hedge_budget
-        .on_read(snap.config.resilience.hedge_budget_percent);
-    // Only while a window is open does the key's last write matter (and cost a lookup).
-    let window_open = snap.handoff_open();
-    let last_write = window_open.then(|| path.recent.last(key)).flatten();
-    // After a recorded DELETE no earlier replica may answer.
-    let handoff = window_open && last_write.is_none_or(|w| w.kind == WriteKind::Put);
-    let mut attempts = match read_current(path, snap, key, handoff, deadline).await {
-        Current::Failed(attempts) if handoff && Instant::now() < deadline => attempts,
-        Current::Missing if handoff => Vec::new(),
-        current => return current.into_outcome(deadline),
-    };
-    // Earlier replicas older than the key's last recorded PUT hold stale values.
-    let min_generation = last_write.map_or(0, |w| w.generation);
-    let cluster = &path.cluster;
-    let (found, failures) = handoff::read_earlier(
-        cluster,
-        snap,
-        &path.recent,
-        key,
-        min_generation,
-        began,
-        deadline,
-    )
-    .await;
-    if let Some(found) = found {
-        return ReadOutcome::Found {
-            value: found.value,
-            node: found.from.member,
-            handoff_from: Some(found.from.generation),
-        };
-    }
-    attempts.extend(failures.into_iter().map(|(m, e)| Attempted::failed(&m, e)));
-    if attempts.iter().any(|a| a.result.is_err()) {
+        .on_read(config.resilience.hedge_budget_percent);
+    path.repair_budget.on_read(config.repair_budget_percent);
+    let versioned = config.versioned();
+    let replicas = snap.placement.replicas(key);
+    let Gathered {
+        mut answers,
+        mut attempts,
+    } = gather(path, snap, key, &replicas, need, versioned, deadline).await;
+    let found_value = answers
+        .iter()
+        .any(|a| a.held.as_ref().is_some_and(|s| !s.is_tombstone()));
+    // Without versions the first value found is the answer; with them, R answers are.
+    let settled = answers.len() >= need || (found_value && !versioned);
+    if !settled {
         let why = Failure::of_read(&attempts, Instant::now() >= deadline);
-        ReadOutcome::Failed { why, attempts }
-    } else {
-        ReadOutcome::Missing
+        return ReadOutcome::Failed { why, attempts };
     }
+    let mut earlier_failed = false;
+    if snap.handoff_open() && (versioned || !found_value) {
+        for earlier in handoff::earlier_replicas(snap, key) {
+            let member = earlier.member;
+            let call = member.backend.get(key);
+            match path
+                .cluster
+                .attempt(snap, &member, Op::Get, key, deadline, call)
+                .await
+            {
+                Ok(held) => {
+                    let value = held.as_ref().is_some_and(|s| !s.is_tombstone());
+                    answers.push(Answer {
+                        member,
+                        held,
+                        rank: None,
+                        earlier: Some(earlier.generation),
+                    });
+                    if value && !versioned {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    earlier_failed = true;
+                    attempts.push(Attempted::failed(&member, e));
+                }
+            }
+        }
+    }
+    let Some(newest) = newest(&answers) else {
+        if earlier_failed {
+            let why = Failure::of_read(&attempts, Instant::now() >= deadline);
+            return ReadOutcome::Failed { why, attempts };
+        }
+        return ReadOutcome::Missing { deleted: None };
+    };
+    let winner = &answers[newest];
+    let stored = winner.held.clone().expect("the newest holds something");
+    repair(path, snap, key, &answers, &stored, winner.earlier.is_some());
+    match stored.value {
+        Some(value) => {
+            let metrics = &path.cluster.metrics;
+            match (winner.earlier, winner.rank) {
+                (Some(_), _) => {
+                    metrics.handoff_hits.inc();
+                }
+                (None, Some(rank)) if rank > 0 => {
+                    let rank = u16::try_from(rank + 1).unwrap_or(u16::MAX);
+                    metrics
+                        .read_fallbacks
+                        .get_or_create(&RankLabel { rank })
+                        .inc();
+                }
+                _ => {}
+            }
+            ReadOutcome::Found {
+                value,
+                version: stored.version,
+                node: winner.member.clone(),
+                handoff_from: winner.earlier,
+            }
+        }
+        None => ReadOutcome::Missing {
+            deleted: Some(stored.version),
+        },
+    }
+}
+
+/// The index of the answer holding the newest version; on a tie the first (current replicas
+/// come before earlier ones, in rank order).
+fn newest(answers: &[Answer]) -> Option<usize> {
+    let mut best: Option<(usize, &Stored)> = None;
+    for (i, answer) in answers.iter().enumerate() {
+        if let Some(held) = &answer.held {
+            if best.is_none_or(|(_, b)| held.version > b.version) {
+                best = Some((i, held));
+            }
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// Writes the newest back to the replicas that answered with something older, in the
+/// background: within the repair budget for current replicas that fell behind, always when
+/// the newest came from an earlier replica (handoff). Without versions only handoff copies.
+fn repair(
+    path: &Arc<DataPath>,
+    snap: &Arc<Snapshot>,
+    key: &Bytes,
+    answers: &[Answer],
+    newest: &Stored,
+    handoff: bool,
+) {
+    let versioned = snap.config.versioned();
+    if !versioned && !handoff {
+        return;
+    }
+    let stale: Vec<Arc<Member>> = answers
+        .iter()
+        .filter(|a| a.earlier.is_none())
+        .filter(|a| a.held.as_ref().is_none_or(|h| h.version < newest.version))
+        .filter(|a| versioned || a.held.is_none())
+        .map(|a| a.member.clone())
+        .collect();
+    if stale.is_empty() || !(handoff || path.repair_budget.try_spend()) {
+        return;
+    }
+    let (path, snap, key, newest) = (path.clone(), snap.clone(), key.clone(), newest.clone());
+    crate::net::context::spawn(async move {
+        let metrics = &path.cluster.metrics;
+        for member in stale {
+            let written = path.cluster.copy_to(&snap, &member, &key, &newest).await;
+            if matches!(written, Ok(crate::backend::Written::Stored)) {
+                if handoff {
+                    metrics.handoff_copies.inc();
+                } else {
+                    metrics.read_repairs.inc();
+                }
+            }
+        }
+    });
 }
 
 /// What the current replicas said.
-enum Current {
-    Found(Bytes, Arc<Member>),
-    Missing,
-    /// Not every replica answered; what each did.
-    Failed(Vec<Attempted>),
+struct Gathered {
+    answers: Vec<Answer>,
+    /// What went wrong (and, without versions, the misses), for the error body.
+    attempts: Vec<Attempted>,
 }
 
-impl Current {
-    fn into_outcome(self, deadline: Instant) -> ReadOutcome {
-        match self {
-            Current::Found(value, node) => ReadOutcome::Found {
-                value,
-                node,
-                handoff_from: None,
-            },
-            Current::Missing => ReadOutcome::Missing,
-            Current::Failed(attempts) => ReadOutcome::Failed {
-                why: Failure::of_read(&attempts, Instant::now() >= deadline),
-                attempts,
-            },
-        }
-    }
-}
-
-/// Reads the current replicas in rank order, hedging slow ones; with `exhaustive`, a miss never
-/// ends the read early (the handoff case).
-async fn read_current(
+/// Asks the replicas in service, in rank order, until `need` answered (or, without versions,
+/// one gave a value), moving on past failures, hedging once when the first ones are slow.
+async fn gather(
     path: &DataPath,
     snap: &Snapshot,
     key: &[u8],
-    exhaustive: bool,
+    replicas: &Replicas<'_>,
+    need: usize,
+    versioned: bool,
     deadline: Instant,
-) -> Current {
-    let replicas = snap.placement.replicas(key);
-    let stop_after = misses_to_stop(replicas.len(), snap.config.write_quorum);
+) -> Gathered {
     let cluster = &path.cluster;
     let mut attempts = Vec::new();
     let mut in_service: Vec<usize> = Vec::with_capacity(replicas.len());
@@ -117,77 +213,84 @@ async fn read_current(
     }
     let get = |rank: usize| {
         let member = replicas.get(rank);
-        cluster.attempt(
+        let call = cluster.attempt(
             snap,
             member,
             Op::Get,
             key,
             deadline,
             member.backend.get(key),
-        )
+        );
+        async move { (rank, call.await) }
     };
-    let mut misses = 0;
+    let mut running = FuturesUnordered::new();
+    // Ranks asked and not answered yet.
+    let mut pending: Vec<usize> = Vec::new();
     let mut next = 0;
-    while next < in_service.len() {
-        if Instant::now() >= deadline {
-            return Current::Failed(attempts);
-        }
-        let first = in_service[next];
-        let second = in_service.get(next + 1).copied();
-        let delay =
-            second.and_then(|_| hedge::delay(&snap.config.resilience, &replicas.get(first).health));
-        let raced = hedge::race(
-            get(first),
-            delay,
-            &path.hedge_budget,
-            || get(second.unwrap_or(first)),
-            |r| matches!(r, Ok(Some(_))),
-        )
-        .await;
-        if !matches!(raced, Raced::Alone(_)) {
-            cluster.metrics.hedges_sent.inc();
-        }
-        let (answers, asked) = match raced {
-            Raced::Alone(a) | Raced::FirstWon(a) => ([Some((first, a)), None], 1),
-            Raced::SecondWon(b) => {
-                // The first replica was slower than its own p95 and was cancelled: a node
-                // that keeps losing hedges is hung or overloaded, and is ejected like one
-                // that fails.
-                cluster.metrics.hedges_won.inc();
-                cluster.record_failure(snap, replicas.get(first), &BackendError::Slow);
-                ([Some((second.unwrap_or(first), b)), None], 2)
-            }
-            Raced::Both(a, b) => ([Some((first, a)), Some((second.unwrap_or(first), b))], 2),
-        };
-        next += asked;
-        for (rank, answer) in answers.into_iter().flatten() {
-            let member = replicas.get(rank);
-            match answer {
-                Ok(Some(value)) => {
-                    if rank > 0 {
-                        let rank = u16::try_from(rank + 1).unwrap_or(u16::MAX);
-                        cluster
-                            .metrics
-                            .read_fallbacks
-                            .get_or_create(&RankLabel { rank })
-                            .inc();
+    while pending.len() < need && next < in_service.len() {
+        running.push(get(in_service[next]));
+        pending.push(in_service[next]);
+        next += 1;
+    }
+    // One hedge per read, once the first replica is slower than it usually is.
+    let mut hedge_at = in_service
+        .first()
+        .and_then(|&rank| hedge::delay(&snap.config.resilience, &replicas.get(rank).health))
+        .map(|delay| Instant::now() + delay);
+    // The replicas a hedge raced: any still working when the read ends lost the race.
+    let mut raced: Vec<usize> = Vec::new();
+    let mut hedged: Option<usize> = None;
+    let mut answers: Vec<Answer> = Vec::with_capacity(need);
+    while answers.len() < need && !running.is_empty() {
+        let hedge_due = hedge_at.filter(|_| next < in_service.len());
+        tokio::select! {
+            Some((rank, result)) = running.next() => {
+                pending.retain(|&r| r != rank);
+                let member = replicas.get(rank);
+                match result {
+                    Ok(held) => {
+                        let value = held.as_ref().is_some_and(|s| !s.is_tombstone());
+                        if held.is_none() && !versioned {
+                            attempts.push(Attempted::missed(member));
+                        }
+                        if value && hedged == Some(rank) {
+                            cluster.metrics.hedges_won.inc();
+                        }
+                        answers.push(Answer { member: member.clone(), held, rank: Some(rank), earlier: None });
+                        if value && !versioned {
+                            break;
+                        }
                     }
-                    return Current::Found(value, member.clone());
-                }
-                Ok(None) => {
-                    misses += 1;
-                    if !exhaustive && misses >= stop_after {
-                        return Current::Missing;
+                    Err(e) => {
+                        attempts.push(Attempted::failed(member, e));
+                        if next < in_service.len() {
+                            running.push(get(in_service[next]));
+                            pending.push(in_service[next]);
+                            next += 1;
+                        }
                     }
-                    attempts.push(Attempted::missed(member));
                 }
-                Err(e) => attempts.push(Attempted::failed(member, e)),
             }
+            _ = tokio::time::sleep_until(hedge_due.unwrap_or(deadline)), if hedge_due.is_some() => {
+                hedge_at = None;
+                if path.hedge_budget.try_spend() {
+                    cluster.metrics.hedges_sent.inc();
+                    raced = pending.clone();
+                    hedged = Some(in_service[next]);
+                    running.push(get(in_service[next]));
+                    pending.push(in_service[next]);
+                    next += 1;
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => break,
         }
     }
-    if exhaustive && attempts.iter().all(|a| a.result.is_ok()) {
-        Current::Missing
-    } else {
-        Current::Failed(attempts)
+    // A node that keeps losing hedges is hung or overloaded, and is ejected like one that
+    // fails.
+    if hedged.is_some() && !answers.is_empty() {
+        for rank in raced.into_iter().filter(|r| pending.contains(r)) {
+            cluster.record_failure(snap, replicas.get(rank), &BackendError::Slow);
+        }
     }
+    Gathered { answers, attempts }
 }

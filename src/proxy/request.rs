@@ -1,5 +1,5 @@
 //! A client request as the data path sees it: the operation, the decoded key, and the options
-//! its headers and query give (deadline, ack level, time to live).
+//! its headers and query give (deadline, ack level or read quorum, version, time to live).
 
 use std::time::Duration;
 
@@ -11,11 +11,14 @@ use crate::metrics::Op as RequestOp;
 use crate::net::key;
 use crate::net::request::ttl_of;
 use crate::net::{RequestError, Ttl};
+use crate::version::{Version, HEADER as VERSION_HEADER};
 
 /// A client's deadline in milliseconds; it can only shorten the configured one.
 pub(crate) const HEADER_DEADLINE: &str = "x-hrw-deadline-ms";
 /// A write's ack level: `one`, `quorum`, `all` or a number of replicas.
 pub(crate) const HEADER_ACK_LEVEL: &str = "x-hrw-w";
+/// A read's quorum: `one`, `quorum`, `all` or a number of replicas.
+pub(crate) const HEADER_READ_QUORUM: &str = "x-hrw-r";
 
 /// The metric label of a request's method.
 pub(crate) fn op_of(method: &Method) -> RequestOp {
@@ -43,8 +46,10 @@ pub(crate) struct ParsedRequest {
     pub key: Bytes,
     /// How long the request may take once its body is in.
     pub deadline: Duration,
-    /// Acks a write needs.
-    pub ack_level: usize,
+    /// Acks a write needs, or answers a read waits for.
+    pub quorum: usize,
+    /// The version a client gave its write (`x-hrw-version`).
+    pub version: Option<Version>,
 }
 
 /// Parses everything but the body; refuses what is malformed before any backend is asked.
@@ -70,20 +75,28 @@ pub(crate) fn parse<B>(req: &Request<B>, config: &Config) -> Result<ParsedReques
         )));
     }
     let key = Bytes::from(key::decode(raw_key, config.max_key_bytes)?.into_owned());
-    let deadline = deadline_of(req.headers(), config)?;
-    let (what, ack_level) = match *method {
-        Method::GET | Method::HEAD => (Parsed::Read, config.write_quorum),
+    let headers = req.headers();
+    let deadline = deadline_of(headers, config)?;
+    let (what, quorum) = match *method {
+        Method::GET | Method::HEAD => (
+            Parsed::Read,
+            quorum_of(headers, HEADER_READ_QUORUM, config.read_quorum, config)?,
+        ),
         Method::PUT => (
             Parsed::Put(ttl_of(req)?),
-            ack_level_of(req.headers(), config)?,
+            quorum_of(headers, HEADER_ACK_LEVEL, config.write_quorum, config)?,
         ),
-        _ => (Parsed::Delete, ack_level_of(req.headers(), config)?),
+        _ => (
+            Parsed::Delete,
+            quorum_of(headers, HEADER_ACK_LEVEL, config.write_quorum, config)?,
+        ),
     };
     Ok(ParsedRequest {
         what,
         key,
         deadline,
-        ack_level,
+        quorum,
+        version: version_of(headers, config)?,
     })
 }
 
@@ -106,23 +119,49 @@ fn deadline_of(headers: &HeaderMap, config: &Config) -> Result<Duration, Request
     Ok(configured.min(Duration::from_millis(ms)))
 }
 
-/// Acks a write needs: `write_quorum`, or the request's `x-hrw-w`.
-fn ack_level_of(headers: &HeaderMap, config: &Config) -> Result<usize, RequestError> {
+/// Acks a write needs (`x-hrw-w`) or answers a read waits for (`x-hrw-r`): the configured
+/// quorum unless the header says `one`, `quorum`, `all` or a number from 1 to r.
+fn quorum_of(
+    headers: &HeaderMap,
+    header: &str,
+    configured: usize,
+    config: &Config,
+) -> Result<usize, RequestError> {
     let r = config.replicas;
-    let Some(raw) = headers.get(HEADER_ACK_LEVEL) else {
-        return Ok(config.write_quorum);
+    let Some(raw) = headers.get(header) else {
+        return Ok(configured);
     };
     let level = match raw.to_str().unwrap_or("") {
         "one" => Some(1),
-        "quorum" => Some(config.write_quorum),
+        "quorum" => Some(configured),
         "all" => Some(r),
         n => n.parse::<usize>().ok().filter(|n| (1..=r).contains(n)),
     };
     level.ok_or_else(|| {
         RequestError::BadHeader(format!(
-            "{HEADER_ACK_LEVEL} must be one, quorum, all or a number from 1 to {r}"
+            "{header} must be one, quorum, all or a number from 1 to {r}"
         ))
     })
+}
+
+/// The version a client gives its write (for replays, or its own ordering).
+fn version_of(headers: &HeaderMap, config: &Config) -> Result<Option<Version>, RequestError> {
+    let Some(raw) = headers.get(VERSION_HEADER) else {
+        return Ok(None);
+    };
+    if !config.versioned() {
+        return Err(RequestError::BadHeader(format!(
+            "{VERSION_HEADER} needs versioning: on"
+        )));
+    }
+    Version::from_header(raw)
+        .filter(|v| *v != Version::ZERO)
+        .map(Some)
+        .ok_or_else(|| {
+            RequestError::BadHeader(format!(
+                "{VERSION_HEADER} must be a whole number from 1 to 2^128 - 1"
+            ))
+        })
 }
 
 #[cfg(test)]
@@ -148,7 +187,7 @@ mod tests {
     #[test]
     fn options_come_from_headers_within_limits() {
         let level = |value: &str| {
-            parse_one("PUT", "/kv/k", Some((HEADER_ACK_LEVEL, value))).map(|p| p.ack_level)
+            parse_one("PUT", "/kv/k", Some((HEADER_ACK_LEVEL, value))).map(|p| p.quorum)
         };
         assert_eq!(level("one"), Ok(1));
         assert_eq!(level("quorum"), Ok(2));

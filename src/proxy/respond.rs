@@ -1,13 +1,14 @@
 //! The one place where an outcome becomes an HTTP response: statuses, `x-hrw-*` headers and
 //! the JSON bodies that say what each replica did.
 
-use http::header::RETRY_AFTER;
+use http::header::{ETAG, RETRY_AFTER};
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::json;
 
 use super::outcome::{Attempted, Failure, ReadOutcome, WriteOutcome};
 use crate::net::respond::{self, Body};
 use crate::net::RequestError;
+use crate::version::{Version, HEADER as VERSION_HEADER};
 
 /// The node that answered a read.
 pub(crate) const HEADER_NODE: &str = "x-hrw-node";
@@ -40,10 +41,11 @@ pub(crate) fn read(outcome: ReadOutcome) -> Response<Body> {
     match outcome {
         ReadOutcome::Found {
             value,
+            version,
             node,
             handoff_from,
         } => {
-            let mut resp = respond::value(value);
+            let mut resp = with_version(respond::value(value), Some(version));
             if let Some(generation) = handoff_from {
                 resp.headers_mut()
                     .insert(HEADER_HANDOFF, HeaderValue::from(generation));
@@ -53,7 +55,10 @@ pub(crate) fn read(outcome: ReadOutcome) -> Response<Body> {
             }
             resp
         }
-        ReadOutcome::Missing => respond::text(StatusCode::NOT_FOUND, "key not found"),
+        ReadOutcome::Missing { deleted } => with_version(
+            respond::text(StatusCode::NOT_FOUND, "key not found"),
+            deleted,
+        ),
         ReadOutcome::Failed { why, attempts } => {
             let error = match why {
                 Failure::Deadline => "the request's deadline ran out",
@@ -93,6 +98,17 @@ pub(crate) fn write(outcome: &WriteOutcome) -> Response<Body> {
         HEADER_ACKS,
         HeaderValue::from_str(&acks).expect("digits and a slash"),
     );
+    with_version(resp, outcome.version)
+}
+
+/// `x-hrw-version` and an `ETag` made from it, for a version other than 0.
+fn with_version(mut resp: Response<Body>, version: Option<Version>) -> Response<Body> {
+    if let Some(version) = version.filter(|v| *v != Version::ZERO) {
+        let headers = resp.headers_mut();
+        headers.insert(VERSION_HEADER, version.header_value());
+        let etag = format!("\"{:032x}\"", version.0);
+        headers.insert(ETAG, HeaderValue::from_str(&etag).expect("hex digits"));
+    }
     resp
 }
 
@@ -143,6 +159,7 @@ mod tests {
             assert_eq!(resp.headers().contains_key(RETRY_AFTER), status == 503);
         }
         let write_outcome = |acks, deadline_exceeded| WriteOutcome {
+            version: Some(Version(255)),
             acks,
             replicas: 3,
             required: 2,
@@ -158,6 +175,8 @@ mod tests {
             let resp = write(&outcome);
             assert_eq!(resp.status().as_u16(), status);
             assert_eq!(resp.headers()[HEADER_ACKS], acks);
+            assert_eq!(resp.headers()[VERSION_HEADER], "255");
+            assert_eq!(resp.headers()[ETAG], "\"000000000000000000000000000000ff\"");
         }
         assert_eq!(
             rejection(&RequestError::Loop { via: "x".into() })

@@ -58,7 +58,8 @@ async fn route(
     let op = match parsed.what {
         Parsed::Read => {
             let deadline = Instant::now() + parsed.deadline;
-            return Ok(respond::read(read(path, snap, &parsed.key, deadline).await));
+            let outcome = read(path, snap, &parsed.key, parsed.quorum, deadline).await;
+            return Ok(respond::read(outcome));
         }
         Parsed::Put(ttl) => {
             let timeout = config.limits.body_read_timeout();
@@ -68,6 +69,7 @@ async fn route(
     };
     // The deadline covers the work once the body is in: a slow upload is not a slow write.
     let deadline = Instant::now() + parsed.deadline;
-    let outcome = write(path, snap, parsed.key, op, parsed.ack_level, deadline).await;
+    let (key, version) = (parsed.key, parsed.version);
+    let outcome = write(path, snap, key, op, parsed.quorum, version, deadline).await;
     Ok(respond::write(&outcome))
 }

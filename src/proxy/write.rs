@@ -1,13 +1,14 @@
-//! Writes: sent to every replica in parallel, answered once the ack level is reached; replicas
-//! still working then finish in the background, and one that fails then is logged as a write
-//! that missed a replica. Ejected replicas count as failed at once (the write is still sent to
-//! them, best effort). A write that misses its ack level waits for every replica (each bounded
-//! by the attempt timeout and the deadline), so the 503 reports what really happened,
-//! including the replicas that did store it.
+//! Writes: stamped with a version (the proxy's hybrid clock, or the client's `x-hrw-version`)
+//! and sent to every replica in parallel as put-if-newer, so that whatever order they land
+//! in, the newest stays; a DELETE writes a tombstone that lives `tombstone_ttl_s`. A replica
+//! that already holds something as new or newer acknowledges the write. The answer goes out
+//! once the ack level is reached; replicas still working then finish in the background. A
+//! replica that misses the write (it failed, or is ejected and gets the write only best
+//! effort) gets a hint, replayed before it serves again. A write that misses its ack level
+//! waits for every replica (each bounded by the attempt timeout and the deadline), so the
+//! 503 reports what really happened, including the replicas that did store it.
 //!
-//! While a handoff window is open, the write is recorded (so no handoff copy lands over it)
-//! and the key is deleted from its earlier replicas before answering (for a PUT, once the ack
-//! level is reached), so no read or returning node can bring an old value back.
+//! Without versions (`versioning: off`) a PUT overwrites and a DELETE removes, as they are.
 
 use std::sync::Arc;
 
@@ -17,11 +18,11 @@ use tokio::time::Instant;
 
 use super::outcome::{Attempted, WriteOutcome};
 use super::DataPath;
-use crate::backend::BackendError;
-use crate::cluster::{Member, Op, Snapshot};
-use crate::handoff::{self, WriteKind, MIN_KEEP};
+use crate::backend::{BackendError, Condition};
+use crate::cluster::{tombstone_ttl, Hint, Member, Op, Snapshot};
 use crate::net::{context, Ttl};
 use crate::routing::key_hash;
+use crate::version::{Stored, Version};
 
 #[derive(Debug, Clone)]
 pub(crate) enum WriteOp {
@@ -36,30 +37,35 @@ pub(crate) async fn write(
     key: Bytes,
     op: WriteOp,
     required: usize,
+    version: Option<Version>,
     deadline: Instant,
 ) -> WriteOutcome {
     let cluster = &path.cluster;
-    let window_open = snap.handoff_open();
-    if path.recent.wanted(window_open) {
-        let kind = match op {
-            WriteOp::Put(..) => WriteKind::Put,
-            WriteOp::Delete => WriteKind::Delete,
-        };
-        let keep = snap.config.handoff_window().max(MIN_KEEP);
-        path.recent.record(&key, kind, snap.generation, keep);
-    }
-    let earlier = if window_open {
-        handoff::earlier_replicas(snap, &key, 0)
-    } else {
-        Vec::new()
+    let config = &snap.config;
+    let versioned = config.versioned();
+    let version = versioned.then(|| match version {
+        Some(given) => {
+            cluster.clock.observe(given);
+            given
+        }
+        None => cluster.clock.next(),
+    });
+    let (stored, ttl, condition) = match op {
+        WriteOp::Put(value, ttl) => (Some(value), ttl, Condition::Always),
+        WriteOp::Delete => (None, tombstone_ttl(config), Condition::Always),
     };
-    // A DELETE removes the earlier copies from the start.
-    let mut earlier_deletes = match op {
-        WriteOp::Delete => handoff::delete_earlier(cluster, snap, earlier.clone(), &key, deadline),
-        WriteOp::Put(..) => Vec::new(),
+    let stored = Stored {
+        version: version.unwrap_or(Version::ZERO),
+        value: stored,
+    };
+    let condition = if versioned {
+        Condition::IfNewer
+    } else {
+        condition
     };
     let replicas = snap.placement.replicas(&key);
     let mut outcome = WriteOutcome {
+        version,
         acks: 0,
         replicas: replicas.len(),
         required,
@@ -68,7 +74,7 @@ pub(crate) async fn write(
     };
     let (tx, mut rx) = mpsc::channel(outcome.replicas.max(1));
     let mut pending = 0;
-    let attempt_deadline = Instant::now() + snap.config.timeouts.request();
+    let attempt_deadline = Instant::now() + config.timeouts.request();
     for member in replicas.iter() {
         let ejected = !member.health.is_up();
         if ejected {
@@ -79,20 +85,25 @@ pub(crate) async fn write(
             pending += 1;
         }
         let (cluster, snap, member) = (cluster.clone(), snap.clone(), member.clone());
-        let (key, op, tx) = (key.clone(), op.clone(), tx.clone());
+        let (key, stored, tx) = (key.clone(), stored.clone(), tx.clone());
         context::spawn(async move {
-            let (call, kind) = match op {
-                WriteOp::Put(value, ttl) => (member.backend.put(&key, value, ttl), Op::Put),
-                WriteOp::Delete => (member.backend.delete(&key), Op::Delete),
+            let op = if stored.is_tombstone() {
+                Op::Delete
+            } else {
+                Op::Put
             };
+            let call = member.backend.put(&key, stored.clone(), ttl, condition);
             // Not bounded by the request's deadline: a replica keeps its full attempt time
             // even after the answer went out.
             let result = cluster
-                .attempt(&snap, &member, kind, &key, attempt_deadline, call)
+                .attempt(&snap, &member, op, &key, attempt_deadline, call)
                 .await;
+            if ejected || result.is_err() {
+                cluster.missed(&snap, &member, Hint { key, stored, ttl });
+            }
             // An ejected replica's answer is not counted.
             if !ejected {
-                let _ = tx.send((member, result)).await;
+                let _ = tx.send((member, result.map(|_| ()))).await;
             }
         });
     }
@@ -117,16 +128,7 @@ pub(crate) async fn write(
     if pending > 0 {
         context::spawn(log_late_failures(key.clone(), rx));
     }
-    // A PUT that reached its ack level makes the earlier copies stale: remove them, so a node
-    // that becomes a replica again later cannot serve the old value.
-    let succeeded = outcome.failure().is_none();
-    if matches!(op, WriteOp::Put(..)) && succeeded {
-        earlier_deletes = handoff::delete_earlier(cluster, snap, earlier, &key, deadline);
-    }
-    for delete in earlier_deletes {
-        let _ = delete.await;
-    }
-    if !succeeded {
+    if outcome.failure().is_some() {
         cluster.metrics.write_quorum_failures.inc();
     } else if outcome.acks < outcome.replicas {
         cluster.metrics.writes_short_of_r.inc();
@@ -134,7 +136,8 @@ pub(crate) async fn write(
     outcome
 }
 
-/// Replicas that fail after the answer went out: the write missed them. Logged, never silent.
+/// Replicas that fail after the answer went out: the write missed them (and they have a hint).
+/// Logged, never silent.
 async fn log_late_failures(
     key: Bytes,
     mut rx: mpsc::Receiver<(Arc<Member>, Result<(), BackendError>)>,

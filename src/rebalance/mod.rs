@@ -1,8 +1,11 @@
-//! Rebalance: page through the keys of every node that can list them, copy each key to its
-//! current top-r nodes where absent, and with `prune` delete it from nodes that no longer own
-//! it. Copies use put-if-absent and respect client writes made meanwhile (see
-//! [`handoff::copy_where_absent`]), so a copy never overwrites or resurrects anything.
-//! [`Rebalancer`] runs one in the background for the admin API; the CLI runs [`run`] itself.
+//! Repair (also called rebalance): page through the keys of every node that can list them and
+//! bring each key to its current top-r nodes: read what each owner and the listing node hold,
+//! write the newest version where it is older or missing (put-if-newer, so no copy overwrites
+//! or resurrects anything, whoever makes it), and with `prune` remove it from nodes that no
+//! longer own it once its owners have it. After one pass every listed key has the same
+//! version on all its replicas. Without versions (`versioning: off`) a copy lands only where
+//! the key is absent. [`Rebalancer`] runs one in the background for the admin API; the CLI
+//! runs [`run`] itself.
 
 mod rebalancer;
 #[cfg(test)]
@@ -16,11 +19,10 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 pub(crate) use self::rebalancer::Rebalancer;
-use crate::backend::BackendError;
+use crate::backend::{BackendError, Written};
 use crate::cluster::{Cluster, Member, Op, Snapshot};
-use crate::handoff::{self, RecentWrites};
 use crate::lock;
-use crate::net::key;
+use crate::version::Stored;
 
 /// Keys asked for per listing page.
 pub(crate) const PAGE: usize = 500;
@@ -54,13 +56,13 @@ pub(crate) fn rate_limit(rate: f64) -> Result<Option<f64>, String> {
     }
 }
 
-/// How far a run got: the node being listed (nodes go in id order) and the last key done on
-/// it.
+/// How far a run got: the node being listed (nodes go in id order) and where its listing goes
+/// on (the node's own cursor: for the built-in node the last key done, percent-encoded);
+/// `None` once the node is done.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Cursor {
     pub node: String,
-    /// Percent-encoded.
-    pub after: String,
+    pub after: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,7 +158,6 @@ fn listed_nodes(snap: &Snapshot) -> Vec<Arc<ListedNode>> {
 pub(crate) struct Scope {
     pub cluster: Arc<Cluster>,
     pub snap: Arc<Snapshot>,
-    pub recent: Arc<RecentWrites>,
 }
 
 /// Runs one rebalance over the scope's snapshot, updating `progress` as it goes; `on_page`
@@ -168,7 +169,6 @@ pub(crate) async fn run(
     mut on_page: impl FnMut(&Progress),
 ) -> Progress {
     let snap = &scope.snap;
-    let _recording = scope.recent.rebalancing();
     let started = Instant::now();
     let sources = listed_nodes(snap);
     let update = |f: &mut dyn FnMut(&mut Progress)| {
@@ -190,18 +190,16 @@ pub(crate) async fn run(
     let mut moved = 0u64;
     for source in &sources {
         let id = source.member.id();
-        let mut after: Option<Bytes> = None;
+        let mut after: Option<String> = None;
         if let Some(cursor) = &options.resume {
-            // Nodes before the cursor's were done; on its node, resume after its key.
-            if id < cursor.node.as_str() {
+            // Nodes before the cursor's were done; on its node, go on where it says.
+            let done = cursor.after.is_none();
+            if id < cursor.node.as_str() || (id == cursor.node && done) {
                 update(&mut |p| p.nodes_done += 1);
                 continue;
             }
             if id == cursor.node {
-                after = key::decode(&cursor.after, usize::MAX)
-                    .ok()
-                    .filter(|k| !k.is_empty())
-                    .map(|k| Bytes::from(k.into_owned()));
+                after = cursor.after.clone();
             }
         }
         loop {
@@ -211,8 +209,8 @@ pub(crate) async fn run(
                 .cluster
                 .attempt(snap, &source.member, Op::List, b"", deadline, call)
                 .await;
-            let page = match listing {
-                Ok(page) => page,
+            let listing = match listing {
+                Ok(listing) => listing,
                 Err(e) => {
                     if e != BackendError::Unsupported {
                         tracing::warn!(node = id, error = %e, "rebalance: cannot list keys; skipping the rest of the node");
@@ -227,7 +225,7 @@ pub(crate) async fn run(
             // Keys of a page move concurrently; the cursor only passes a page once all of it
             // is done, so a resumed run skips nothing.
             let mut in_flight = tokio::task::JoinSet::new();
-            for key in &page {
+            for key in &listing.keys {
                 if let Some(rate) = options.rate {
                     let due = started + Duration::from_secs_f64(moved as f64 / rate);
                     tokio::time::sleep_until(due).await;
@@ -240,23 +238,22 @@ pub(crate) async fn run(
                 }
                 let (scope, source, key) = (scope.clone(), source.clone(), key.clone());
                 let prune = options.prune;
-                in_flight.spawn(async move { move_key(&scope, &source, &key, prune).await });
+                in_flight.spawn(async move { repair_key(&scope, &source, &key, prune).await });
             }
             while let Some(joined) = in_flight.join_next().await {
                 if let Ok(step) = joined {
                     update(&mut |p| p.add(&step));
                 }
             }
-            let complete = page.len() < PAGE;
-            after = page.last().cloned().or(after);
+            after = listing.next;
             let now = update(&mut |p| {
                 p.cursor = Some(Cursor {
                     node: id.to_owned(),
-                    after: after.as_deref().map(key::encode).unwrap_or_default(),
+                    after: after.clone(),
                 })
             });
             on_page(&now);
-            if complete {
+            if after.is_none() {
                 break;
             }
         }
@@ -276,36 +273,58 @@ struct Step {
     failed: u64,
 }
 
-/// Puts one key of `source` where it belongs.
-async fn move_key(scope: &Scope, source: &ListedNode, key: &Bytes, prune: bool) -> Step {
+/// Brings one key of `source` to its owners: the newest of what they and the source hold
+/// goes where it is older or missing.
+async fn repair_key(scope: &Scope, source: &ListedNode, key: &Bytes, prune: bool) -> Step {
     let (cluster, snap) = (&scope.cluster, &scope.snap);
     let mut step = Step::default();
-    let began = Instant::now();
-    let deadline = began + snap.config.timeouts.request();
     let owners = snap.placement.replicas(key);
     let id = source.member.id();
     let is_owner = source.current && owners.contains(id);
-    let call = source.member.backend.get(key);
-    let value = match cluster
-        .attempt(snap, &source.member, Op::Get, key, deadline, call)
-        .await
-    {
-        Ok(Some(value)) => value,
-        Ok(None) => return step, // deleted since it was listed
-        Err(_) => {
-            step.failed += 1;
-            return step;
-        }
-    };
-    let targets: Vec<&Arc<Member>> = owners.iter().filter(|o| o.id() != id).collect();
-    let copy =
-        handoff::copy_where_absent(cluster, snap, &scope.recent, key, &value, targets, began).await;
-    step.copied = copy.stored;
-    step.present = copy.present;
-    step.failed = copy.failed;
-    if prune && !is_owner && copy.failed == 0 {
+    let mut held: Vec<(&Arc<Member>, Option<Stored>)> = Vec::with_capacity(owners.len() + 1);
+    let mut unreadable = false;
+    for member in owners.iter().chain((!is_owner).then_some(&source.member)) {
         let deadline = Instant::now() + snap.config.timeouts.request();
-        let call = source.member.backend.delete(key);
+        let call = member.backend.get(key);
+        match cluster
+            .attempt(snap, member, Op::Get, key, deadline, call)
+            .await
+        {
+            Ok(stored) => held.push((member, stored)),
+            Err(_) => unreadable = true,
+        }
+    }
+    // The newest; without versions (all 0) the first value found, in rank order.
+    let newest = held
+        .iter()
+        .filter_map(|(_, h)| h.as_ref())
+        .fold(None::<&Stored>, |best, h| match best {
+            Some(b) if b.version >= h.version => Some(b),
+            _ => Some(h),
+        })
+        .cloned();
+    let Some(newest) = newest else {
+        // Gone everywhere since it was listed.
+        step.failed += u64::from(unreadable);
+        return step;
+    };
+    for (member, stored) in held.iter().filter(|(m, _)| owners.contains(m.id())) {
+        if stored.as_ref().is_some_and(|s| {
+            s.version >= newest.version && (snap.config.versioned() || s.value.is_some())
+        }) {
+            step.present += 1;
+            continue;
+        }
+        match cluster.copy_to(snap, member, key, &newest).await {
+            Ok(Written::Stored) => step.copied += 1,
+            Ok(Written::Kept) => step.present += 1,
+            Err(_) => step.failed += 1,
+        }
+    }
+    step.failed += u64::from(unreadable);
+    if prune && !is_owner && step.failed == 0 {
+        let deadline = Instant::now() + snap.config.timeouts.request();
+        let call = source.member.backend.remove(key);
         match cluster
             .attempt(snap, &source.member, Op::Delete, key, deadline, call)
             .await

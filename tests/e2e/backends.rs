@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use hrwproxy::backend::memcache_key;
+use hrwproxy::version::Stored;
 
 use crate::servers::{Kind, Server};
 use crate::support::*;
@@ -29,14 +30,18 @@ impl Member {
         }
     }
 
+    /// The value the node holds for `key` (Redis and memcached keep it in the envelope).
     fn holds(&self, key: &[u8]) -> Option<Vec<u8>> {
-        match self {
-            Member::Builtin(node) => node.holds(key),
+        let raw = match self {
+            Member::Builtin(node) => return node.holds(key),
             Member::External(_, server) if server.kind == Kind::Memcached => {
                 server.holds_raw(&memcache_key(key))
             }
             Member::External(_, server) => server.holds_raw(key),
-        }
+        }?;
+        let stored = Stored::decode(raw.into());
+        assert!(stored.version.0 > 0, "no envelope on {}", self.id());
+        stored.value.map(|v| v.to_vec())
     }
 
     fn server(&mut self) -> &mut Server {

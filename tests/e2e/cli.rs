@@ -242,7 +242,7 @@ fn rebalance_resumes_where_it_was_interrupted_and_can_start_over() {
     let (ok, report, log) = rebalance(&config, &["--rate", "0"]);
     assert!(ok, "{report}{log}");
     assert!(
-        log.contains("resuming from node a after key \"key-499\""),
+        log.contains("resuming from node a after \"key-499\""),
         "{log}"
     );
     assert!(report.contains("failed 0"), "{report}");

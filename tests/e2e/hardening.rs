@@ -181,7 +181,13 @@ fn hop_by_hop_and_client_headers_are_never_forwarded() {
         .collect();
     assert_eq!(
         names,
-        ["host", "content-length", "x-request-id", "x-hrw-via"],
+        [
+            "host",
+            "content-length",
+            "x-hrw-version",
+            "x-request-id",
+            "x-hrw-via"
+        ],
         "{head}"
     );
 }

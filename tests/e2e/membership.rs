@@ -299,9 +299,10 @@ fn scale_in_loses_nothing_and_admin_rebalance_restores_two_copies() {
     assert_eq!(misses(&proxy, &keys, "v1"), 0);
 }
 
-/// End to end: a DELETE in a window removes the key from its current and earlier replicas.
-/// (That a replica whose delete failed never brings it back is proved on fake nodes:
-/// `proxy::tests::a_delete_in_a_window_is_never_undone_by_a_replica_whose_delete_failed`.)
+/// End to end: a DELETE in a window beats the value its earlier replicas still hold, and a
+/// repair then removes that value. (Every order of copies and deletes is proved on fake nodes:
+/// `proxy::tests::in_a_window_the_newest_wins_wherever_it_is` and
+/// `proxy::tests::a_copy_forward_racing_a_delete_never_brings_the_value_back`.)
 #[test]
 fn a_delete_during_handoff_stays_deleted() {
     let nodes = start_nodes(&["a", "b", "c", "d"]);
@@ -319,10 +320,19 @@ fn a_delete_during_handoff_stays_deleted() {
 
     let delete = proxy.request("DELETE", &kv_path(key.as_bytes()), b"");
     assert_eq!(delete.status, 204);
-    assert_eq!(
-        proxy.request("GET", &kv_path(key.as_bytes()), b"").status,
-        404
-    );
+    // The earlier replica still holds the old value, older than the tombstone: it loses.
+    for _ in 0..5 {
+        let get = proxy.request("GET", &kv_path(key.as_bytes()), b"");
+        assert_eq!(get.status, 404, "{}", get.text());
+    }
+    // A repair with prune leaves a value nowhere.
+    let started = proxy.admin("POST", "/admin/repair?prune");
+    assert_eq!(started.status, 202, "{}", started.text());
+    wait_until("the repair to finish", || {
+        let report: serde_json::Value =
+            serde_json::from_slice(&proxy.admin("GET", "/admin/repair").body).unwrap();
+        report["state"] == "done"
+    });
     for node in &nodes {
         assert_eq!(
             node.holds(key.as_bytes()),
@@ -331,6 +341,10 @@ fn a_delete_during_handoff_stays_deleted() {
             node.id
         );
     }
+    assert_eq!(
+        proxy.request("GET", &kv_path(key.as_bytes()), b"").status,
+        404
+    );
 }
 
 /// End to end: client writes during a rebalance are what the owners hold afterwards. (A write

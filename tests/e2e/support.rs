@@ -407,19 +407,28 @@ pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Every key a built-in node holds, from its listing.
+/// Every key a built-in node holds a value for (tombstones left out), from its listing: per
+/// line a percent-encoded key, its version, and `tombstone` for a tombstone.
 pub fn node_keys(addr: SocketAddr) -> Vec<Vec<u8>> {
     let mut keys = Vec::new();
+    let mut last: Option<String> = None;
     loop {
-        let after = keys
-            .last()
-            .map(|k: &Vec<u8>| kv_path(k)[4..].to_string())
-            .unwrap_or_default();
+        let after = last.take().unwrap_or_default();
         let resp = request(addr, "GET", &format!("/kv?limit=1000&after={after}"), b"");
         assert_eq!(resp.status, 200, "listing: {}", resp.text());
-        let page: Vec<Vec<u8>> = resp.text().lines().map(percent_decode).collect();
-        let complete = page.len() < 1000;
-        keys.extend(page);
+        let lines: Vec<String> = resp.text().lines().map(str::to_owned).collect();
+        let complete = lines.len() < 1000;
+        last = lines
+            .last()
+            .and_then(|l| l.split(' ').next())
+            .map(str::to_owned);
+        for line in &lines {
+            let mut fields = line.split(' ');
+            let key = percent_decode(fields.next().unwrap());
+            if fields.nth(1) != Some("tombstone") {
+                keys.push(key);
+            }
+        }
         if complete {
             return keys;
         }

@@ -1,6 +1,12 @@
 //! Nodes that take `GET / PUT / DELETE <url>/kv/<key>` over HTTP/1.1, through a pool of
 //! keep-alive connections that the requesting task drives itself: no connection task and no
 //! channel between them, so a backend request costs no extra task wakeups.
+//!
+//! Two kinds of node speak it. The built-in node keeps versions itself: a versioned write
+//! carries `x-hrw-version` and the node applies it only if newer (a DELETE with a version
+//! leaves a tombstone), and its answers say the version held. Any other store (`store:
+//! plain`) keeps the version in an envelope around the value ([`Stored::encode`]); a write
+//! there reads the key first and is put only if newer, which is not atomic.
 
 mod response;
 
@@ -14,10 +20,12 @@ use tokio_rustls::TlsConnector;
 
 use self::response::{Answer, ReadError};
 use super::pool::{connect_tcp, io_error, is_reset, Failure, Pool};
-use super::{Backend, BackendError, BoxFuture, Ttl};
+use super::{Backend, BackendError, BoxFuture, Condition, Listing, Stored, Ttl, Written};
 use crate::config::NodeUrl;
 use crate::net::context::{RequestContext, REQUEST_ID, VIA};
 use crate::net::key;
+use crate::net::request::HEADER_TTL;
+use crate::version::{Version, HEADER as VERSION_HEADER};
 
 /// The largest key listing page accepted.
 const MAX_LISTING_BYTES: usize = 64 * 1024 * 1024;
@@ -32,6 +40,17 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Stream for 
 
 type Conn = BufReader<Box<dyn Stream>>;
 
+/// How values are kept on the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keeping {
+    /// As they are, without versions (`versioning: off`).
+    Raw,
+    /// Versions kept by the node itself: the built-in node's protocol.
+    Native,
+    /// Versions in an envelope around the value: any other store.
+    Envelope,
+}
+
 pub(crate) struct HttpBackend {
     /// `host:port`, to connect to and for the Host header.
     authority: String,
@@ -41,6 +60,7 @@ pub(crate) struct HttpBackend {
     connect_timeout: Duration,
     /// The largest value a GET accepts.
     max_value_bytes: usize,
+    keeping: Keeping,
     idle: Pool<Conn>,
 }
 
@@ -49,16 +69,17 @@ impl std::fmt::Debug for HttpBackend {
         f.debug_struct("HttpBackend")
             .field("authority", &self.authority)
             .field("tls", &self.tls.is_some())
+            .field("keeping", &self.keeping)
             .finish()
     }
 }
 
-/// One request to send: the method, the path (with query), a conditional header, the body,
-/// and the largest answer body accepted.
+/// One request to send: the method, the path (with query), extra headers, the body, and the
+/// largest answer body accepted.
 struct Call<'a> {
     method: &'static str,
     path: String,
-    if_none_match: bool,
+    headers: Vec<(&'static str, String)>,
     body: &'a [u8],
     max_answer: usize,
 }
@@ -82,6 +103,7 @@ impl HttpBackend {
         connect_timeout: Duration,
         max_value_bytes: usize,
         tls: Option<TlsConnector>,
+        keeping: Keeping,
     ) -> HttpBackend {
         HttpBackend {
             authority: format!("{}:{}", url.host, url.port),
@@ -93,6 +115,7 @@ impl HttpBackend {
             tls,
             connect_timeout,
             max_value_bytes,
+            keeping,
             idle: Pool::new(POOL_SIZE),
         }
     }
@@ -129,17 +152,13 @@ impl HttpBackend {
     }
 
     /// Sends `call` on a pooled connection (or a new one) and reads the whole answer.
-    async fn send(&self, call: Call<'_>) -> Result<(StatusCode, Bytes), BackendError> {
+    async fn send(&self, call: Call<'_>) -> Result<Answer, BackendError> {
         self.idle
             .exchange(self.connect(), |conn| self.exchange(conn, &call))
             .await
     }
 
-    async fn exchange(
-        &self,
-        mut conn: Conn,
-        call: &Call<'_>,
-    ) -> Result<(StatusCode, Bytes), Failure> {
+    async fn exchange(&self, mut conn: Conn, call: &Call<'_>) -> Result<Answer, Failure> {
         let mut head = format!(
             "{} {} HTTP/1.1\r\nhost: {}\r\ncontent-length: {}\r\n",
             call.method,
@@ -147,16 +166,16 @@ impl HttpBackend {
             self.authority,
             call.body.len()
         );
-        if call.if_none_match {
-            head.push_str("if-none-match: *\r\n");
-        }
-        if let Some(context) = RequestContext::current() {
-            for (name, value) in [(REQUEST_ID, &context.id), (VIA, &context.via)] {
-                head.push_str(name);
-                head.push_str(": ");
-                head.push_str(value);
-                head.push_str("\r\n");
-            }
+        let context = RequestContext::current();
+        let context_headers = context
+            .iter()
+            .flat_map(|c| [(REQUEST_ID, &*c.id), (VIA, &*c.via)]);
+        let extra = call.headers.iter().map(|(n, v)| (*n, v.as_str()));
+        for (name, value) in extra.chain(context_headers) {
+            head.push_str(name);
+            head.push_str(": ");
+            head.push_str(value);
+            head.push_str("\r\n");
         }
         head.push_str("\r\n");
         let stream = conn.get_mut();
@@ -176,36 +195,83 @@ impl HttpBackend {
             Err(e) => return Err(Failure::Failed(io_error(e))),
             Ok(()) => {}
         }
-        let Answer {
-            status,
-            body,
-            keep_alive,
-        } = response::read(&mut conn, call.max_answer).await?;
-        if keep_alive {
+        let answer = response::read(&mut conn, call.max_answer).await?;
+        if answer.keep_alive {
             self.idle.give_back(conn);
         }
-        Ok((status, body))
+        Ok(answer)
     }
 
     fn call<'a>(&self, method: &'static str, path: String, body: &'a [u8]) -> Call<'a> {
         Call {
             method,
             path,
-            if_none_match: false,
+            headers: Vec::new(),
             body,
             max_answer: MAX_OTHER_BYTES,
         }
     }
+
+    /// A write with the built-in node's versions: the node compares.
+    async fn put_native(
+        &self,
+        key: &[u8],
+        stored: Stored,
+        ttl: Option<Ttl>,
+    ) -> Result<Written, BackendError> {
+        let version = (VERSION_HEADER, stored.version.to_string());
+        let answer = match &stored.value {
+            Some(value) => {
+                let mut call = self.call("PUT", Self::kv_path(key, ttl), value);
+                call.headers.push(version);
+                self.send(call).await?
+            }
+            None => {
+                let mut call = self.call("DELETE", Self::kv_path(key, None), &[]);
+                call.headers.push(version);
+                if let Some(ttl) = ttl {
+                    call.headers.push((HEADER_TTL, ttl.to_string()));
+                }
+                self.send(call).await?
+            }
+        };
+        written(answer.status)
+    }
+
+    /// A write to a plain store with the version in an envelope: read, compare, then put.
+    async fn put_enveloped(&self, key: &[u8], stored: Stored) -> Result<Written, BackendError> {
+        if let Some(held) = self.get(key).await? {
+            if held.version >= stored.version {
+                return Ok(Written::Kept);
+            }
+        }
+        let envelope = stored.encode();
+        let answer = self
+            .send(self.call("PUT", Self::kv_path(key, None), &envelope))
+            .await?;
+        written(answer.status)
+    }
 }
 
-/// A key listing: one percent-encoded key per line.
+/// What a write's answer says: stored (2xx), or kept (412: a value or a newer version held).
+fn written(status: StatusCode) -> Result<Written, BackendError> {
+    match status {
+        StatusCode::PRECONDITION_FAILED => Ok(Written::Kept),
+        status if status.is_success() => Ok(Written::Stored),
+        status => Err(unexpected(status)),
+    }
+}
+
+/// A key listing: per line a percent-encoded key, then (from the built-in node) its version
+/// and, for a tombstone, `tombstone`.
 fn parse_listing(body: &[u8]) -> Result<Vec<Bytes>, BackendError> {
     let text = std::str::from_utf8(body)
         .map_err(|_| BackendError::Protocol("key listing is not UTF-8".into()))?;
     text.lines()
         .filter(|line| !line.is_empty())
         .map(|line| {
-            key::decode(line, usize::MAX)
+            let encoded = line.split(' ').next().unwrap_or("");
+            key::decode(encoded, usize::MAX)
                 .map(|k| Bytes::from(k.into_owned()))
                 .map_err(|e| BackendError::Protocol(format!("key listing: {e}")))
         })
@@ -223,14 +289,23 @@ fn unexpected(status: StatusCode) -> BackendError {
 }
 
 impl Backend for HttpBackend {
-    fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Bytes>, BackendError>> {
+    fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Stored>, BackendError>> {
         Box::pin(async move {
             let call = Call {
                 max_answer: self.max_value_bytes,
                 ..self.call("GET", Self::kv_path(key, None), &[])
             };
-            match self.send(call).await? {
-                (StatusCode::OK, body) => Ok(Some(body)),
+            let answer = self.send(call).await?;
+            match (answer.status, self.keeping) {
+                (StatusCode::OK, Keeping::Envelope) => Ok(Some(Stored::decode(answer.body))),
+                (StatusCode::OK, _) => Ok(Some(Stored {
+                    version: answer.version.unwrap_or(Version::ZERO),
+                    value: Some(answer.body),
+                })),
+                (StatusCode::NOT_FOUND, Keeping::Native) if answer.tombstone => Ok(Some(Stored {
+                    version: answer.version.unwrap_or(Version::ZERO),
+                    value: None,
+                })),
                 (StatusCode::NOT_FOUND, _) => Ok(None),
                 (status, _) => Err(unexpected(status)),
             }
@@ -240,68 +315,69 @@ impl Backend for HttpBackend {
     fn put<'a>(
         &'a self,
         key: &'a [u8],
-        value: Bytes,
+        stored: Stored,
         ttl: Option<Ttl>,
-    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        condition: Condition,
+    ) -> BoxFuture<'a, Result<Written, BackendError>> {
         Box::pin(async move {
-            let call = self.call("PUT", Self::kv_path(key, ttl), &value);
-            match self.send(call).await? {
-                (status, _) if status.is_success() => Ok(()),
-                (status, _) => Err(unexpected(status)),
-            }
-        })
-    }
-
-    fn put_if_absent<'a>(
-        &'a self,
-        key: &'a [u8],
-        value: Bytes,
-        ttl: Option<Ttl>,
-    ) -> BoxFuture<'a, Result<bool, BackendError>> {
-        Box::pin(async move {
-            let call = Call {
-                if_none_match: true,
-                ..self.call("PUT", Self::kv_path(key, ttl), &value)
-            };
-            match self.send(call).await? {
-                (StatusCode::PRECONDITION_FAILED, _) => Ok(false),
-                (status, _) if status.is_success() => Ok(true),
-                (status, _) => Err(unexpected(status)),
+            match (condition, self.keeping) {
+                (Condition::IfNewer, Keeping::Native) => self.put_native(key, stored, ttl).await,
+                (Condition::IfNewer, Keeping::Envelope) => self.put_enveloped(key, stored).await,
+                // Raw: no versions; a tombstone there is a removal.
+                (_, _) if stored.value.is_none() => {
+                    self.remove(key).await.map(|()| Written::Stored)
+                }
+                (condition, _) => {
+                    let value = stored.value.unwrap_or_default();
+                    let mut call = self.call("PUT", Self::kv_path(key, ttl), &value);
+                    if condition == Condition::IfAbsent {
+                        call.headers.push(("if-none-match", "*".into()));
+                    }
+                    written(self.send(call).await?.status)
+                }
             }
         })
     }
 
     fn list<'a>(
         &'a self,
-        after: Option<&'a [u8]>,
+        cursor: Option<&'a str>,
         limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<Bytes>, BackendError>> {
+    ) -> BoxFuture<'a, Result<Listing, BackendError>> {
         Box::pin(async move {
+            // The cursor is the last key listed, percent-encoded.
             let mut path = format!("/kv?limit={limit}");
-            if let Some(after) = after {
+            if let Some(after) = cursor {
                 path.push_str("&after=");
-                key::encode_into(after, &mut path);
+                path.push_str(after);
             }
             let call = Call {
                 max_answer: MAX_LISTING_BYTES,
                 ..self.call("GET", path, &[])
             };
-            match self.send(call).await? {
-                (StatusCode::OK, body) => parse_listing(&body),
-                (StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED, _) => {
-                    Err(BackendError::Unsupported)
+            let answer = self.send(call).await?;
+            let keys = match answer.status {
+                StatusCode::OK => parse_listing(&answer.body)?,
+                StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => {
+                    return Err(BackendError::Unsupported)
                 }
-                (status, _) => Err(unexpected(status)),
-            }
+                status => return Err(unexpected(status)),
+            };
+            let next = (keys.len() >= limit)
+                .then(|| keys.last().map(|k| key::encode(k)))
+                .flatten();
+            Ok(Listing { keys, next })
         })
     }
 
-    fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), BackendError>> {
+    fn remove<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
-            let call = self.call("DELETE", Self::kv_path(key, None), &[]);
-            match self.send(call).await? {
-                (status, _) if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
-                (status, _) => Err(unexpected(status)),
+            let answer = self
+                .send(self.call("DELETE", Self::kv_path(key, None), &[]))
+                .await?;
+            match answer.status {
+                status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
+                status => Err(unexpected(status)),
             }
         })
     }
@@ -309,8 +385,12 @@ impl Backend for HttpBackend {
     fn health(&self) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
             // A store without a /health route (404) still answered: it is up.
-            match self.send(self.call("GET", "/health".into(), &[])).await? {
-                (status, _) if status.is_server_error() => Err(unexpected(status)),
+            match self
+                .send(self.call("GET", "/health".into(), &[]))
+                .await?
+                .status
+            {
+                status if status.is_server_error() => Err(unexpected(status)),
                 _ => Ok(()),
             }
         })

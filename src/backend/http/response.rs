@@ -7,6 +7,7 @@ use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::backend::pool::is_reset;
+use crate::version::{Version, HEADER as VERSION_HEADER, TOMBSTONE_HEADER};
 
 /// Response headers read at most.
 const MAX_HEADERS: usize = 64;
@@ -26,12 +27,17 @@ pub(crate) enum ReadError {
     TooLarge(usize),
 }
 
-/// A response: status, body, and whether the connection can carry another request.
+/// A response: status, body, whether the connection can carry another request, and what the
+/// built-in node says of the version it holds.
 #[derive(Debug)]
 pub(crate) struct Answer {
     pub status: StatusCode,
     pub body: Bytes,
     pub keep_alive: bool,
+    /// `x-hrw-version`.
+    pub version: Option<Version>,
+    /// `x-hrw-tombstone: true`.
+    pub tombstone: bool,
 }
 
 fn too_large(max_body: usize) -> ReadError {
@@ -56,7 +62,7 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
     max_body: usize,
 ) -> Result<Answer, ReadError> {
     let mut buf = BytesMut::with_capacity(1024);
-    let (head_len, status, length, chunked, mut keep_alive) = loop {
+    let (head_len, status, length, chunked, mut keep_alive, version, tombstone) = loop {
         match conn.read_buf(&mut buf).await {
             Ok(0) if buf.is_empty() => return Err(ReadError::Closed),
             Ok(0) => return Err(ReadError::Protocol("connection closed mid-response".into())),
@@ -79,6 +85,8 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
         let mut length = None;
         let mut chunked = false;
         let mut keep_alive = response.version == Some(1);
+        let mut version = None;
+        let mut tombstone = false;
         for h in response.headers.iter() {
             if h.name.eq_ignore_ascii_case("content-length") {
                 let parsed = std::str::from_utf8(h.value)
@@ -94,9 +102,19 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
                 chunked = h.value.eq_ignore_ascii_case(b"chunked");
             } else if h.name.eq_ignore_ascii_case("connection") {
                 keep_alive = !h.value.eq_ignore_ascii_case(b"close");
+            } else if h.name.eq_ignore_ascii_case(VERSION_HEADER) {
+                let parsed = std::str::from_utf8(h.value)
+                    .ok()
+                    .and_then(|v| v.parse().ok());
+                version =
+                    Some(parsed.ok_or_else(|| ReadError::Protocol("bad x-hrw-version".into()))?);
+            } else if h.name.eq_ignore_ascii_case(TOMBSTONE_HEADER) {
+                tombstone = h.value.eq_ignore_ascii_case(b"true");
             }
         }
-        break (head_len, status, length, chunked, keep_alive);
+        break (
+            head_len, status, length, chunked, keep_alive, version, tombstone,
+        );
     };
     let _ = buf.split_to(head_len);
     let no_body = status.is_informational()
@@ -131,6 +149,8 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
         status,
         body,
         keep_alive,
+        version,
+        tombstone,
     })
 }
 

@@ -1,0 +1,141 @@
+//! Hints: the writes a node missed (it was ejected, cut off or too slow when they were made),
+//! kept in memory by the proxy that made them and replayed with put-if-newer before the node
+//! serves again. Bounded per node by writes and bytes; past the bounds writes are dropped and
+//! counted, and the node is left to reads with R and to repair.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+
+use crate::config::HintLimits;
+use crate::lock;
+use crate::net::Ttl;
+use crate::version::Stored;
+
+/// One missed write.
+#[derive(Debug, Clone)]
+pub(crate) struct Hint {
+    pub key: Bytes,
+    pub stored: Stored,
+    pub ttl: Option<Ttl>,
+}
+
+impl Hint {
+    fn bytes(&self) -> usize {
+        self.key.len() + self.stored.value.as_ref().map_or(0, Bytes::len)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    hints: VecDeque<Hint>,
+    bytes: usize,
+    /// Hints dropped because the queue was full, ever.
+    dropped: u64,
+}
+
+/// One node's hints; kept by node id across reloads, like its health.
+#[derive(Debug, Default)]
+pub(crate) struct Hints {
+    queue: Mutex<Queue>,
+}
+
+/// What the queue holds, for `/admin/nodes` and the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct HintCounts {
+    pub queued: usize,
+    pub dropped: u64,
+}
+
+impl Hints {
+    /// Keeps a missed write; false if the queue is full and it was dropped.
+    pub(crate) fn push(&self, hint: Hint, limits: &HintLimits) -> bool {
+        let mut q = lock(&self.queue);
+        let size = hint.bytes();
+        if q.hints.len() >= limits.max_writes || q.bytes + size > limits.max_bytes {
+            q.dropped += 1;
+            return false;
+        }
+        q.bytes += size;
+        q.hints.push_back(hint);
+        true
+    }
+
+    /// The oldest missed write, to replay.
+    pub(crate) fn front(&self) -> Option<Hint> {
+        lock(&self.queue).hints.front().cloned()
+    }
+
+    /// The oldest missed write was replayed: it goes.
+    pub(crate) fn pop(&self) {
+        let mut q = lock(&self.queue);
+        if let Some(hint) = q.hints.pop_front() {
+            q.bytes -= hint.bytes();
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        lock(&self.queue).hints.is_empty()
+    }
+
+    pub(crate) fn counts(&self) -> HintCounts {
+        let q = lock(&self.queue);
+        HintCounts {
+            queued: q.hints.len(),
+            dropped: q.dropped,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::version::Version;
+
+    fn hint(key: &str, value: usize) -> Hint {
+        Hint {
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            stored: Stored {
+                version: Version(1),
+                value: Some(Bytes::from(vec![0; value])),
+            },
+            ttl: None,
+        }
+    }
+
+    #[test]
+    fn the_queue_is_bounded_by_writes_and_bytes() {
+        let hints = Hints::default();
+        let limits = HintLimits {
+            max_writes: 3,
+            max_bytes: 100,
+        };
+        assert!(hints.push(hint("a", 10), &limits));
+        assert!(hints.push(hint("b", 10), &limits));
+        assert!(!hints.push(hint("c", 100), &limits), "over the bytes");
+        assert!(hints.push(hint("d", 10), &limits));
+        assert!(!hints.push(hint("e", 1), &limits), "over the writes");
+        assert_eq!(
+            hints.counts(),
+            HintCounts {
+                queued: 3,
+                dropped: 2
+            }
+        );
+        assert_eq!(&hints.front().unwrap().key[..], b"a", "oldest first");
+        hints.pop();
+        hints.pop();
+        hints.pop();
+        assert!(hints.is_empty());
+        assert!(
+            hints.push(hint("f", 90), &limits),
+            "the bytes were given back"
+        );
+        let none = HintLimits {
+            max_writes: 0,
+            ..limits
+        };
+        assert!(!hints.push(hint("g", 1), &none), "0 writes: no hints");
+    }
+}
