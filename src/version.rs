@@ -1,11 +1,13 @@
 //! Versions of values: a hybrid logical clock per process, and the envelope that carries a
 //! version with a value on stores that cannot keep one natively.
 //!
-//! A [`Version`] is 128 bits compared as an integer: the high 64 are the clock (milliseconds
-//! since the Unix epoch shifted left 16 bits, plus a counter in the low 16 bits, never going
-//! backwards in one process), the low 64 the writer's instance id, so two proxies never stamp
-//! the same version. Version 0 is "no version": what a value written by someone else reads as,
-//! older than any stamped one.
+//! A [`Version`] is 128 bits compared as an integer: the high 64 are the clock (microseconds
+//! since the Unix epoch shifted left 12 bits, plus a counter in the low 12 bits, never going
+//! backwards in one process, and moved past every version the process sees), the low 64 the
+//! writer's instance id, so two proxies never stamp the same version. Microseconds, not
+//! milliseconds: two proxies on one clock then order one client's consecutive writes even when
+//! they come within the same millisecond. Version 0 is "no version": what a value written by
+//! someone else reads as, older than any stamped one.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,10 +29,10 @@ impl Version {
     /// No version: a value written by someone else, or before versions.
     pub const ZERO: Version = Version(0);
 
-    /// Milliseconds since the Unix epoch when the version was stamped (0 for versions given
-    /// by clients that are not clock readings).
-    pub fn millis(self) -> u64 {
-        ((self.0 >> 64) as u64) >> 16
+    /// Microseconds since the Unix epoch when the version was stamped (meaningless for
+    /// versions clients gave that are not clock readings).
+    pub fn micros(self) -> u64 {
+        ((self.0 >> 64) as u64) >> COUNTER_BITS
     }
 
     /// The 16 bytes, big-endian: byte order is version order.
@@ -67,6 +69,9 @@ impl std::str::FromStr for Version {
     }
 }
 
+/// Bits of the clock part that count versions within one microsecond.
+const COUNTER_BITS: u32 = 12;
+
 /// A process's hybrid logical clock.
 #[derive(Debug)]
 pub struct Clock {
@@ -88,8 +93,8 @@ impl Clock {
     pub fn next(&self) -> Version {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-            << 16;
+            .map_or(0, |d| d.as_micros() as u64)
+            << COUNTER_BITS;
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
             let next = now.max(last + 1);
@@ -175,8 +180,8 @@ mod tests {
         let ahead = Version((u128::from(u64::MAX - 5)) << 64);
         a.observe(ahead);
         assert!(a.next() > ahead);
-        let millis = a.next().millis();
-        assert!(millis > 1_700_000_000_000, "{millis}");
+        let fresh = Clock::new(3).next().micros();
+        assert!(fresh > 1_700_000_000_000_000, "{fresh}");
     }
 
     #[test]

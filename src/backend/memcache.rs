@@ -299,8 +299,8 @@ async fn send(mut conn: Conn, request: &[&[u8]]) -> Result<(Conn, String), Failu
     }
 }
 
-/// One CRLF-terminated reply line, at most [`MAX_LINE`] bytes; `None` if the connection closed
-/// (or was reset) before any byte of it.
+/// One reply line, at most [`MAX_LINE`] bytes; `None` if the connection closed (or was reset)
+/// before any byte of it. Replies end lines in CRLF, but `lru_crawler metadump` ends them in LF.
 async fn read_line<R: AsyncBufRead + Unpin>(conn: &mut R) -> Result<Option<String>, BackendError> {
     let mut line = Vec::new();
     let read = (&mut *conn)
@@ -313,13 +313,16 @@ async fn read_line<R: AsyncBufRead + Unpin>(conn: &mut R) -> Result<Option<Strin
         Err(e) => return Err(io_error(e)),
         Ok(_) => {}
     }
-    let line = line.strip_suffix(b"\r\n").ok_or_else(|| {
-        BackendError::Protocol(if line.len() >= MAX_LINE {
-            format!("reply line longer than {MAX_LINE} bytes")
-        } else {
-            "reply line without CRLF".into()
-        })
-    })?;
+    let line = line
+        .strip_suffix(b"\r\n")
+        .or_else(|| line.strip_suffix(b"\n"))
+        .ok_or_else(|| {
+            BackendError::Protocol(if line.len() >= MAX_LINE {
+                format!("reply line longer than {MAX_LINE} bytes")
+            } else {
+                "reply line without a line end".into()
+            })
+        })?;
     String::from_utf8(line.to_vec())
         .map(Some)
         .map_err(|_| BackendError::Protocol("reply line is not UTF-8".into()))
@@ -545,7 +548,7 @@ mod tests {
             (&b"VALUE k 0 x\r\n"[..], "bad VALUE line"),
             (b"VALUE k 0 5\r\nhelloXXEND\r\n", "CRLF"),
             (b"VALUE k 0 5\r\nhello\r\nVALUE x\r\n", "expected END"),
-            (b"END", "without CRLF"),
+            (b"END", "without a line end"),
             (b"WHAT\r\n", "unexpected reply"),
         ] {
             let got = value(reply, 10).await;

@@ -98,6 +98,8 @@ pub(crate) async fn read(
     };
     let winner = &answers[newest];
     let stored = winner.held.clone().expect("the newest holds something");
+    // A version seen here moves this proxy's clock past it (the hybrid clock's receive rule).
+    path.cluster.clock.observe(stored.version);
     repair(path, snap, key, &answers, &stored, winner.earlier.is_some());
     match stored.value {
         Some(value) => {

@@ -344,3 +344,115 @@ fn a_node_streaming_an_endless_body_gets_a_502_and_costs_no_more_than_the_value_
         );
     }
 }
+
+#[test]
+fn every_kind_keeps_the_newest_through_overwrites_and_deletes() {
+    for kind in KINDS {
+        let members = [member("only", kind)];
+        let proxy = Proxy::start(&config_for(&members, ""));
+        for round in 0..20 {
+            let path = format!("/kv/k{}", round % 3);
+            let value = format!("v{round}");
+            match round % 4 {
+                3 => {
+                    assert_eq!(
+                        proxy.request("DELETE", &path, b"").status,
+                        204,
+                        "{kind:?} {round}"
+                    );
+                    assert_eq!(
+                        proxy.request("GET", &path, b"").status,
+                        404,
+                        "{kind:?} {round}"
+                    );
+                }
+                _ => {
+                    let put = proxy.request("PUT", &path, value.as_bytes());
+                    assert_eq!(put.status, 204, "{kind:?} {round}: {}", put.text());
+                    let get = proxy.request("GET", &path, b"");
+                    assert_eq!(
+                        (get.status, get.text()),
+                        (200, value),
+                        "{kind:?} round {round}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Writes stamped by clients (`x-hrw-version`) reach every kind out of order; each keeps the
+/// newest, deletes included, and a write older than a tombstone does not bring a value back.
+#[test]
+fn every_kind_keeps_the_newer_of_writes_sent_out_of_order() {
+    const OLDER: u128 = 1 << 70;
+    const NEWER: u128 = 1 << 90;
+    const NEWEST: u128 = 1 << 100;
+    for kind in KINDS {
+        let members = [member("only", kind)];
+        let proxy = Proxy::start(&config_for(&members, ""));
+        let send = |method: &str, version: u128, body: &str| {
+            let header = format!("x-hrw-version: {version}");
+            let resp = request_with_header(proxy.addr, method, "/kv/k", &header, body.as_bytes());
+            assert_eq!(
+                resp.status,
+                204,
+                "{kind:?} {method} {version}: {}",
+                resp.text()
+            );
+        };
+        let get = || proxy.request("GET", "/kv/k", b"");
+
+        send("PUT", NEWER, "newer");
+        send("PUT", OLDER, "older");
+        send("DELETE", OLDER, "");
+        let read = get();
+        assert_eq!(
+            (read.status, read.text()),
+            (200, "newer".into()),
+            "{kind:?}"
+        );
+        assert_eq!(read.header("x-hrw-version"), Some(&*NEWER.to_string()));
+        assert_eq!(read.header("etag"), Some(&*format!("\"{NEWER:032x}\"")));
+
+        send("DELETE", NEWEST, "");
+        send("PUT", NEWER + 1, "too late");
+        let read = get();
+        assert_eq!(read.status, 404, "{kind:?}: {}", read.text());
+        assert_eq!(read.header("x-hrw-version"), Some(&*NEWEST.to_string()));
+    }
+}
+
+/// A repair lists the keys of every kind and copies them to every kind: raising `replicas`
+/// leaves each key one copy short until the repair fills it in.
+#[test]
+fn repair_lists_and_fills_every_kind() {
+    for kind in KINDS {
+        let members = [member("a", kind), member("b", kind)];
+        let proxy = Proxy::start(&config_for(&members, "replicas: 1"));
+        let keys: Vec<String> = (0..200).map(|i| format!("repair-{i}")).collect();
+        put_keys(&proxy, &keys);
+        proxy.save_by_rename(&config_for(&members, "replicas: 2"));
+        proxy.await_generation(2);
+
+        let started = proxy.admin("POST", "/admin/repair");
+        assert_eq!(started.status, 202, "{kind:?}: {}", started.text());
+        let mut report = serde_json::Value::Null;
+        wait_until("the repair to finish", || {
+            report = serde_json::from_slice(&proxy.admin("GET", "/admin/repair").body).unwrap();
+            report["state"] == "done"
+        });
+        assert_eq!(report["failed"], 0, "{kind:?}: {report}");
+        assert_eq!(report["skipped_nodes"], serde_json::json!([]), "{kind:?}");
+        assert_eq!(report["copied"], 200, "{kind:?}: {report}");
+        for key in &keys {
+            for m in &members {
+                assert!(
+                    m.holds(key.as_bytes()).is_some(),
+                    "{kind:?}: {key} not on {}",
+                    m.id()
+                );
+            }
+        }
+    }
+}

@@ -2,11 +2,13 @@
 
 mod backends;
 mod chaos;
+mod checker;
 mod cli;
 mod hardening;
 mod membership;
 mod observe;
 mod proxy;
+mod relay;
 mod reload;
 mod servers;
 mod support;

@@ -182,3 +182,77 @@ fn bad_requests_get_their_status_and_one_line_why() {
     );
     assert_eq!(nodes[0].holds(b"12345/78"), Some(vec![b'x'; 16]));
 }
+
+/// Every write gets a newer version than the last; reads answer it as `x-hrw-version` and an
+/// `ETag`; `x-hrw-r` chooses how many replicas a read waits for.
+#[test]
+fn versions_are_stamped_answered_and_read_quorums_chosen() {
+    let nodes = start_nodes(&["a", "b", "c"]);
+    let proxy = Proxy::start(&config_yaml(&nodes, "replicas: 3"));
+    let mut last = 0u128;
+    for round in 0..5 {
+        let put = proxy.request("PUT", "/kv/k", format!("v{round}").as_bytes());
+        assert_eq!(put.status, 204, "{}", put.text());
+        let version: u128 = put.header("x-hrw-version").unwrap().parse().unwrap();
+        assert!(version > last, "round {round}: {version} after {last}");
+        last = version;
+        for quorum in ["1", "2", "all", "quorum"] {
+            let get = request_with_header(
+                proxy.addr,
+                "GET",
+                "/kv/k",
+                &format!("x-hrw-r: {quorum}"),
+                b"",
+            );
+            assert_eq!((get.status, get.text()), (200, format!("v{round}")));
+            assert_eq!(get.header("x-hrw-version"), Some(&*version.to_string()));
+            assert_eq!(get.header("etag"), Some(&*format!("\"{version:032x}\"")));
+        }
+    }
+    for (method, header, says) in [
+        ("GET", "x-hrw-r: 4", "x-hrw-r must be"),
+        ("GET", "x-hrw-r: 0", "x-hrw-r must be"),
+        ("PUT", "x-hrw-version: 0", "x-hrw-version must be"),
+        ("PUT", "x-hrw-version: soon", "x-hrw-version must be"),
+    ] {
+        let resp = request_with_header(proxy.addr, method, "/kv/k", header, b"");
+        assert_eq!(resp.status, 400, "{header}");
+        assert!(resp.text().contains(says), "{header}: {}", resp.text());
+    }
+}
+
+/// `versioning: off` stores values as sent, with no version anywhere, and says why a client
+/// version is refused.
+#[test]
+fn versioning_off_keeps_raw_values() {
+    let nodes = start_nodes(&["a", "b"]);
+    let proxy = Proxy::start(&config_yaml(&nodes, "replicas: 2\nversioning: off"));
+    for value in ["first", "second"] {
+        let put = proxy.request("PUT", "/kv/raw", value.as_bytes());
+        assert_eq!(put.status, 204, "{}", put.text());
+        assert_eq!(put.header("x-hrw-version"), None);
+        let get = proxy.request("GET", "/kv/raw", b"");
+        assert_eq!((get.status, get.text()), (200, value.to_string()));
+        assert_eq!(get.header("etag"), None);
+        for node in &nodes {
+            assert_eq!(
+                node.holds(b"raw"),
+                Some(value.as_bytes().to_vec()),
+                "{}",
+                node.id
+            );
+        }
+    }
+    let refused = request_with_header(proxy.addr, "PUT", "/kv/raw", "x-hrw-version: 5", b"x");
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.text().contains("needs versioning: on"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(proxy.request("DELETE", "/kv/raw", b"").status, 204);
+    assert_eq!(proxy.request("GET", "/kv/raw", b"").status, 404);
+    for node in &nodes {
+        assert_eq!(node.holds(b"raw"), None, "{}", node.id);
+    }
+}

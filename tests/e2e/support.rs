@@ -193,7 +193,7 @@ pub struct Proxy {
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub handle: hrwproxy::Proxy,
-    dir: tempfile::TempDir,
+    dir: std::sync::Arc<tempfile::TempDir>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -206,6 +206,15 @@ impl Proxy {
 
     /// Serves `dir/hrwproxy.yaml`, which the caller has laid out (a symlink, say).
     pub fn start_in(dir: tempfile::TempDir) -> Proxy {
+        Proxy::start_shared(std::sync::Arc::new(dir))
+    }
+
+    /// A second proxy in this process on the same config file.
+    pub fn another(&self) -> Proxy {
+        Proxy::start_shared(self.dir.clone())
+    }
+
+    fn start_shared(dir: std::sync::Arc<tempfile::TempDir>) -> Proxy {
         let path = dir.path().join(CONFIG_NAME);
         let handle = hrwproxy::Proxy::load(&path).expect("valid config");
         let runtime = tokio::runtime::Builder::new_multi_thread()
