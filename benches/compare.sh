@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # hrwproxy against nginx and HAProxy doing the same job in front of the same 3 built-in nodes,
-# plus the nodes hit directly as the ceiling. GET and PUT with wrk, targets alternating, several
-# rounds, medians reported; then hrwproxy PUT at r=2 and r=3 (quorum), then resident memory of
-# each proxy holding IDLE (9000) idle keep-alive client connections.
+# plus hrwproxy with `versioning: off` and the nodes hit directly as the ceiling. GET and PUT
+# with wrk, targets alternating, several rounds, medians reported, with the CPU time (user +
+# system, from /proc) each target spent per request; then hrwproxy at r=2 (GET waiting for both
+# replicas, PUT for both acks) and PUT at r=3 (quorum 2); then resident memory of each proxy
+# holding IDLE (9000) idle keep-alive client connections.
 #   bash benches/compare.sh       # ROUNDS=3 SECONDS_PER_RUN=5 CONNECTIONS=32 IDLE=9000
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,17 +71,18 @@ keys, ports = int(sys.argv[1]), sys.argv[2:]
 for port in ports:
     conn = http.client.HTTPConnection("127.0.0.1", int(port))
     for i in range(keys):
-        conn.request("PUT", f"/kv/key-{i}", body=b"v" * 100)
+        conn.request("PUT", f"/kv/key-{i}", body=b"v" * 100, headers={"x-hrw-version": "1"})
         response = conn.getresponse()
         response.read()
         assert response.status == 204, (port, i, response.status)
 PY
 
-hrw_config() { # replicas
+hrw_config() { # replicas, more settings
     cat <<YAML
 listen: 127.0.0.1:0
 admin: 127.0.0.1:0
 replicas: $1
+${2:-}
 health_check_interval_ms: 0
 # Idle keep-alive clients stay as long as nginx's (75 s) for the memory measurement.
 limits: { header_read_timeout_ms: 75000 }
@@ -93,13 +96,14 @@ YAML
 }
 
 declare -A PORT PROCS
-start_hrwproxy() { # name, replicas
-    hrw_config "$2" >"$WORK/$1.yaml"
+start_hrwproxy() { # name, replicas, more settings
+    hrw_config "$2" "${3:-}" >"$WORK/$1.yaml"
     start_bin "$1" 2 serve --config "$WORK/$1.yaml"
     PORT[$1]=${PORTS_SEEN[0]}
     PROCS[$1]=$LAST_PID
 }
 start_hrwproxy hrwproxy 1
+start_hrwproxy hrwproxy-off 1 "versioning: off"
 
 PORT[nginx]=$(free_port)
 cat >"$WORK/nginx.conf" <<NGINX
@@ -160,6 +164,7 @@ PROCS[haproxy]=$!
 wait_port "${PORT[haproxy]}"
 
 PORT[nodes-direct]=${NODE_PORTS[0]}
+PROCS[nodes-direct]=${PIDS[0]}
 
 cat >"$WORK/get.lua" <<LUA
 math.randomseed(os.time())
@@ -171,57 +176,76 @@ local body = string.rep("v", 100)
 request = function() return wrk.format("PUT", "/kv/key-" .. math.random(0, $KEYS - 1), nil, body) end
 LUA
 
-# requests/s, p50 ms, p99 ms of one wrk run; non-2xx answers make the run fail loudly.
-run_wrk() { # port, get|put
-    wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/$2.lua" "http://127.0.0.1:$1" |
-        awk '
-            function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
-            $1 == "50%" { p50 = ms($2) }
-            $1 == "99%" { p99 = ms($2) }
-            /Non-2xx/ { bad = $NF }
-            /Requests\/sec/ { rps = $2 }
-            END { if (bad > 0) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 } printf "%.0f %.3f %.3f\n", rps, p50, p99 }'
+# CPU time (utime + stime, in clock ticks) of a process and its children (nginx's workers).
+cpu_ticks() { # pid
+    local total=0 pid
+    for pid in "$1" $(pgrep -P "$1" || true); do
+        total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat")))
+    done
+    echo "$total"
+}
+
+# requests/s, p50 ms, p99 ms and CPU µs per request of one wrk run against a target; non-2xx
+# answers make the run fail loudly.
+run_wrk() { # target, get|put
+    local before after
+    before=$(cpu_ticks "${PROCS[$1]}")
+    wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/$2.lua" \
+        "http://127.0.0.1:${PORT[$1]}" >"$WORK/wrk.out"
+    after=$(cpu_ticks "${PROCS[$1]}")
+    awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
+        function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+        $1 == "50%" { p50 = ms($2) }
+        $1 == "99%" { p99 = ms($2) }
+        $2 == "requests" && $3 == "in" { requests = $1 }
+        /Non-2xx/ { bad = $NF }
+        /Requests\/sec/ { rps = $2 }
+        END {
+            if (bad > 0) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 }
+            printf "%.0f %.3f %.3f %.1f\n", rps, p50, p99, ticks * 1e6 / hz / requests
+        }' "$WORK/wrk.out"
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-TARGETS=(hrwproxy nginx haproxy nodes-direct)
+TARGETS=(hrwproxy hrwproxy-off nginx haproxy nodes-direct)
 for round in $(seq 1 "$ROUNDS"); do
     for load in get put; do
         for target in "${TARGETS[@]}"; do
-            run_wrk "${PORT[$target]}" "$load" >>"$WORK/$target.$load"
+            run_wrk "$target" "$load" >>"$WORK/$target.$load"
         done
     done
     echo "round $round of $ROUNDS done" >&2
 done
 
-start_hrwproxy hrwproxy-r2 2
+start_hrwproxy hrwproxy-r2 2 "read_quorum: 2"
 start_hrwproxy hrwproxy-r3 3
 for round in $(seq 1 "$ROUNDS"); do
+    run_wrk hrwproxy-r2 get >>"$WORK/hrwproxy-r2.get"
     for target in hrwproxy-r2 hrwproxy-r3; do
-        run_wrk "${PORT[$target]}" put >>"$WORK/$target.put"
+        run_wrk "$target" put >>"$WORK/$target.put"
     done
 done
 
 column_of() { awk -v c="$2" '{ print $c }' "$1" | median; }
+row() { # target, load: the medians, and requests/s and CPU per request as ratios to hrwproxy's
+    local rps cpu
+    rps=$(column_of "$WORK/$1.$2" 1)
+    cpu=$(column_of "$WORK/$1.$2" 4)
+    printf "%-14s %-4s %10s %9s %9s %10s %9.2fx %9.2fx\n" "$1" "$2" "$rps" \
+        "$(column_of "$WORK/$1.$2" 2)" "$(column_of "$WORK/$1.$2" 3)" "$cpu" \
+        "$(echo "$rps / $(column_of "$WORK/hrwproxy.$2" 1)" | bc -l)" \
+        "$(echo "$cpu / $(column_of "$WORK/hrwproxy.$2" 4)" | bc -l)"
+}
 echo
 echo "median of $ROUNDS rounds, wrk -t2 -c$CONNECTIONS -d${SECONDS_PER_RUN}s, 100-byte values, $KEYS keys, 3 built-in nodes"
-printf "%-14s %-4s %10s %9s %9s %12s\n" target load req/s p50_ms p99_ms "vs hrwproxy"
+printf "%-14s %-4s %10s %9s %9s %10s %10s %10s\n" target load req/s p50_ms p99_ms cpu_us/req "req/s vs" "cpu vs"
 for load in get put; do
-    base=$(column_of "$WORK/hrwproxy.$load" 1)
-    for target in "${TARGETS[@]}"; do
-        rps=$(column_of "$WORK/$target.$load" 1)
-        printf "%-14s %-4s %10s %9s %9s %11.2fx\n" "$target" "$load" "$rps" \
-            "$(column_of "$WORK/$target.$load" 2)" "$(column_of "$WORK/$target.$load" 3)" \
-            "$(echo "$rps / $base" | bc -l)"
-    done
+    for target in "${TARGETS[@]}"; do row "$target" "$load"; done
 done
-base=$(column_of "$WORK/hrwproxy.put" 1)
-for target in hrwproxy-r2 hrwproxy-r3; do
-    rps=$(column_of "$WORK/$target.put" 1)
-    printf "%-14s %-4s %10s %9s %9s %11.2fx\n" "$target" put "$rps" \
-        "$(column_of "$WORK/$target.put" 2)" "$(column_of "$WORK/$target.put" 3)" "$(echo "$rps / $base" | bc -l)"
-done
+row hrwproxy-r2 get
+row hrwproxy-r2 put
+row hrwproxy-r3 put
 
 # Resident memory with IDLE idle keep-alive clients (all processes of the proxy).
 rss_kib() { # pid (and its children)

@@ -15,7 +15,7 @@ pub use crate::cluster::reload::{ReloadStatus, Reloaded, Trigger};
 use crate::cluster::{probes, triggers};
 use crate::config::{Config, ConfigError};
 use crate::proxy::{self, DataPath};
-use crate::rebalance::Rebalancer;
+use crate::repair::BackgroundRepair;
 
 /// A loaded proxy: its config serving, ready to [`Proxy::start`]. Clones share everything.
 #[derive(Debug, Clone)]
@@ -44,7 +44,7 @@ impl Proxy {
         });
         let admin = Arc::new(Admin {
             reloader: reloader.clone(),
-            rebalancer: Rebalancer::default(),
+            repairs: BackgroundRepair::default(),
         });
         Ok(Proxy {
             reloader,

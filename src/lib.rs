@@ -18,7 +18,7 @@
 //! | commands | `cli` (one file per subcommand; `main.rs` only parses arguments) |
 //! | a running proxy | [`Proxy`] (`instance`): listeners, triggers and probes together |
 //! | listeners | `admin` (routes and the types `status` reads), `proxy` (the data path) |
-//! | data movement | `rebalance`, `handoff` |
+//! | data movement | `repair`, `handoff` |
 //! | membership | `cluster`: snapshot, members, the attempt function, reload, triggers, probes |
 //! | node state | `health` (the state machine) |
 //! | storage | [`backend`]: the trait, HTTP, Redis, memcached, pool, an in-memory fake for tests |
@@ -41,7 +41,7 @@ pub mod metrics;
 mod net;
 mod node;
 mod proxy;
-mod rebalance;
+mod repair;
 pub mod routing;
 pub mod version;
 
@@ -69,7 +69,7 @@ mod layering {
         &["health"],
         &["cluster"],
         &["handoff"],
-        &["rebalance"],
+        &["repair"],
         &["proxy", "node"],
         &["admin"],
         &["instance"],

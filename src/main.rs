@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use hrwproxy::cli::{self, RebalanceArgs};
+use hrwproxy::cli::{self, RepairArgs};
 
 #[derive(Parser)]
 #[command(
@@ -71,15 +71,17 @@ enum Command {
         #[arg(long, default_value_t = 1_000_000)]
         keys: usize,
     },
-    /// Copy every key to its current top-r nodes (from nodes that can list their keys).
+    /// Give every key's top-r nodes its newest version; --prune removes it from the others
     #[command(
-        long_about = "Copy every key to its current top-r nodes, reading from every node of the config that can list\n\
-            its keys (the built-in node can). Copies never overwrite a value already on a node, so client\n\
-            writes made meanwhile win. With --prune, a key is then deleted from nodes that are not among\n\
-            its top-r. Progress is saved after every page to the state file, and an interrupted run\n\
-            resumes from it."
+        visible_alias = "rebalance",
+        long_about = "Bring every key's replicas up to date. Lists the keys of every node of the config that can list\n\
+            them (built-in nodes, Redis, memcached), reads each key on its top-r nodes and writes the newest\n\
+            version where a replica is older or missing. Every write is put-if-newer, so client writes made\n\
+            meanwhile win and deleted keys stay deleted. With --prune, a key is then deleted from nodes that\n\
+            are not among its top-r. Progress is saved after every page to the state file, and an\n\
+            interrupted run resumes from it. Also called `rebalance`."
     )]
-    Rebalance {
+    Repair {
         #[arg(long, short)]
         config: PathBuf,
         /// Delete keys from nodes that no longer own them, once their owners have them.
@@ -88,7 +90,7 @@ enum Command {
         /// Keys per second at most; 0 for no limit.
         #[arg(long, default_value_t = 2000.0)]
         rate: f64,
-        /// Where progress is saved [default: the config path with .rebalance appended].
+        /// Where progress is saved [default: the config path with .repair appended].
         #[arg(long)]
         state: Option<PathBuf>,
         /// Start from the beginning even if a state file says where a run stopped.
@@ -123,13 +125,13 @@ fn main() -> ExitCode {
             verbose,
         } => cli::locate(&config, &key, encoded, verbose),
         Command::Plan { from, to, keys } => cli::plan(&from, &to, keys),
-        Command::Rebalance {
+        Command::Repair {
             config,
             prune,
             rate,
             state,
             restart,
-        } => cli::run_async(cli::rebalance(RebalanceArgs {
+        } => cli::run_async(cli::repair(RepairArgs {
             config,
             prune,
             rate,

@@ -1,5 +1,5 @@
 //! The admin listener (loopback by default): metrics, the serving config and nodes, where a
-//! key lives, reload on demand, and a rebalance to start or follow. Answers are the types of
+//! key lives, reload on demand, and a repair to start or follow. Answers are the types of
 //! [`types`].
 
 pub(crate) mod types;
@@ -20,7 +20,7 @@ use crate::config::Limits;
 use crate::metrics::{NodeState, ScrapeState};
 use crate::net::respond::{self, Body};
 use crate::net::{auth, key, server, RequestError};
-use crate::rebalance::{self, Options, Rebalancer, Scope};
+use crate::repair::{self, BackgroundRepair, Options, Scope};
 use crate::routing::key_hash;
 
 const LOCATE_PREFIX: &str = "/admin/locate/";
@@ -29,7 +29,7 @@ const LOCATE_PREFIX: &str = "/admin/locate/";
 #[derive(Debug)]
 pub(crate) struct Admin {
     pub reloader: Arc<Reloader>,
-    pub rebalancer: Rebalancer,
+    pub repairs: BackgroundRepair,
 }
 
 /// Serves the admin API on `listener` until `shutdown` resolves.
@@ -77,17 +77,17 @@ async fn handle(admin: &Arc<Admin>, req: Request<Incoming>) -> Response<Body> {
         ("/admin/reload", &Method::POST) => reload(admin).await,
         ("/admin/config", &Method::GET) => config(admin, &snap),
         ("/admin/rebalance" | "/admin/repair", &Method::GET) => {
-            respond::json(StatusCode::OK, &admin.rebalancer.progress())
+            respond::json(StatusCode::OK, &admin.repairs.progress())
         }
         ("/admin/rebalance" | "/admin/repair", &Method::POST) => {
-            match rebalance_options(req.uri().query()) {
+            match repair_options(req.uri().query()) {
                 Ok(options) => {
                     let scope = Scope {
                         cluster: admin.reloader.cluster().clone(),
                         snap,
                     };
-                    match admin.rebalancer.start(scope, options) {
-                        Ok(()) => respond::json(StatusCode::ACCEPTED, &admin.rebalancer.progress()),
+                    match admin.repairs.start(scope, options) {
+                        Ok(()) => respond::json(StatusCode::ACCEPTED, &admin.repairs.progress()),
                         Err(why) => respond::text(StatusCode::CONFLICT, &why),
                     }
                 }
@@ -102,7 +102,7 @@ async fn handle(admin: &Arc<Admin>, req: Request<Incoming>) -> Response<Body> {
 }
 
 fn metrics(admin: &Admin, snap: &Snapshot) -> Response<Body> {
-    let progress = admin.rebalancer.progress();
+    let progress = admin.repairs.progress();
     let total = total_weight(snap);
     let state = ScrapeState {
         generation: snap.generation,
@@ -263,7 +263,7 @@ fn locate(snap: &Snapshot, raw_key: &str) -> Response<Body> {
 }
 
 /// `?prune` (or `prune=true`) and `rate=<keys per second>` (0 for no limit).
-fn rebalance_options(query: Option<&str>) -> Result<Options, RequestError> {
+fn repair_options(query: Option<&str>) -> Result<Options, RequestError> {
     let mut options = Options::default();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=').unwrap_or((pair, "")) {
@@ -273,7 +273,7 @@ fn rebalance_options(query: Option<&str>) -> Result<Options, RequestError> {
                 options.rate = n
                     .parse::<f64>()
                     .map_err(|_| format!("rate {n:?} is not a number"))
-                    .and_then(rebalance::rate_limit)
+                    .and_then(repair::rate_limit)
                     .map_err(RequestError::BadQuery)?;
             }
             (name, _) => {
@@ -291,14 +291,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rebalance_options_take_prune_and_a_rate_where_zero_is_no_limit() {
-        let options = rebalance_options(Some("prune&rate=250")).unwrap();
+    fn repair_options_take_prune_and_a_rate_where_zero_is_no_limit() {
+        let options = repair_options(Some("prune&rate=250")).unwrap();
         assert!(options.prune);
         assert_eq!(options.rate, Some(250.0));
-        assert_eq!(rebalance_options(Some("rate=0")).unwrap().rate, None);
-        assert!(!rebalance_options(Some("prune=false")).unwrap().prune);
+        assert_eq!(repair_options(Some("rate=0")).unwrap().rate, None);
+        assert!(!repair_options(Some("prune=false")).unwrap().prune);
         for bad in ["rate=-1", "rate=fast", "rate=1e99", "limit=3"] {
-            assert!(rebalance_options(Some(bad)).is_err(), "{bad}");
+            assert!(repair_options(Some(bad)).is_err(), "{bad}");
         }
     }
 }

@@ -6,7 +6,7 @@ mod check;
 mod locate;
 mod node;
 mod plan;
-mod rebalance;
+mod repair;
 mod serve;
 mod status;
 
@@ -20,7 +20,7 @@ pub use self::check::check;
 pub use self::locate::locate;
 pub use self::node::{node, DEFAULT_NODE_MAX_VALUE_BYTES};
 pub use self::plan::plan;
-pub use self::rebalance::{rebalance, RebalanceArgs};
+pub use self::repair::{repair, RepairArgs};
 pub use self::serve::serve;
 pub use self::status::status;
 

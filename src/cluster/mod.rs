@@ -137,7 +137,7 @@ impl Cluster {
             took,
             failure.map(BackendError::kind),
         );
-        // Copies and listings (handoff, rebalance) say little about how the node serves
+        // Copies and listings (handoff, repair) say little about how the node serves
         // clients: they are counted in its metrics, not in its health.
         let serves_clients = matches!(op, Op::Get | Op::Put | Op::Delete);
         match failure {
@@ -170,7 +170,7 @@ impl Cluster {
 
     /// Copies what a key holds to `member`, where it is older or missing: put-if-newer with
     /// versions, put-if-absent without. A tombstone lives for `tombstone_ttl_s`. The copies of
-    /// read repair, handoff and rebalance all go through here.
+    /// read repair, handoff and repair all go through here.
     pub(crate) async fn copy_to(
         &self,
         snap: &Snapshot,

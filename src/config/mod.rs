@@ -32,7 +32,7 @@ const MAX_TOMBSTONE_TTL_S: u64 = MAX_TTL_SECONDS as u64;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub listen: SocketAddr,
-    /// The admin listener (reload, config, rebalance); loopback by default.
+    /// The admin listener (reload, config, repair); loopback by default.
     pub admin: SocketAddr,
     /// r: each key lives on its top-r nodes; by default 2, or 1 with a single node.
     pub replicas: usize,

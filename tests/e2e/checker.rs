@@ -355,3 +355,15 @@ fn with_r1_w1_reads_can_be_stale() {
         "replicas that differ after the repair"
     );
 }
+
+/// What versions buy: the same run with `versioning: off`, the proxy as it was before them.
+/// Figures only; run as above.
+#[test]
+#[ignore]
+fn with_versioning_off() {
+    let report = run(
+        &format!("{FAULTS}\nversioning: off"),
+        Duration::from_secs(8),
+    );
+    print("versioning off", &report);
+}

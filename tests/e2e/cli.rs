@@ -110,7 +110,8 @@ fn help_explains_every_subcommand() {
         "locate",
         "check",
         "plan",
-        "rebalance",
+        "repair",
+        "alias: rebalance",
     ] {
         assert!(help.contains(sub), "--help lacks {sub}: {help}");
     }
@@ -194,10 +195,10 @@ fn check_points_at_the_line_and_column_of_each_mistake() {
     }
 }
 
-/// `hrwproxy rebalance ARGS` on `config`: success, stdout, stderr.
-fn rebalance(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+/// `hrwproxy repair ARGS` on `config`: success, stdout, stderr.
+fn repair(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(BIN)
-        .args(["rebalance", "--config", config.to_str().unwrap()])
+        .args(["repair", "--config", config.to_str().unwrap()])
         .args(args)
         .output()
         .unwrap();
@@ -206,7 +207,7 @@ fn rebalance(config: &std::path::Path, args: &[&str]) -> (bool, String, String) 
 }
 
 #[test]
-fn rebalance_resumes_where_it_was_interrupted_and_can_start_over() {
+fn repair_resumes_where_it_was_interrupted_and_can_start_over() {
     let nodes = start_nodes(&["a", "b", "c"]);
     // 600 keys on a only, as if it had been the only node; b and c own two thirds of them.
     for i in 0..600 {
@@ -216,12 +217,12 @@ fn rebalance_resumes_where_it_was_interrupted_and_can_start_over() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join(CONFIG_NAME);
     write_file(&config, &config_yaml(&nodes, "replicas: 1"));
-    let state = dir.path().join(format!("{CONFIG_NAME}.rebalance"));
+    let state = dir.path().join(format!("{CONFIG_NAME}.repair"));
 
     // Interrupted after its first page (500 keys at 1000 per second).
     let mut run = Command::new(BIN)
         .args([
-            "rebalance",
+            "rebalance", // its other name: the same command, the same state file
             "--config",
             config.to_str().unwrap(),
             "--rate",
@@ -239,7 +240,7 @@ fn rebalance_resumes_where_it_was_interrupted_and_can_start_over() {
     assert_eq!(cursor["node"], "a", "{cursor}");
     assert_eq!(cursor["after"], "key-499", "{cursor}");
 
-    let (ok, report, log) = rebalance(&config, &["--rate", "0"]);
+    let (ok, report, log) = repair(&config, &["--rate", "0"]);
     assert!(ok, "{report}{log}");
     assert!(
         log.contains("resuming from node a after \"key-499\""),
@@ -266,19 +267,19 @@ fn rebalance_resumes_where_it_was_interrupted_and_can_start_over() {
 
     // A state file that is not one: refused, and --restart starts over anyway.
     write_file(&state, "{ not json");
-    let (ok, _, log) = rebalance(&config, &[]);
+    let (ok, _, log) = repair(&config, &[]);
     assert!(!ok);
     assert!(
-        log.contains("not a rebalance state file; use --restart"),
+        log.contains("not a repair state file; use --restart"),
         "{log}"
     );
-    let (ok, report, log) = rebalance(&config, &["--restart", "--rate", "0"]);
+    let (ok, report, log) = repair(&config, &["--restart", "--rate", "0"]);
     assert!(ok, "{report}{log}");
     assert!(!log.contains("resuming"), "{log}");
-    assert!(report.contains("already present"), "{report}");
+    assert!(report.contains("already up to date"), "{report}");
 
     for bad in ["-1", "1e99", "fast"] {
-        let (ok, _, log) = rebalance(&config, &[&format!("--rate={bad}")]);
+        let (ok, _, log) = repair(&config, &[&format!("--rate={bad}")]);
         assert!(!ok, "--rate {bad}");
         assert!(
             log.contains("rate") || log.contains("invalid value"),

@@ -348,7 +348,7 @@ fn a_delete_during_handoff_stays_deleted() {
 }
 
 /// End to end: client writes during a rebalance are what the owners hold afterwards. (A write
-/// that provably overlaps a copy in flight is `rebalance::tests::a_client_write_during_a_copy_
+/// that provably overlaps a copy in flight is `repair::tests::a_client_write_during_a_copy_
 /// is_never_overwritten_by_it`, on fake nodes that hold the copy.)
 #[test]
 fn a_write_during_rebalance_is_never_overwritten_by_an_older_copy() {

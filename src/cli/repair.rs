@@ -1,4 +1,4 @@
-//! `hrwproxy rebalance`: one run over the nodes of a config, resumable from a state file, with
+//! `hrwproxy repair` (or `rebalance`): one run over the nodes of a config, resumable from a state file, with
 //! a progress line on stderr and the report on stdout.
 
 use std::io::Write;
@@ -10,17 +10,17 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::cluster::reload::Reloader;
-use crate::rebalance::{self, Cursor, Options, Progress, Scope};
+use crate::repair::{self, Cursor, Options, Progress, Scope};
 
 /// How often the progress line is redrawn.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
-pub struct RebalanceArgs {
+pub struct RepairArgs {
     pub config: PathBuf,
     pub prune: bool,
     /// Keys per second; 0 for no limit.
     pub rate: f64,
-    /// Where progress is saved; by default the config path with `.rebalance` appended.
+    /// Where progress is saved; by default the config path with `.repair` appended.
     pub state: Option<PathBuf>,
     /// Start from the beginning even if the state file says where a run stopped.
     pub restart: bool,
@@ -29,7 +29,7 @@ pub struct RebalanceArgs {
 /// The state file of a run over `config` unless one is given.
 fn state_path(config: &Path) -> PathBuf {
     let mut path = config.as_os_str().to_owned();
-    path.push(".rebalance");
+    path.push(".repair");
     path.into()
 }
 
@@ -45,7 +45,7 @@ fn resume_from(state: &Path, restart: bool) -> anyhow::Result<Option<Cursor>> {
     };
     let cursor: Cursor = serde_json::from_str(&text).with_context(|| {
         format!(
-            "{}: not a rebalance state file; use --restart to start over",
+            "{}: not a repair state file; use --restart to start over",
             state.display()
         )
     })?;
@@ -60,8 +60,8 @@ fn save_cursor(state: &Path, cursor: &Cursor) -> std::io::Result<()> {
     std::fs::rename(&tmp, state)
 }
 
-pub async fn rebalance(args: RebalanceArgs) -> anyhow::Result<ExitCode> {
-    let rate = rebalance::rate_limit(args.rate).map_err(|e| anyhow::anyhow!("--rate: {e}"))?;
+pub async fn repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
+    let rate = repair::rate_limit(args.rate).map_err(|e| anyhow::anyhow!("--rate: {e}"))?;
     let state = args.state.unwrap_or_else(|| state_path(&args.config));
     let resume = resume_from(&state, args.restart)?;
     let reloader =
@@ -86,7 +86,7 @@ pub async fn rebalance(args: RebalanceArgs) -> anyhow::Result<ExitCode> {
     let progress = Mutex::new(Progress::default());
     let mut last_print = std::time::Instant::now();
     let mut save_error = None;
-    let report = rebalance::run(scope, options, &progress, |p| {
+    let report = repair::run(scope, options, &progress, |p| {
         if let Some(cursor) = &p.cursor {
             if let Err(e) = save_cursor(&state, cursor) {
                 save_error.get_or_insert(e);
@@ -96,7 +96,7 @@ pub async fn rebalance(args: RebalanceArgs) -> anyhow::Result<ExitCode> {
             last_print = std::time::Instant::now();
             let _ = write!(
                 std::io::stderr(),
-                "\rrebalance: node {}/{}  scanned {}  copied {}  pruned {}  failed {}   ",
+                "\rrepair: node {}/{}  scanned {}  copied {}  pruned {}  failed {}   ",
                 p.nodes_done + 1,
                 p.nodes_total,
                 p.scanned,
@@ -121,7 +121,7 @@ pub async fn rebalance(args: RebalanceArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "rebalance done in {:.1} s: scanned {}, copied {}, already present {}, pruned {}, failed {}",
+        "repair done in {:.1} s: scanned {}, copied {}, already up to date {}, pruned {}, failed {}",
         report.elapsed_ms as f64 / 1000.0,
         report.scanned,
         report.copied,

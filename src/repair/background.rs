@@ -1,5 +1,5 @@
-//! The proxy's own rebalance: one run at a time, in the background, its progress kept for
-//! `GET /admin/rebalance`.
+//! The proxy's own repair: one run at a time, in the background, its progress kept for
+//! `GET /admin/repair`.
 
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -8,19 +8,17 @@ use super::{run, Options, Progress, RunState, Scope};
 use crate::lock;
 
 #[derive(Debug, Default)]
-pub(crate) struct Rebalancer {
+pub(crate) struct BackgroundRepair {
     progress: Arc<Mutex<Progress>>,
 }
 
-impl Rebalancer {
+impl BackgroundRepair {
     /// Starts a run on the scope's snapshot; refuses while one is running.
     pub(crate) fn start(&self, scope: Scope, options: Options) -> Result<(), String> {
         {
             let mut p = lock(&self.progress);
             if p.state == RunState::Running {
-                return Err(
-                    "a rebalance is already running; follow it with GET /admin/rebalance".into(),
-                );
+                return Err("a repair is already running; follow it with GET /admin/repair".into());
             }
             *p = Progress {
                 state: RunState::Running,
@@ -45,10 +43,10 @@ impl Rebalancer {
                     failed = report.failed,
                     skipped = ?report.skipped_nodes,
                     elapsed_ms = report.elapsed_ms,
-                    "rebalance finished"
+                    "repair finished"
                 ),
                 Err(e) => {
-                    tracing::error!(error = %e, "rebalance aborted");
+                    tracing::error!(error = %e, "repair aborted");
                     lock(&progress).state = RunState::Aborted;
                 }
             }

@@ -4,10 +4,10 @@
 //! or resurrects anything, whoever makes it), and with `prune` remove it from nodes that no
 //! longer own it once its owners have it. After one pass every listed key has the same
 //! version on all its replicas. Without versions (`versioning: off`) a copy lands only where
-//! the key is absent. [`Rebalancer`] runs one in the background for the admin API; the CLI
+//! the key is absent. [`BackgroundRepair`] runs one in the background for the admin API; the CLI
 //! runs [`run`] itself.
 
-mod rebalancer;
+mod background;
 #[cfg(test)]
 mod tests;
 
@@ -18,7 +18,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-pub(crate) use self::rebalancer::Rebalancer;
+pub(crate) use self::background::BackgroundRepair;
 use crate::backend::{BackendError, Written};
 use crate::cluster::{Cluster, Member, Op, Snapshot};
 use crate::lock;
@@ -76,7 +76,7 @@ pub(crate) enum RunState {
     Aborted,
 }
 
-/// Counters of a run, as `GET /admin/rebalance` and the CLI show them.
+/// Counters of a run, as `GET /admin/repair` and the CLI show them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Progress {
     pub state: RunState,
@@ -160,7 +160,7 @@ pub(crate) struct Scope {
     pub snap: Arc<Snapshot>,
 }
 
-/// Runs one rebalance over the scope's snapshot, updating `progress` as it goes; `on_page`
+/// Runs one repair over the scope's snapshot, updating `progress` as it goes; `on_page`
 /// sees the progress after each page (the CLI saves the cursor to resume).
 pub(crate) async fn run(
     scope: Scope,
@@ -213,7 +213,7 @@ pub(crate) async fn run(
                 Ok(listing) => listing,
                 Err(e) => {
                     if e != BackendError::Unsupported {
-                        tracing::warn!(node = id, error = %e, "rebalance: cannot list keys; skipping the rest of the node");
+                        tracing::warn!(node = id, error = %e, "repair: cannot list keys; skipping the rest of the node");
                     }
                     update(&mut |p| {
                         p.skipped_nodes.push(format!("{id}: {e}"));
