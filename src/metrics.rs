@@ -295,7 +295,7 @@ impl Default for Metrics {
         );
         r.register(
             REBALANCE_KEYS,
-            "Keys of the last rebalance by stage",
+            "Keys of the last repair (rebalance) by stage",
             m.rebalance_keys.clone(),
         );
         m.config_last_reload_success.set(1);

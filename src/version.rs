@@ -11,7 +11,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
@@ -71,6 +71,10 @@ impl std::str::FromStr for Version {
 
 /// Bits of the clock part that count versions within one microsecond.
 const COUNTER_BITS: u32 = 12;
+/// How far ahead of this process's clock a seen version may be and still be followed. One
+/// further ahead (a client's made-up version, a host with a wild clock) would drag every
+/// later version of this process with it; it is stored and compared, not followed.
+pub const MAX_FOLLOWED_AHEAD: Duration = Duration::from_secs(60);
 
 /// A process's hybrid logical clock.
 #[derive(Debug)]
@@ -91,13 +95,10 @@ impl Clock {
 
     /// A new version, above every one this clock handed out or observed.
     pub fn next(&self) -> Version {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64)
-            << COUNTER_BITS;
+        let now = clock_part(SystemTime::now());
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
-            let next = now.max(last + 1);
+            let next = now.max(last.saturating_add(1));
             match self
                 .last
                 .compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed)
@@ -108,11 +109,21 @@ impl Clock {
         }
     }
 
-    /// Notes a version seen elsewhere, so later versions from here are above it.
+    /// Notes a version seen elsewhere, so later versions from here are above it, unless it
+    /// is more than [`MAX_FOLLOWED_AHEAD`] ahead of this clock.
     pub fn observe(&self, seen: Version) {
-        self.last
-            .fetch_max((seen.0 >> 64) as u64, Ordering::Relaxed);
+        let seen = (seen.0 >> 64) as u64;
+        if seen <= clock_part(SystemTime::now() + MAX_FOLLOWED_AHEAD) {
+            self.last.fetch_max(seen, Ordering::Relaxed);
+        }
     }
+}
+
+/// A time as the high 64 bits of a version: microseconds since the epoch, then the counter.
+fn clock_part(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+        << COUNTER_BITS
 }
 
 /// What a node holds for a key: a value, or a tombstone (a delete that is remembered), with
@@ -176,10 +187,19 @@ mod tests {
             last = v;
         }
         assert_ne!(a.next(), b.next());
-        // A version seen from a clock far ahead is overtaken at once.
-        let ahead = Version((u128::from(u64::MAX - 5)) << 64);
+        // A version seen from a clock a little ahead is overtaken at once; one far ahead is
+        // not followed, so it cannot drag every later version along.
+        let ahead =
+            Version(u128::from(clock_part(SystemTime::now() + Duration::from_secs(30))) << 64);
         a.observe(ahead);
         assert!(a.next() > ahead);
+        let far = Version(u128::from(u64::MAX) << 64);
+        a.observe(far);
+        let next = a.next();
+        assert!(
+            next.micros() - ahead.micros() < 1_000_000,
+            "{next} follows {far}"
+        );
         let fresh = Clock::new(3).next().micros();
         assert!(fresh > 1_700_000_000_000_000, "{fresh}");
     }

@@ -1,10 +1,8 @@
 //! Redis and memcached next to built-in nodes: each alone, mixed in one cluster, TTLs, a Redis
-//! restart, keys of every byte value, and the health probe of each kind.
+//! restart, keys of every byte value, and the health probe of each kind; versions on every
+//! kind, nginx WebDAV (a plain HTTP store) included.
 
 use std::time::{Duration, Instant};
-
-use hrwproxy::backend::memcache_key;
-use hrwproxy::version::Stored;
 
 use crate::servers::{Kind, Server};
 use crate::support::*;
@@ -23,23 +21,29 @@ impl Member {
         }
     }
 
-    fn url(&self) -> String {
+    /// Its line in a config's `nodes:`.
+    fn yaml(&self) -> String {
         match self {
-            Member::Builtin(node) => format!("http://{}", node.addr),
-            Member::External(_, server) => server.url(),
+            Member::Builtin(node) => {
+                format!("{{ id: {}, url: \"http://{}\" }}", node.id, node.addr)
+            }
+            Member::External(id, server) => {
+                format!(
+                    "{{ id: {id}, url: \"{}\"{} }}",
+                    server.url(),
+                    server.node_fields()
+                )
+            }
         }
     }
 
-    /// The value the node holds for `key` (Redis and memcached keep it in the envelope).
+    /// The value the node holds for `key` (Redis, memcached and WebDAV keep it in the
+    /// envelope).
     fn holds(&self, key: &[u8]) -> Option<Vec<u8>> {
-        let raw = match self {
+        let stored = match self {
             Member::Builtin(node) => return node.holds(key),
-            Member::External(_, server) if server.kind == Kind::Memcached => {
-                server.holds_raw(&memcache_key(key))
-            }
-            Member::External(_, server) => server.holds_raw(key),
-        }?;
-        let stored = Stored::decode(raw.into());
+            Member::External(_, server) => server.holds(key)?,
+        };
         assert!(stored.version.0 > 0, "no envelope on {}", self.id());
         stored.value.map(|v| v.to_vec())
     }
@@ -62,12 +66,20 @@ fn member(id: &str, kind: Option<Kind>) -> Member {
 fn config_for(members: &[Member], settings: &str) -> String {
     let mut yaml = format!("listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\n{settings}\nnodes:\n");
     for m in members {
-        yaml.push_str(&format!("  - {{ id: {}, url: \"{}\" }}\n", m.id(), m.url()));
+        yaml.push_str(&format!("  - {}\n", m.yaml()));
     }
     yaml
 }
 
 const KINDS: [Option<Kind>; 3] = [None, Some(Kind::Redis), Some(Kind::Memcached)];
+/// Every kind that keeps versions, the plain HTTP store included (it cannot list its keys,
+/// keep TTLs or hold keys that are not file names).
+const VERSIONED_KINDS: [Option<Kind>; 4] = [
+    None,
+    Some(Kind::Redis),
+    Some(Kind::Memcached),
+    Some(Kind::WebDav),
+];
 
 /// Keys of every byte value: each byte alone, all 256 in one key, and long ones.
 fn every_byte_keys() -> Vec<Vec<u8>> {
@@ -347,7 +359,7 @@ fn a_node_streaming_an_endless_body_gets_a_502_and_costs_no_more_than_the_value_
 
 #[test]
 fn every_kind_keeps_the_newest_through_overwrites_and_deletes() {
-    for kind in KINDS {
+    for kind in VERSIONED_KINDS {
         let members = [member("only", kind)];
         let proxy = Proxy::start(&config_for(&members, ""));
         for round in 0..20 {
@@ -378,6 +390,9 @@ fn every_kind_keeps_the_newest_through_overwrites_and_deletes() {
                 }
             }
         }
+        // What the node itself holds: the last value, and a tombstone for the deleted key.
+        assert_eq!(members[0].holds(b"k0"), Some(b"v18".to_vec()), "{kind:?}");
+        assert_eq!(members[0].holds(b"k1"), None, "{kind:?}");
     }
 }
 
@@ -388,7 +403,7 @@ fn every_kind_keeps_the_newer_of_writes_sent_out_of_order() {
     const OLDER: u128 = 1 << 70;
     const NEWER: u128 = 1 << 90;
     const NEWEST: u128 = 1 << 100;
-    for kind in KINDS {
+    for kind in VERSIONED_KINDS {
         let members = [member("only", kind)];
         let proxy = Proxy::start(&config_for(&members, ""));
         let send = |method: &str, version: u128, body: &str| {

@@ -11,9 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hrwproxy::backend::memcache_key;
 use hrwproxy::routing::{key_hash, Ring};
-use hrwproxy::version::Stored;
 
 use crate::relay::Relay;
 use crate::servers::{Kind, Server};
@@ -93,13 +91,7 @@ fn held_version(node: &Holder, key: &str) -> Option<u128> {
             let resp = request(*addr, "GET", &kv_path(key.as_bytes()), b"");
             resp.header("x-hrw-version").map(|v| v.parse().unwrap())
         }
-        Holder::External(server) => {
-            let raw = match server.kind {
-                Kind::Memcached => server.holds_raw(&memcache_key(key.as_bytes())),
-                Kind::Redis => server.holds_raw(key.as_bytes()),
-            }?;
-            Some(Stored::decode(raw.into()).version.0)
-        }
+        Holder::External(server) => server.holds(key.as_bytes()).map(|s| s.version.0),
     }
 }
 

@@ -191,7 +191,9 @@ fn versions_are_stamped_answered_and_read_quorums_chosen() {
     let proxy = Proxy::start(&config_yaml(&nodes, "replicas: 3"));
     let mut last = 0u128;
     for round in 0..5 {
-        let put = proxy.request("PUT", "/kv/k", format!("v{round}").as_bytes());
+        // Acked by all three, so a read of any R sees it (with W=2, R=1 it need not).
+        let value = format!("v{round}");
+        let put = request_with_header(proxy.addr, "PUT", "/kv/k", "x-hrw-w: all", value.as_bytes());
         assert_eq!(put.status, 204, "{}", put.text());
         let version: u128 = put.header("x-hrw-version").unwrap().parse().unwrap();
         assert!(version > last, "round {round}: {version} after {last}");

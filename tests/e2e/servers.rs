@@ -1,6 +1,7 @@
-//! Real redis-server and memcached processes on free loopback ports, installed from Debian's
-//! packages when the machine lacks them (never skipped), plus minimal raw-protocol clients to
-//! look at what they hold, independent of the proxy's own clients.
+//! Real redis-server, memcached and nginx (WebDAV: a plain HTTP store) processes on free
+//! loopback ports, installed from Debian's packages when the machine lacks them (never
+//! skipped), plus minimal raw-protocol clients to look at what they hold, independent of the
+//! proxy's own clients.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -8,27 +9,34 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use hrwproxy::backend::memcache_key;
+use hrwproxy::version::Stored;
+
 use crate::support::{reserved_port, ChildGuard, PATIENCE};
 
-/// Installs redis-server and memcached once per test run if they are missing.
+/// nginx, where Debian puts it (not on every user's PATH).
+const NGINX: &str = "/usr/sbin/nginx";
+
+/// Installs redis-server, memcached and nginx once per test run if they are missing.
 fn ensure_installed() {
     static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
     let result = INSTALLED.get_or_init(|| {
         let have = |bin: &str| Command::new("sh").args(["-c", &format!("command -v {bin}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
-        if have("redis-server") && have("memcached") {
+        let have_all = || have("redis-server") && have("memcached") && have(NGINX);
+        if have_all() {
             return Ok(());
         }
         // Bounded: a registry that does not answer fails the tests in minutes, not hours.
-        let script = "timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq redis-server memcached";
+        let script = "timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq redis-server memcached nginx-light";
         let installed = Command::new("sh")
             .args(["-c", script])
             .stdout(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        if installed && have("redis-server") && have("memcached") {
+        if installed && have_all() {
             Ok(())
         } else {
-            Err(format!("redis-server and memcached are needed; install them (as root: {script})"))
+            Err(format!("redis-server, memcached and nginx are needed; install them (as root: {script})"))
         }
     });
     if let Err(e) = result {
@@ -47,6 +55,8 @@ fn running_as_root() -> bool {
 pub enum Kind {
     Redis,
     Memcached,
+    /// nginx storing each key as a file (`dav_methods PUT DELETE`).
+    WebDav,
 }
 
 /// A server process on its own port, killed when dropped.
@@ -54,6 +64,8 @@ pub struct Server {
     pub kind: Kind,
     pub addr: SocketAddr,
     process: Option<ChildGuard>,
+    /// nginx's config, logs and files.
+    dir: tempfile::TempDir,
 }
 
 impl Server {
@@ -63,6 +75,7 @@ impl Server {
             kind,
             addr: SocketAddr::from(([127, 0, 0, 1], reserved_port())),
             process: None,
+            dir: tempfile::tempdir().expect("temp dir"),
         };
         server.restart();
         server
@@ -73,6 +86,15 @@ impl Server {
         match self.kind {
             Kind::Redis => format!("redis://{}", self.addr),
             Kind::Memcached => format!("memcache://{}", self.addr),
+            Kind::WebDav => format!("http://{}", self.addr),
+        }
+    }
+
+    /// The node's fields of a config besides id and url.
+    pub fn node_fields(&self) -> &'static str {
+        match self.kind {
+            Kind::WebDav => ", store: plain",
+            Kind::Redis | Kind::Memcached => "",
         }
     }
 
@@ -107,6 +129,27 @@ impl Server {
                 }
                 c
             }
+            Kind::WebDav => {
+                let dir = self.dir.path();
+                let data = dir.join("data");
+                let _ = std::fs::remove_dir_all(&data);
+                std::fs::create_dir_all(&data).unwrap();
+                let conf = format!(
+                    "daemon off; master_process off; pid {dir}/nginx.pid; error_log {dir}/error.log;\n\
+                     events {{}}\n\
+                     http {{ access_log off; client_body_temp_path {dir}/body;\n\
+                       server {{ listen {addr}; root {data}; client_max_body_size 64m;\n\
+                         location / {{ dav_methods PUT DELETE; create_full_put_path on; }} }} }}\n",
+                    dir = dir.display(),
+                    addr = self.addr,
+                    data = data.display(),
+                );
+                std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+                let mut c = Command::new(NGINX);
+                c.arg("-p").arg(dir).arg("-e").arg(dir.join("error.log"));
+                c.arg("-c").arg(dir.join("nginx.conf"));
+                c
+            }
         };
         let child = command
             .stdout(Stdio::null())
@@ -126,8 +169,18 @@ impl Server {
         }
     }
 
+    /// What the server holds for the proxy's `key` (memcached's under the mapped key), as the
+    /// envelope says.
+    pub fn holds(&self, key: &[u8]) -> Option<Stored> {
+        let raw = match self.kind {
+            Kind::Memcached => self.holds_raw(&memcache_key(key)),
+            Kind::Redis | Kind::WebDav => self.holds_raw(key),
+        }?;
+        Some(Stored::decode(raw.into()))
+    }
+
     /// The value the server holds under its own key `raw_key`, asked over its protocol.
-    pub fn holds_raw(&self, raw_key: &[u8]) -> Option<Vec<u8>> {
+    fn holds_raw(&self, raw_key: &[u8]) -> Option<Vec<u8>> {
         let mut stream = TcpStream::connect(self.addr).unwrap();
         stream.set_read_timeout(Some(PATIENCE)).unwrap();
         let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -144,6 +197,10 @@ impl Server {
                     .parse()
                     .unwrap();
                 (len >= 0).then(|| read_exact(&mut reader, len as usize))
+            }
+            Kind::WebDav => {
+                let key = std::str::from_utf8(raw_key).expect("a file name");
+                std::fs::read(self.dir.path().join("data/kv").join(key)).ok()
             }
             Kind::Memcached => {
                 stream
