@@ -154,6 +154,19 @@ impl Stored {
         Bytes::from(out)
     }
 
+    /// What a node's bytes hold: with versions, what [`Stored::decode`] finds; without, the
+    /// bytes as they are (even if they look like an envelope), at version 0.
+    pub fn from_node(bytes: Bytes, versioned: bool) -> Stored {
+        if versioned {
+            Stored::decode(bytes)
+        } else {
+            Stored {
+                version: Version::ZERO,
+                value: Some(bytes),
+            }
+        }
+    }
+
     /// What stored bytes hold: an envelope, or (without one) a value of version 0.
     pub fn decode(bytes: Bytes) -> Stored {
         if bytes.len() < HEADER_LEN || &bytes[..4] != MAGIC {

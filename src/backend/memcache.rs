@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use super::pool::{connect_tcp, io_error, is_reset, Failure, Pool};
 use super::{Backend, BackendError, BoxFuture, Condition, Listing, Stored, Ttl, Written};
 use crate::config::NodeUrl;
-use crate::version::{Version, HEADER_LEN};
+use crate::version::HEADER_LEN;
 
 /// memcached's own key limit.
 pub(crate) const MAX_KEY: usize = 250;
@@ -374,16 +374,7 @@ impl Backend for MemcacheBackend {
             let max = self.max_value_bytes + if self.versioned { HEADER_LEN } else { 0 };
             let value = read_value(&mut conn, &line, max).await?;
             self.idle.give_back(conn);
-            Ok(value.map(|(bytes, _)| {
-                if self.versioned {
-                    Stored::decode(bytes)
-                } else {
-                    Stored {
-                        version: Version::ZERO,
-                        value: Some(bytes),
-                    }
-                }
-            }))
+            Ok(value.map(|(bytes, _)| Stored::from_node(bytes, self.versioned)))
         })
     }
 

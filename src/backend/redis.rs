@@ -11,7 +11,6 @@ use tokio::sync::OnceCell;
 
 use super::{Backend, BackendError, BoxFuture, Condition, Listing, Stored, Ttl, Written};
 use crate::config::{NodeUrl, Timeouts};
-use crate::version::Version;
 
 pub(crate) struct RedisBackend {
     base: String,
@@ -130,17 +129,7 @@ impl Backend for RedisBackend {
         Box::pin(async move {
             let mut conn = self.connection().await?;
             let held: Option<Vec<u8>> = conn.get(key).await.map_err(|e| classify(e, 0))?;
-            Ok(held.map(|bytes| {
-                let bytes = Bytes::from(bytes);
-                if self.versioned {
-                    Stored::decode(bytes)
-                } else {
-                    Stored {
-                        version: Version::ZERO,
-                        value: Some(bytes),
-                    }
-                }
-            }))
+            Ok(held.map(|bytes| Stored::from_node(bytes.into(), self.versioned)))
         })
     }
 

@@ -450,13 +450,7 @@ fn repair_lists_and_fills_every_kind() {
         proxy.save_by_rename(&config_for(&members, "replicas: 2"));
         proxy.await_generation(2);
 
-        let started = proxy.admin("POST", "/admin/repair");
-        assert_eq!(started.status, 202, "{kind:?}: {}", started.text());
-        let mut report = serde_json::Value::Null;
-        wait_until("the repair to finish", || {
-            report = serde_json::from_slice(&proxy.admin("GET", "/admin/repair").body).unwrap();
-            report["state"] == "done"
-        });
+        let report = proxy.repair("");
         assert_eq!(report["failed"], 0, "{kind:?}: {report}");
         assert_eq!(report["skipped_nodes"], serde_json::json!([]), "{kind:?}");
         assert_eq!(report["copied"], 200, "{kind:?}: {report}");

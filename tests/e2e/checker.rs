@@ -224,13 +224,7 @@ fn run(settings: &str, load: Duration) -> Report {
                 .all(|n| n["health"] == "up" && n["hints"] == 0)
         });
     }
-    let started = first.admin("POST", "/admin/repair?prune");
-    assert_eq!(started.status, 202, "{}", started.text());
-    let mut repair = serde_json::Value::Null;
-    wait_until("the repair", || {
-        repair = serde_json::from_slice(&first.admin("GET", "/admin/repair").body).unwrap();
-        repair["state"] == "done"
-    });
+    let repair = first.repair("prune");
     eprintln!("checker: repair {repair}");
 
     // After the repair: every acknowledged write readable, every delete deleted, and the

@@ -277,18 +277,15 @@ fn scale_in_loses_nothing_and_admin_rebalance_restores_two_copies() {
     proxy.await_generation(2);
     assert_eq!(misses(&proxy, &keys, "v1"), 0);
 
+    // By its other name, which starts the same run.
     let started = proxy.admin("POST", "/admin/rebalance?prune");
     assert_eq!(started.status, 202, "{}", started.text());
     assert_eq!(
-        proxy.admin("POST", "/admin/rebalance").status,
+        proxy.admin("POST", "/admin/repair").status,
         409,
         "a second run must wait"
     );
-    let mut report = serde_json::Value::Null;
-    wait_until("the rebalance to finish", || {
-        report = serde_json::from_slice(&proxy.admin("GET", "/admin/rebalance").body).unwrap();
-        report["state"] == "done"
-    });
+    let report = proxy.finish_repair();
     assert_eq!(report["failed"], 0, "{report}");
     assert!(
         report["pruned"].as_u64().unwrap() > 0,
@@ -326,13 +323,7 @@ fn a_delete_during_handoff_stays_deleted() {
         assert_eq!(get.status, 404, "{}", get.text());
     }
     // A repair with prune leaves a value nowhere.
-    let started = proxy.admin("POST", "/admin/repair?prune");
-    assert_eq!(started.status, 202, "{}", started.text());
-    wait_until("the repair to finish", || {
-        let report: serde_json::Value =
-            serde_json::from_slice(&proxy.admin("GET", "/admin/repair").body).unwrap();
-        report["state"] == "done"
-    });
+    proxy.repair("prune");
     for node in &nodes {
         assert_eq!(
             node.holds(key.as_bytes()),
@@ -359,14 +350,9 @@ fn a_write_during_rebalance_is_never_overwritten_by_an_older_copy() {
     proxy.await_generation(2);
 
     // Slow enough that the client writes below overlap the copies.
-    let started = proxy.admin("POST", "/admin/rebalance?prune&rate=4000");
-    assert_eq!(started.status, 202, "{}", started.text());
+    proxy.start_repair("prune&rate=4000");
     write_keys(&proxy, "race", 2_000, "v2");
-    wait_until("the rebalance to finish", || {
-        let report: serde_json::Value =
-            serde_json::from_slice(&proxy.admin("GET", "/admin/rebalance").body).unwrap();
-        report["state"] == "done"
-    });
+    proxy.finish_repair();
     assert_eq!(misses(&proxy, &keys, "v2"), 0);
     let all: Vec<&Node> = nodes.iter().collect();
     for (i, key) in keys.iter().enumerate() {

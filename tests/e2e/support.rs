@@ -305,6 +305,28 @@ impl Proxy {
     }
 
     /// A node's health as the admin API reports it: `up`, `ejected` or `probing`.
+    /// Starts a repair through the admin API: `POST /admin/repair?QUERY`.
+    pub fn start_repair(&self, query: &str) {
+        let started = self.admin("POST", &format!("/admin/repair?{query}"));
+        assert_eq!(started.status, 202, "{}", started.text());
+    }
+
+    /// Waits for the repair running to finish; its report.
+    pub fn finish_repair(&self) -> serde_json::Value {
+        let mut report = serde_json::Value::Null;
+        wait_until("the repair to finish", || {
+            report = serde_json::from_slice(&self.admin("GET", "/admin/repair").body).unwrap();
+            report["state"] == "done"
+        });
+        report
+    }
+
+    /// A whole repair; its report.
+    pub fn repair(&self, query: &str) -> serde_json::Value {
+        self.start_repair(query);
+        self.finish_repair()
+    }
+
     pub fn health_of(&self, id: &str) -> String {
         let config: serde_json::Value =
             serde_json::from_slice(&self.admin("GET", "/admin/config").body).unwrap();
