@@ -10,7 +10,9 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufR
 use tokio::net::TcpStream;
 
 use super::pool::{connect_tcp, io_error, is_reset, Failure, Pool};
-use super::{Backend, BackendError, BoxFuture, Condition, Listing, Stored, Ttl, Written};
+use super::{
+    Backend, BackendError, BoxFuture, Condition, Listing, Stored, Ttl, Written, MAX_LISTING_BYTES,
+};
 use crate::config::NodeUrl;
 use crate::version::HEADER_LEN;
 
@@ -128,8 +130,6 @@ type Conn = BufReader<TcpStream>;
 const MAX_LINE: usize = 1024;
 /// Times a put-if-newer starts over after losing a race to another writer.
 const MAX_RACES: usize = 5;
-/// Keys one dump may list at most.
-const MAX_LISTED: usize = 16 * 1024 * 1024;
 
 pub(crate) struct MemcacheBackend {
     addr: String,
@@ -426,6 +426,7 @@ impl Backend for MemcacheBackend {
         Box::pin(async move {
             let (mut conn, mut line) = self.exchange(&[b"lru_crawler metadump all\r\n"]).await?;
             let mut keys = Vec::new();
+            let mut listed = 0;
             while line != "END" {
                 let Some(encoded) = line
                     .strip_prefix("key=")
@@ -436,9 +437,10 @@ impl Backend for MemcacheBackend {
                         other => other,
                     });
                 };
-                if keys.len() >= MAX_LISTED {
+                listed += line.len();
+                if listed > MAX_LISTING_BYTES {
                     return Err(BackendError::Server(format!(
-                        "more than {MAX_LISTED} keys to list"
+                        "a key dump longer than {MAX_LISTING_BYTES} bytes"
                     )));
                 }
                 keys.extend(original_key(encoded).map(Bytes::from));

@@ -47,6 +47,9 @@ pub enum Written {
     Kept,
 }
 
+/// The most bytes one page of a key listing may take, as the node sends it.
+pub(crate) const MAX_LISTING_BYTES: usize = 64 * 1024 * 1024;
+
 /// A page of a node's keys, and where the next page starts (`None`: this was the last).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Listing {

@@ -20,15 +20,15 @@ use tokio_rustls::TlsConnector;
 
 use self::response::{Answer, ReadError};
 use super::pool::{connect_tcp, io_error, is_reset, Failure, Pool};
-use super::{Backend, BackendError, BoxFuture, Condition, Listing, Stored, Ttl, Written};
+use super::{
+    Backend, BackendError, BoxFuture, Condition, Listing, Stored, Ttl, Written, MAX_LISTING_BYTES,
+};
 use crate::config::NodeUrl;
 use crate::net::context::{RequestContext, REQUEST_ID, VIA};
 use crate::net::key;
 use crate::net::request::HEADER_TTL;
 use crate::version::{Version, HEADER as VERSION_HEADER};
 
-/// The largest key listing page accepted.
-const MAX_LISTING_BYTES: usize = 64 * 1024 * 1024;
 /// The body of an answer to anything but a GET is read and dropped (a health page, an error).
 const MAX_OTHER_BYTES: usize = 1024 * 1024;
 /// Idle connections kept per node.
