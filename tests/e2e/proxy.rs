@@ -210,6 +210,8 @@ fn versions_are_stamped_answered_and_read_quorums_chosen() {
             assert_eq!(get.header("x-hrw-version"), Some(&*version.to_string()));
             assert_eq!(get.header("etag"), Some(&*format!("\"{version:032x}\"")));
         }
+        let head = proxy.request("HEAD", "/kv/k", b"");
+        assert_eq!(head.header("x-hrw-version"), Some(&*version.to_string()));
     }
     for (method, header, says) in [
         ("GET", "x-hrw-r: 4", "x-hrw-r must be"),
