@@ -290,7 +290,7 @@ impl Default for Metrics {
         );
         r.register(
             HINTS_DROPPED,
-            "Missed writes not kept: the node's hint queue was full",
+            "Missed writes not replayed: the node's hint queue was full, or it refused the write",
             m.hints_dropped.clone(),
         );
         r.register(
@@ -311,7 +311,7 @@ fn unix_seconds(at: SystemTime) -> i64 {
 }
 
 /// The operations attempts are counted by.
-const NODE_OPS: [&str; 5] = ["get", "put", "delete", "copy", "list"];
+const NODE_OPS: [&str; 6] = ["get", "put", "delete", "copy", "list", "repair"];
 
 /// One node's attempt counters and latency histogram.
 #[derive(Debug, Clone)]

@@ -20,6 +20,8 @@ use bytes::Bytes;
 pub const HEADER: &str = "x-hrw-version";
 /// On the built-in node's 404: what it holds is a tombstone (a remembered delete).
 pub const TOMBSTONE_HEADER: &str = "x-hrw-tombstone";
+/// On the built-in node's answers: when what it holds expires, in seconds since the epoch.
+pub const EXPIRES_HEADER: &str = "x-hrw-expires";
 
 /// A value's version; higher is newer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -126,58 +128,106 @@ fn clock_part(at: SystemTime) -> u64 {
         << COUNTER_BITS
 }
 
+/// Seconds since the Unix epoch now: the clock expiry times are kept in.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// What a node holds for a key: a value, or a tombstone (a delete that is remembered), with
-/// its version.
+/// its version and when it expires. The expiry is a point in time, not a duration, so that a
+/// copy made later (read repair, handoff, repair, a replayed hint) expires when the original
+/// does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     pub version: Version,
     /// `None` for a tombstone.
     pub value: Option<Bytes>,
+    /// Seconds since the Unix epoch when it expires; `None` for never.
+    pub expires: Option<u64>,
 }
 
 /// The envelope's first four bytes.
 pub const MAGIC: &[u8; 4] = b"HRW1";
-/// Magic, version, flags.
+/// Magic, version, flags: the shortest envelope.
 pub const HEADER_LEN: usize = 4 + 16 + 1;
+/// With an expiry time as well: the longest.
+pub const MAX_HEADER_LEN: usize = HEADER_LEN + 8;
 const TOMBSTONE: u8 = 1;
+const EXPIRES: u8 = 2;
 
 impl Stored {
+    /// A value or a tombstone that never expires.
+    pub fn new(version: Version, value: Option<Bytes>) -> Stored {
+        Stored {
+            version,
+            value,
+            expires: None,
+        }
+    }
+
+    /// Whether it has expired by `now` (seconds since the epoch).
+    pub fn expired(&self, now: u64) -> bool {
+        self.expires.is_some_and(|at| at <= now)
+    }
+
+    /// Whole seconds it has left to live from `now`, at least 1; `None` for never.
+    pub fn seconds_left(&self, now: u64) -> Option<u32> {
+        self.expires
+            .map(|at| at.saturating_sub(now).clamp(1, u64::from(u32::MAX)) as u32)
+    }
+
     /// The envelope: `HRW1`, the version as 16 big-endian bytes, a flags byte (bit 0: a
-    /// tombstone), then the value's bytes (none for a tombstone).
+    /// tombstone; bit 1: an expiry time follows), the expiry time if any (seconds since the
+    /// Unix epoch, 8 bytes big-endian), then the value's bytes (none for a tombstone).
     pub fn encode(&self) -> Bytes {
         let value = self.value.as_deref().unwrap_or(&[]);
-        let mut out = Vec::with_capacity(HEADER_LEN + value.len());
+        let mut out = Vec::with_capacity(MAX_HEADER_LEN + value.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&self.version.to_bytes());
-        out.push(if self.value.is_none() { TOMBSTONE } else { 0 });
+        let tombstone = if self.value.is_none() { TOMBSTONE } else { 0 };
+        let expires = if self.expires.is_some() { EXPIRES } else { 0 };
+        out.push(tombstone | expires);
+        if let Some(at) = self.expires {
+            out.extend_from_slice(&at.to_be_bytes());
+        }
         out.extend_from_slice(value);
         Bytes::from(out)
     }
 
-    /// What a node's bytes hold: with versions, what [`Stored::decode`] finds; without, the
-    /// bytes as they are (even if they look like an envelope), at version 0.
-    pub fn from_node(bytes: Bytes, versioned: bool) -> Stored {
-        if versioned {
-            Stored::decode(bytes)
-        } else {
-            Stored {
-                version: Version::ZERO,
-                value: Some(bytes),
-            }
-        }
+    /// What a node's bytes hold, as [`Stored::decode`] finds it; `None` once expired (a
+    /// plain store keeps what expired until it is overwritten). Read the same way with
+    /// versioning off, so values written while it was on still read as themselves.
+    pub fn from_node(bytes: Bytes) -> Option<Stored> {
+        Some(Stored::decode(bytes)).filter(|s| !s.expired(unix_now()))
     }
 
-    /// What stored bytes hold: an envelope, or (without one) a value of version 0.
+    /// What stored bytes hold: an envelope, or (without one) a value of version 0. Bytes that
+    /// start like an envelope but are too short for it or have unknown flags are a value.
     pub fn decode(bytes: Bytes) -> Stored {
+        let raw = |bytes| Stored::new(Version::ZERO, Some(bytes));
         if bytes.len() < HEADER_LEN || &bytes[..4] != MAGIC {
-            return Stored {
-                version: Version::ZERO,
-                value: Some(bytes),
-            };
+            return raw(bytes);
         }
-        let version = Version::from_bytes(bytes[4..20].try_into().expect("16 bytes"));
-        let value = (bytes[20] & TOMBSTONE == 0).then(|| bytes.slice(HEADER_LEN..));
-        Stored { version, value }
+        let flags = bytes[20];
+        if flags & !(TOMBSTONE | EXPIRES) != 0 {
+            return raw(bytes);
+        }
+        let (expires, start) = if flags & EXPIRES != 0 {
+            let Some(at) = bytes.get(HEADER_LEN..MAX_HEADER_LEN) else {
+                return raw(bytes);
+            };
+            let at = u64::from_be_bytes(at.try_into().expect("8 bytes"));
+            (Some(at), MAX_HEADER_LEN)
+        } else {
+            (None, HEADER_LEN)
+        };
+        Stored {
+            version: Version::from_bytes(bytes[4..20].try_into().expect("16 bytes")),
+            value: (flags & TOMBSTONE == 0).then(|| bytes.slice(start..)),
+            expires,
+        }
     }
 
     pub fn is_tombstone(&self) -> bool {
@@ -219,10 +269,10 @@ mod tests {
 
     #[test]
     fn the_envelope_round_trips_and_anything_else_is_version_zero() {
-        let value = Stored {
-            version: Version(0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10),
-            value: Some(Bytes::from_static(b"hello")),
-        };
+        let value = Stored::new(
+            Version(0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10),
+            Some(Bytes::from_static(b"hello")),
+        );
         let encoded = value.encode();
         assert_eq!(
             &encoded[..],
@@ -232,14 +282,21 @@ mod tests {
         let tombstone = Stored {
             version: Version(7),
             value: None,
+            expires: Some(0x0102_0304),
         };
-        assert_eq!(tombstone.encode().len(), HEADER_LEN);
+        assert_eq!(
+            &tombstone.encode()[..],
+            b"HRW1\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x07\x03\0\0\0\0\x01\x02\x03\x04"
+        );
         assert_eq!(Stored::decode(tombstone.encode()), tombstone);
         for raw in [
             &b""[..],
             b"hello",
             b"HRW1short",
             b"HRX1\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00x",
+            // Flags no envelope has, and an expiry time cut short.
+            b"HRW1\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x04x",
+            b"HRW1\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x02\x00",
         ] {
             let stored = Stored::decode(Bytes::copy_from_slice(raw));
             assert_eq!(
@@ -248,11 +305,25 @@ mod tests {
             );
         }
         // A value that itself starts with the magic survives being wrapped.
-        let tricky = Stored {
-            version: Version(9),
-            value: Some(value.encode()),
-        };
+        let tricky = Stored::new(Version(9), Some(value.encode()));
         assert_eq!(Stored::decode(tricky.encode()), tricky);
         assert!(Version(1) < Version(2) && Version(1).to_bytes() < Version(2).to_bytes());
+    }
+
+    #[test]
+    fn an_expired_envelope_reads_as_nothing_and_time_left_rounds_up() {
+        let now = unix_now();
+        let with = |expires| Stored {
+            expires,
+            ..Stored::new(Version(3), Some(Bytes::from_static(b"v")))
+        };
+        assert_eq!(Stored::from_node(with(Some(now - 1)).encode()), None);
+        assert_eq!(
+            Stored::from_node(with(Some(now + 60)).encode()),
+            Some(with(Some(now + 60)))
+        );
+        assert_eq!(with(Some(now + 60)).seconds_left(now), Some(60));
+        assert_eq!(with(Some(now)).seconds_left(now), Some(1));
+        assert_eq!(with(None).seconds_left(now), None);
     }
 }

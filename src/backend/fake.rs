@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
-use super::{Backend, BackendError, BoxFuture, Condition, Listing, Stored, Ttl, Written};
+use super::{Backend, BackendError, BoxFuture, Condition, Listing, Stored, Written};
 use crate::lock;
 use crate::version::Version;
 
@@ -38,10 +38,7 @@ pub(crate) struct FakeBackend {
 impl FakeBackend {
     /// Puts `value` (a tombstone when `None`) at `version`, whatever the node holds.
     pub(crate) fn insert(&self, key: &[u8], version: u128, value: Option<&[u8]>) {
-        let stored = Stored {
-            version: Version(version),
-            value: value.map(Bytes::copy_from_slice),
-        };
+        let stored = Stored::new(Version(version), value.map(Bytes::copy_from_slice));
         lock(&self.state).map.insert(key.to_vec(), stored);
     }
 
@@ -117,7 +114,9 @@ impl Backend for FakeBackend {
     fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Stored>, BackendError>> {
         Box::pin(async move {
             self.enter(Op::Get).await?;
-            Ok(self.held(key))
+            Ok(self
+                .held(key)
+                .filter(|s| !s.expired(crate::version::unix_now())))
         })
     }
 
@@ -125,7 +124,6 @@ impl Backend for FakeBackend {
         &'a self,
         key: &'a [u8],
         stored: Stored,
-        _ttl: Option<Ttl>,
         condition: Condition,
     ) -> BoxFuture<'a, Result<Written, BackendError>> {
         Box::pin(async move {

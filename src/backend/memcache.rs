@@ -11,10 +11,11 @@ use tokio::net::TcpStream;
 
 use super::pool::{connect_tcp, io_error, is_reset, Failure, Pool};
 use super::{
-    Backend, BackendError, BoxFuture, Condition, Listing, Stored, Ttl, Written, MAX_LISTING_BYTES,
+    ttl_of, Backend, BackendError, BoxFuture, Condition, Listing, Stored, Ttl, Written,
+    MAX_LISTING_BYTES,
 };
 use crate::config::NodeUrl;
-use crate::version::HEADER_LEN;
+use crate::version::MAX_HEADER_LEN;
 
 /// memcached's own key limit.
 pub(crate) const MAX_KEY: usize = 250;
@@ -134,10 +135,8 @@ const MAX_RACES: usize = 5;
 pub(crate) struct MemcacheBackend {
     addr: String,
     connect_timeout: Duration,
-    /// The largest value a `get` accepts (plus the envelope with versions).
+    /// The largest value a `get` accepts (plus an envelope).
     max_value_bytes: usize,
-    /// Values in the envelope, written put-if-newer with `gets` and `cas`.
-    versioned: bool,
     idle: Pool<Conn>,
 }
 
@@ -185,13 +184,11 @@ impl MemcacheBackend {
         url: &NodeUrl,
         connect_timeout: Duration,
         max_value_bytes: usize,
-        versioned: bool,
     ) -> MemcacheBackend {
         MemcacheBackend {
             addr: format!("{}:{}", url.host, url.port),
             connect_timeout,
             max_value_bytes,
-            versioned,
             idle: Pool::new(POOL_SIZE),
         }
     }
@@ -243,7 +240,7 @@ impl MemcacheBackend {
     async fn gets(&self, key: &[u8]) -> Result<Option<(Bytes, u64)>, BackendError> {
         let mkey = memcache_key(key);
         let (mut conn, line) = self.exchange(&[b"gets ", &mkey, b"\r\n"]).await?;
-        let value = read_value(&mut conn, &line, self.max_value_bytes + HEADER_LEN).await?;
+        let value = read_value(&mut conn, &line, self.max_value_bytes + MAX_HEADER_LEN).await?;
         self.idle.give_back(conn);
         value
             .map(|(bytes, cas)| {
@@ -371,10 +368,10 @@ impl Backend for MemcacheBackend {
         Box::pin(async move {
             let mkey = memcache_key(key);
             let (mut conn, line) = self.exchange(&[b"get ", &mkey, b"\r\n"]).await?;
-            let max = self.max_value_bytes + if self.versioned { HEADER_LEN } else { 0 };
+            let max = self.max_value_bytes + MAX_HEADER_LEN;
             let value = read_value(&mut conn, &line, max).await?;
             self.idle.give_back(conn);
-            Ok(value.map(|(bytes, _)| Stored::from_node(bytes, self.versioned)))
+            Ok(value.and_then(|(bytes, _)| Stored::from_node(bytes)))
         })
     }
 
@@ -382,10 +379,10 @@ impl Backend for MemcacheBackend {
         &'a self,
         key: &'a [u8],
         stored: Stored,
-        ttl: Option<Ttl>,
         condition: Condition,
     ) -> BoxFuture<'a, Result<Written, BackendError>> {
         Box::pin(async move {
+            let ttl = ttl_of(&stored);
             let verb = match (condition, &stored.value) {
                 (Condition::IfNewer, _) => return self.put_if_newer(key, &stored, ttl).await,
                 // Raw: no versions; a tombstone there is a removal.

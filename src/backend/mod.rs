@@ -57,19 +57,26 @@ pub struct Listing {
     pub next: Option<String>,
 }
 
+/// The time to live to give a node for what is stored: what is left of it now.
+pub(crate) fn ttl_of(stored: &Stored) -> Option<Ttl> {
+    stored
+        .seconds_left(crate::version::unix_now())
+        .and_then(Ttl::new)
+}
+
 /// One node's storage. Implementations keep their own connection pools and reconnect by
 /// themselves; the proxy applies the per-attempt timeout around each call.
 pub trait Backend: Send + Sync + fmt::Debug {
     /// What the node holds for the key: a value or a tombstone with its version (version 0
-    /// for a value without one), or `None` when it holds nothing.
+    /// for a value without one) and expiry time, or `None` when it holds nothing (or only
+    /// something expired).
     fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Stored>, BackendError>>;
-    /// Writes a value or a tombstone under `condition`, to expire after `ttl` if given. There
-    /// are tombstones only with versions: one written other than `IfNewer` removes the key.
+    /// Writes a value or a tombstone under `condition`, to expire when it says. There are
+    /// tombstones only with versions: one written other than `IfNewer` removes the key.
     fn put<'a>(
         &'a self,
         key: &'a [u8],
         stored: Stored,
-        ttl: Option<Ttl>,
         condition: Condition,
     ) -> BoxFuture<'a, Result<Written, BackendError>>;
     /// Removes the key, whatever the node holds (pruning a copy that no longer belongs
@@ -153,8 +160,7 @@ impl BackendError {
 /// use `tls`, or the public web roots alone when it is `None`.
 pub fn connect(spec: &NodeSpec, config: &Config, tls: Option<&TlsConnector>) -> Arc<dyn Backend> {
     let timeouts = &config.timeouts;
-    let versioned = config.versioned();
-    let keeping = match (versioned, spec.store) {
+    let keeping = match (config.versioned(), spec.store) {
         (false, _) => http::Keeping::Raw,
         (true, Store::Hrw) => http::Keeping::Native,
         (true, Store::Plain) => http::Keeping::Envelope,
@@ -174,12 +180,11 @@ pub fn connect(spec: &NodeSpec, config: &Config, tls: Option<&TlsConnector>) -> 
             crate::net::tls::connector(&Default::default(), Path::new(""), &|p| std::fs::read(p))
                 .expect("the public roots need no file")
         }))),
-        Scheme::Redis => Arc::new(redis::RedisBackend::new(&spec.url, timeouts, versioned)),
+        Scheme::Redis => Arc::new(redis::RedisBackend::new(&spec.url, timeouts)),
         Scheme::Memcache => Arc::new(memcache::MemcacheBackend::new(
             &spec.url,
             timeouts.connect(),
             config.max_value_bytes,
-            versioned,
         )),
     }
 }

@@ -9,7 +9,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, ErrorKind, RedisError, SetExpiry, SetOptions};
 use tokio::sync::OnceCell;
 
-use super::{Backend, BackendError, BoxFuture, Condition, Listing, Stored, Ttl, Written};
+use super::{ttl_of, Backend, BackendError, BoxFuture, Condition, Listing, Stored, Ttl, Written};
 use crate::config::{NodeUrl, Timeouts};
 
 pub(crate) struct RedisBackend {
@@ -20,8 +20,6 @@ pub(crate) struct RedisBackend {
     /// failed first connection is retried by the next request.
     manager: OnceCell<ConnectionManager>,
     connect_ms: u64,
-    /// Values in the envelope, written put-if-newer by [`PUT_IF_NEWER`].
-    versioned: bool,
     put_if_newer: redis::Script,
 }
 
@@ -34,7 +32,7 @@ impl std::fmt::Debug for RedisBackend {
 }
 
 impl RedisBackend {
-    pub(crate) fn new(url: &NodeUrl, timeouts: &Timeouts, versioned: bool) -> RedisBackend {
+    pub(crate) fn new(url: &NodeUrl, timeouts: &Timeouts) -> RedisBackend {
         let mut info = redis::ConnectionInfo {
             addr: redis::ConnectionAddr::Tcp(url.host.clone(), url.port),
             redis: redis::RedisConnectionInfo {
@@ -59,7 +57,6 @@ impl RedisBackend {
             config,
             manager: OnceCell::new(),
             connect_ms: timeouts.connect_ms,
-            versioned,
             put_if_newer: redis::Script::new(PUT_IF_NEWER),
         }
     }
@@ -129,7 +126,7 @@ impl Backend for RedisBackend {
         Box::pin(async move {
             let mut conn = self.connection().await?;
             let held: Option<Vec<u8>> = conn.get(key).await.map_err(|e| classify(e, 0))?;
-            Ok(held.map(|bytes| Stored::from_node(bytes.into(), self.versioned)))
+            Ok(held.and_then(|bytes| Stored::from_node(bytes.into())))
         })
     }
 
@@ -137,10 +134,10 @@ impl Backend for RedisBackend {
         &'a self,
         key: &'a [u8],
         stored: Stored,
-        ttl: Option<Ttl>,
         condition: Condition,
     ) -> BoxFuture<'a, Result<Written, BackendError>> {
         Box::pin(async move {
+            let ttl = ttl_of(&stored);
             let mut conn = self.connection().await?;
             let stored_it = |yes: bool| if yes { Written::Stored } else { Written::Kept };
             match (condition, &stored.value) {

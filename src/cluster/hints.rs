@@ -10,7 +10,6 @@ use bytes::Bytes;
 
 use crate::config::HintLimits;
 use crate::lock;
-use crate::net::Ttl;
 use crate::version::Stored;
 
 /// One missed write.
@@ -18,7 +17,6 @@ use crate::version::Stored;
 pub(crate) struct Hint {
     pub key: Bytes,
     pub stored: Stored,
-    pub ttl: Option<Ttl>,
 }
 
 impl Hint {
@@ -96,11 +94,7 @@ mod tests {
     fn hint(key: &str, value: usize) -> Hint {
         Hint {
             key: Bytes::copy_from_slice(key.as_bytes()),
-            stored: Stored {
-                version: Version(1),
-                value: Some(Bytes::from(vec![0; value])),
-            },
-            ttl: None,
+            stored: Stored::new(Version(1), Some(Bytes::from(vec![0; value]))),
         }
     }
 

@@ -31,15 +31,13 @@ use self::log_budget::{LogBudget, REPEAT_EVERY};
 pub(crate) use self::member::Member;
 pub(crate) use self::snapshot::{Replicas, Snapshot};
 use crate::backend::{BackendError, Condition, Written};
-use crate::config::Config;
 use crate::health;
 use crate::lock;
 use crate::metrics::Metrics;
 use crate::net::context;
 use crate::net::tls::ServerCert;
-use crate::net::Ttl;
 use crate::routing::key_hash;
-use crate::version::{Clock, Stored};
+use crate::version::{unix_now, Clock, Stored};
 
 /// The operations an attempt can be, as metrics and logs name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +47,8 @@ pub(crate) enum Op {
     Delete,
     Copy,
     List,
+    /// A repair's reads and prunes.
+    Repair,
 }
 
 impl Op {
@@ -59,6 +59,7 @@ impl Op {
             Op::Delete => "delete",
             Op::Copy => "copy",
             Op::List => "list",
+            Op::Repair => "repair",
         }
     }
 }
@@ -169,8 +170,8 @@ impl Cluster {
     }
 
     /// Copies what a key holds to `member`, where it is older or missing: put-if-newer with
-    /// versions, put-if-absent without. A tombstone lives for `tombstone_ttl_s`. The copies of
-    /// read repair, handoff and repair all go through here.
+    /// versions, put-if-absent without, expiring when the original does (nothing is copied
+    /// once it has expired). The copies of read repair, handoff and repair all go through here.
     pub(crate) async fn copy_to(
         &self,
         snap: &Snapshot,
@@ -178,14 +179,16 @@ impl Cluster {
         key: &[u8],
         stored: &Stored,
     ) -> Result<Written, BackendError> {
-        let config = &snap.config;
-        let (condition, ttl) = match (config.versioned(), stored.is_tombstone()) {
-            (true, true) => (Condition::IfNewer, tombstone_ttl(config)),
-            (true, false) => (Condition::IfNewer, None),
-            (false, _) => (Condition::IfAbsent, None),
+        if stored.expired(unix_now()) {
+            return Ok(Written::Kept);
+        }
+        let condition = if snap.config.versioned() {
+            Condition::IfNewer
+        } else {
+            Condition::IfAbsent
         };
-        let deadline = Instant::now() + config.timeouts.request();
-        let call = member.backend.put(key, stored.clone(), ttl, condition);
+        let deadline = Instant::now() + snap.config.timeouts.request();
+        let call = member.backend.put(key, stored.clone(), condition);
         self.attempt(snap, member, Op::Copy, key, deadline, call)
             .await
     }
@@ -255,9 +258,4 @@ impl Cluster {
     pub(crate) fn may_log_change(&self) -> bool {
         self.log_budget.allow()
     }
-}
-
-/// How long a tombstone is kept.
-pub(crate) fn tombstone_ttl(config: &Config) -> Option<Ttl> {
-    Ttl::new(config.tombstone_ttl_s.min(u64::from(u32::MAX)) as u32)
 }

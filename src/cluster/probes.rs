@@ -14,9 +14,13 @@ use tokio::time::Instant;
 use super::{Cluster, Member, Op, Snapshot};
 use crate::backend::{with_timeout, BackendError, Condition};
 use crate::health::Phase;
+use crate::version::unix_now;
 
 /// The longest the driver sleeps without looking at the membership again.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
+/// How long after a replay to a node in service the next may start: a node that fails its
+/// replays is not hammered with them.
+const REPLAY_PAUSE: Duration = Duration::from_secs(1);
 
 /// Why a node is probed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +40,8 @@ pub(crate) async fn drive(cluster: Arc<Cluster>) {
     // node, its slot freed however the probe ends.
     let mut tasks: HashMap<tokio::task::Id, String> = HashMap::new();
     let mut probing: HashSet<String> = HashSet::new();
+    // When each node in service may have its hints replayed again.
+    let mut next_replay: HashMap<String, Instant> = HashMap::new();
     let mut next_check = Instant::now();
     loop {
         drop(cluster.log_budget.roll());
@@ -61,9 +67,18 @@ pub(crate) async fn drive(cluster: Arc<Cluster>) {
                     continue;
                 }
                 Phase::Up if check_now => Purpose::Check,
-                Phase::Up if !member.hints.is_empty() => Purpose::Replay,
+                Phase::Up if !member.hints.is_empty() => match next_replay.get(member.id()) {
+                    Some(&at) if at > now => {
+                        wake = wake.min(at);
+                        continue;
+                    }
+                    _ => Purpose::Replay,
+                },
                 _ => continue,
             };
+            if purpose == Purpose::Replay && !probing.contains(member.id()) {
+                next_replay.insert(member.id().to_owned(), now + REPLAY_PAUSE);
+            }
             if !probing.insert(member.id().to_owned()) {
                 continue;
             }
@@ -146,19 +161,30 @@ async fn probe(cluster: &Cluster, member: &Member, purpose: Purpose) {
     }
 }
 
-/// Replays the writes `member` missed, oldest first, put-if-newer; stops at the first that
-/// fails (it stays queued).
+/// Replays the writes `member` missed, oldest first, put-if-newer, skipping those expired
+/// since; stops at the first the node fails (it stays queued). One the node refuses (too
+/// large for it now, say) would be refused again: it is dropped.
 async fn replay(cluster: &Cluster, snap: &Snapshot, member: &Member) -> Result<(), BackendError> {
     while let Some(hint) = member.hints.front() {
-        let deadline = Instant::now() + snap.config.timeouts.request();
-        let call = member
-            .backend
-            .put(&hint.key, hint.stored.clone(), hint.ttl, Condition::IfNewer);
-        cluster
-            .attempt(snap, member, Op::Put, &hint.key, deadline, call)
-            .await?;
+        if !hint.stored.expired(unix_now()) {
+            let deadline = Instant::now() + snap.config.timeouts.request();
+            let call = member
+                .backend
+                .put(&hint.key, hint.stored.clone(), Condition::IfNewer);
+            match cluster
+                .attempt(snap, member, Op::Copy, &hint.key, deadline, call)
+                .await
+            {
+                Ok(_) => {
+                    cluster.metrics.hints_replayed.inc();
+                }
+                Err(e) if e.counts_against_node() => return Err(e),
+                Err(_) => {
+                    cluster.metrics.hints_dropped.inc();
+                }
+            }
+        }
         member.hints.pop();
-        cluster.metrics.hints_replayed.inc();
     }
     Ok(())
 }

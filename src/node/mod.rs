@@ -25,7 +25,7 @@ use crate::net::key;
 use crate::net::request::{read_body, ttl_of};
 use crate::net::respond::{self, Body};
 use crate::net::{server, RequestError};
-use crate::version::{Stored, Version, HEADER as VERSION_HEADER, TOMBSTONE_HEADER};
+use crate::version::{Stored, Version, EXPIRES_HEADER, HEADER as VERSION_HEADER, TOMBSTONE_HEADER};
 
 /// Keys a node accepts: generous, since the proxy enforces the configured limit.
 pub(crate) const NODE_MAX_KEY_BYTES: usize = 64 * 1024;
@@ -104,21 +104,23 @@ async fn route(
     let version = version_of(req.headers())?;
     match *req.method() {
         Method::GET | Method::HEAD => Ok(match store.get(&key) {
-            Some(Stored {
-                version,
-                value: Some(value),
-            }) => with_version(respond::value(value), version),
-            Some(Stored {
-                version,
-                value: None,
-            }) => {
-                let mut resp = with_version(
-                    respond::text(StatusCode::NOT_FOUND, "key not found (deleted)"),
-                    version,
-                );
-                resp.headers_mut()
-                    .insert(TOMBSTONE_HEADER, HeaderValue::from_static("true"));
-                resp
+            Some(held) => {
+                let (version, expires) = (held.version, held.expires);
+                let mut resp = match held.value {
+                    Some(value) => respond::value(value),
+                    None => {
+                        let mut resp =
+                            respond::text(StatusCode::NOT_FOUND, "key not found (deleted)");
+                        resp.headers_mut()
+                            .insert(TOMBSTONE_HEADER, HeaderValue::from_static("true"));
+                        resp
+                    }
+                };
+                if let Some(at) = expires {
+                    resp.headers_mut()
+                        .insert(EXPIRES_HEADER, HeaderValue::from(at));
+                }
+                with_version(resp, version)
             }
             None => respond::text(StatusCode::NOT_FOUND, "key not found"),
         }),
@@ -135,20 +137,14 @@ async fn route(
                 (None, true) => Condition::IfAbsent,
                 (None, false) => Condition::Always,
             };
-            let stored = Stored {
-                version: version.unwrap_or(Version::ZERO),
-                value: Some(value),
-            };
+            let stored = Stored::new(version.unwrap_or(Version::ZERO), Some(value));
             Ok(written(store.put(key, stored, ttl, condition)))
         }
         // With a version: a tombstone, if newer, kept for its TTL. Without: removed.
         Method::DELETE => match version {
             Some(version) => {
                 let ttl = ttl_of(&req)?;
-                let tombstone = Stored {
-                    version,
-                    value: None,
-                };
+                let tombstone = Stored::new(version, None);
                 Ok(written(store.put(key, tombstone, ttl, Condition::IfNewer)))
             }
             None => {

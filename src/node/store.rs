@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::{Condition, Written};
 use crate::net::Ttl;
-use crate::version::{Stored, Version};
+use crate::version::{unix_now, Stored, Version};
 
 /// What the node holds for a key, and when it expires, if it does.
 #[derive(Debug, Clone)]
@@ -59,6 +59,11 @@ impl Store {
             return (Written::Kept, held.map(|e| e.stored.version));
         }
         let expires = ttl.map(|t| now + Duration::from_secs(u64::from(t.get())));
+        // The same moment as a point in time, for GET to answer in `x-hrw-expires`.
+        let stored = Stored {
+            expires: ttl.map(|t| unix_now() + u64::from(t.get())),
+            ..stored
+        };
         map.insert(key, Entry { stored, expires });
         (Written::Stored, None)
     }
@@ -111,10 +116,7 @@ mod tests {
     use bytes::Bytes;
 
     fn value(version: u128, v: &'static [u8]) -> Stored {
-        Stored {
-            version: Version(version),
-            value: Some(Bytes::from_static(v)),
-        }
+        Stored::new(Version(version), Some(Bytes::from_static(v)))
     }
 
     #[test]
@@ -133,10 +135,7 @@ mod tests {
             store.put(b"k".to_vec(), value(5, b"again"), None, newer).0,
             Written::Kept
         );
-        let tombstone = Stored {
-            version: Version(7),
-            value: None,
-        };
+        let tombstone = Stored::new(Version(7), None);
         assert_eq!(
             store.put(b"k".to_vec(), tombstone.clone(), None, newer).0,
             Written::Stored

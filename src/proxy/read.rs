@@ -7,8 +7,8 @@
 //! While a handoff window is open the key may still be on its earlier replicas only, or newer
 //! there (a proxy that had not reloaded yet wrote there): they are asked too, and what they
 //! hold competes by version; the winner is copied to the current replicas. Without versions
-//! (`versioning: off`) the first value found is returned, and earlier replicas are asked only
-//! when the current ones miss.
+//! (`versioning: off`) replicas are asked one at a time and the first value found is
+//! returned; earlier replicas are asked only when the current ones miss.
 
 use std::sync::Arc;
 
@@ -64,6 +64,13 @@ pub(crate) async fn read(
     if snap.handoff_open() && (versioned || !found_value) {
         for earlier in handoff::earlier_replicas(snap, key) {
             let member = earlier.member;
+            // An ejected one (a removed node that died, say) is not waited for; what it may
+            // hold is unknown.
+            if !member.health.is_up() {
+                earlier_failed = true;
+                attempts.push(Attempted::failed(&member, BackendError::Ejected));
+                continue;
+            }
             let call = member.backend.get(key);
             match path
                 .cluster
@@ -229,7 +236,10 @@ async fn gather(
     // Ranks asked and not answered yet.
     let mut pending: Vec<usize> = Vec::new();
     let mut next = 0;
-    while pending.len() < need && next < in_service.len() {
+    // With versions the R replicas are asked at once; without, one at a time, the first
+    // value being the answer.
+    let width = if versioned { need } else { 1 };
+    while pending.len() < width && next < in_service.len() {
         running.push(get(in_service[next]));
         pending.push(in_service[next]);
         next += 1;
@@ -261,6 +271,11 @@ async fn gather(
                         answers.push(Answer { member: member.clone(), held, rank: Some(rank), earlier: None });
                         if value && !versioned {
                             break;
+                        }
+                        if !versioned && answers.len() < need && next < in_service.len() {
+                            running.push(get(in_service[next]));
+                            pending.push(in_service[next]);
+                            next += 1;
                         }
                     }
                     Err(e) => {

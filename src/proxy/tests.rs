@@ -676,11 +676,94 @@ async fn a_node_that_comes_back_gets_the_writes_it_missed_before_it_serves() {
         );
     }
     assert_eq!(nodes.cluster.metrics.hints_replayed.get(), 5);
-    // A node in service that missed a write (one slow attempt) gets it replayed too.
+    driver.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_in_service_gets_missed_writes_replayed_but_never_what_it_refused() {
+    // Never ejected: the replay is the in-service one.
+    let settings = format!("replicas: 2\nwrite_quorum: 1\neject_after: 0\n{FAST}");
+    let nodes = TestCluster::new(&settings, &["a", "b"]);
+    let path = data_path(&nodes);
+    let driver = tokio::spawn(crate::cluster::probes::drive(nodes.cluster.clone()));
+    let a = nodes.node("a");
+    let member = nodes.snapshot().placement.member("a").unwrap().clone();
+    // One slow attempt (past request_ms) misses the write.
     a.delay(Op::Put, Duration::from_millis(150));
     assert!(put(&path, "slow", "v").await.failure().is_none());
+    tokio::time::sleep(Duration::from_millis(110)).await;
+    assert_eq!(member.health.phase().name(), "up");
+    assert_eq!(member.hints.counts().queued, 1);
+    // Still slow: each replay fails, and the next waits a while.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let tried = a.calls(Op::Put);
+    assert!(tried <= 5, "{tried} attempts in 3 s");
     a.delay(Op::Put, Duration::ZERO);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(a.value(b"slow"), Some(Bytes::from_static(b"v")));
+    assert_eq!(member.hints.counts().queued, 0);
+    // A write the node refuses (too large for it) would be refused again: no hint.
+    a.fail(
+        Op::Put,
+        Some(BackendError::Rejected("object too large".into())),
+    );
+    assert!(put(&path, "large", "v").await.failure().is_none());
+    settle().await;
+    assert_eq!(member.hints.counts().queued, 0);
     driver.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn copies_expire_when_the_original_does() {
+    let nodes = TestCluster::new(
+        &format!("replicas: 2\nrepair_budget_percent: 100\n{FAST}"),
+        &["a", "b"],
+    );
+    let path = data_path(&nodes);
+    let value = Bytes::from_static(b"v");
+    let ttl = crate::net::Ttl::new(3600);
+    write_with(&path, "k", WriteOp::Put(value, ttl), None, None).await;
+    let owners = replicas(&nodes.snapshot(), "k");
+    let original = nodes.node(&owners[0]).held(b"k").unwrap();
+    let expires = original.expires.expect("an expiry time");
+    assert!(expires > crate::version::unix_now() + 3500);
+    // One replica lost it; read repair puts it back with the same expiry time.
+    let stale = nodes.node(&owners[1]);
+    crate::backend::Backend::remove(stale.as_ref(), b"k")
+        .await
+        .unwrap();
+    found(get_with(&path, "k", Some(2)).await);
+    settle().await;
+    assert_eq!(stale.held(b"k"), Some(original.clone()));
+    // Something expired is not copied at all.
+    let past = crate::version::Stored {
+        expires: Some(crate::version::unix_now() - 1),
+        ..original
+    };
+    let snap = nodes.snapshot();
+    let member = snap.placement.member(&owners[1]).unwrap();
+    crate::backend::Backend::remove(stale.as_ref(), b"k")
+        .await
+        .unwrap();
+    let copied = nodes.cluster.copy_to(&snap, member, b"k", &past).await;
+    assert_eq!(copied, Ok(crate::backend::Written::Kept));
+    assert_eq!(stale.held(b"k"), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_versions_a_delete_in_a_window_also_removes_the_earlier_replicas_copy() {
+    let settings = format!("versioning: off\n{HANDOFF}");
+    let nodes = TestCluster::new(&settings, &["a", "b"]);
+    let path = data_path(&nodes);
+    let probe = TestCluster::new(&settings, &["a", "b", "c"]).snapshot();
+    let key = key_where(&probe, |r| r[0] == "c");
+    put(&path, &key, "v1").await;
+    let earlier = replicas(&nodes.snapshot(), &key)[0].clone();
+    nodes.apply(&settings, &["a", "b", "c"]);
+    assert!(delete(&path, &key).await.failure().is_none());
+    assert_eq!(nodes.node(&earlier).held(key.as_bytes()), None);
+    assert!(
+        missing(&get(&path, &key).await),
+        "not brought back from {earlier}"
+    );
 }

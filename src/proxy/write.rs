@@ -8,7 +8,8 @@
 //! waits for every replica (each bounded by the attempt timeout and the deadline), so the
 //! 503 reports what really happened, including the replicas that did store it.
 //!
-//! Without versions (`versioning: off`) a PUT overwrites and a DELETE removes, as they are.
+//! Without versions (`versioning: off`) a PUT overwrites and a DELETE removes, as they are
+//! (during a handoff window from the earlier replicas too, which reads still ask).
 
 use std::sync::Arc;
 
@@ -19,10 +20,11 @@ use tokio::time::Instant;
 use super::outcome::{Attempted, WriteOutcome};
 use super::DataPath;
 use crate::backend::{BackendError, Condition};
-use crate::cluster::{tombstone_ttl, Hint, Member, Op, Snapshot};
+use crate::cluster::{Cluster, Hint, Member, Op, Snapshot};
+use crate::handoff;
 use crate::net::{context, Ttl};
 use crate::routing::key_hash;
-use crate::version::{Stored, Version};
+use crate::version::{unix_now, Stored, Version};
 
 #[derive(Debug, Clone)]
 pub(crate) enum WriteOp {
@@ -50,18 +52,20 @@ pub(crate) async fn write(
         }
         None => cluster.clock.next(),
     });
-    let (stored, ttl, condition) = match op {
-        WriteOp::Put(value, ttl) => (Some(value), ttl, Condition::Always),
-        WriteOp::Delete => (None, tombstone_ttl(config), Condition::Always),
+    // Expiry is a point in time, so that copies and replays made later expire with it.
+    let (value, ttl) = match op {
+        WriteOp::Put(value, ttl) => (Some(value), ttl.map(|t| u64::from(t.get()))),
+        WriteOp::Delete => (None, Some(config.tombstone_ttl_s)),
     };
     let stored = Stored {
         version: version.unwrap_or(Version::ZERO),
-        value: stored,
+        value,
+        expires: ttl.map(|t| unix_now() + t),
     };
     let condition = if versioned {
         Condition::IfNewer
     } else {
-        condition
+        Condition::Always
     };
     let replicas = snap.placement.replicas(&key);
     let mut outcome = WriteOutcome {
@@ -92,14 +96,20 @@ pub(crate) async fn write(
             } else {
                 Op::Put
             };
-            let call = member.backend.put(&key, stored.clone(), ttl, condition);
+            let call = member.backend.put(&key, stored.clone(), condition);
             // Not bounded by the request's deadline: a replica keeps its full attempt time
             // even after the answer went out.
             let result = cluster
                 .attempt(&snap, &member, op, &key, attempt_deadline, call)
                 .await;
-            if ejected || result.is_err() {
-                cluster.missed(&snap, &member, Hint { key, stored, ttl });
+            // Only the node's trouble is worth a replay: a write it refused (too large, say)
+            // would be refused again.
+            let missed = ejected
+                || result
+                    .as_ref()
+                    .is_err_and(BackendError::counts_against_node);
+            if missed {
+                cluster.missed(&snap, &member, Hint { key, stored });
             }
             // An ejected replica's answer is not counted.
             if !ejected {
@@ -128,12 +138,34 @@ pub(crate) async fn write(
     if pending > 0 {
         context::spawn(log_late_failures(key.clone(), rx));
     }
+    if !versioned && stored.is_tombstone() && snap.handoff_open() {
+        remove_from_earlier_replicas(cluster, snap, &key, attempt_deadline).await;
+    }
     if outcome.failure().is_some() {
         cluster.metrics.write_quorum_failures.inc();
     } else if outcome.acks < outcome.replicas {
         cluster.metrics.writes_short_of_r.inc();
     }
     outcome
+}
+
+/// Without versions nothing tells a delete from an older value: during a handoff window a
+/// DELETE also removes the key from the replicas it had before, which reads still ask.
+async fn remove_from_earlier_replicas(
+    cluster: &Cluster,
+    snap: &Snapshot,
+    key: &Bytes,
+    deadline: Instant,
+) {
+    let removals = handoff::earlier_replicas(snap, key)
+        .into_iter()
+        .map(|earlier| async move {
+            let call = earlier.member.backend.remove(key);
+            let _ = cluster
+                .attempt(snap, &earlier.member, Op::Delete, key, deadline, call)
+                .await;
+        });
+    futures_util::future::join_all(removals).await;
 }
 
 /// Replicas that fail after the answer went out: the write missed them (and they have a hint).

@@ -22,7 +22,7 @@ pub(crate) use self::background::BackgroundRepair;
 use crate::backend::{BackendError, Written};
 use crate::cluster::{Cluster, Member, Op, Snapshot};
 use crate::lock;
-use crate::version::Stored;
+use crate::version::{unix_now, Stored};
 
 /// Keys asked for per listing page.
 pub(crate) const PAGE: usize = 500;
@@ -94,6 +94,10 @@ pub(crate) struct Progress {
     /// Copies not needed: the owner had a value already.
     pub present: u64,
     pub pruned: u64,
+    /// Copies on nodes that no longer own the key, written longer than `tombstone_ttl_s` ago
+    /// and not copied forward: a delete of them could be forgotten by now (pruned with
+    /// `prune`).
+    pub too_old: u64,
     /// Keys that could not be read, copied or pruned, and listings that broke off.
     pub failed: u64,
     /// Nodes that cannot list their keys, or whose listing failed.
@@ -114,6 +118,7 @@ impl Progress {
         self.copied += step.copied;
         self.present += step.present;
         self.pruned += step.pruned;
+        self.too_old += step.too_old;
         self.failed += step.failed;
     }
 }
@@ -270,7 +275,16 @@ struct Step {
     copied: u64,
     present: u64,
     pruned: u64,
+    too_old: u64,
     failed: u64,
+}
+
+/// Whether `stored` was written before the oldest delete a tombstone still remembers (by its
+/// version's clock; versions clients made up count as old). Without versions nothing is.
+fn older_than_tombstones(stored: &Stored, snap: &Snapshot) -> bool {
+    let config = &snap.config;
+    let written = stored.version.micros() / 1_000_000;
+    config.versioned() && written + config.tombstone_ttl_s < unix_now()
 }
 
 /// Brings one key of `source` to its owners: the newest of what they and the source hold
@@ -287,9 +301,17 @@ async fn repair_key(scope: &Scope, source: &ListedNode, key: &Bytes, prune: bool
         let deadline = Instant::now() + snap.config.timeouts.request();
         let call = member.backend.get(key);
         match cluster
-            .attempt(snap, member, Op::Get, key, deadline, call)
+            .attempt(snap, member, Op::Repair, key, deadline, call)
             .await
         {
+            // A copy on a node that does not own the key, older than a tombstone lives: the
+            // key may have been deleted on its owners since, and the tombstones expired.
+            Ok(Some(stored))
+                if !owners.contains(member.id()) && older_than_tombstones(&stored, snap) =>
+            {
+                step.too_old += 1;
+                held.push((member, None));
+            }
             Ok(stored) => held.push((member, stored)),
             Err(_) => unreadable = true,
         }
@@ -303,30 +325,29 @@ async fn repair_key(scope: &Scope, source: &ListedNode, key: &Bytes, prune: bool
             _ => Some(h),
         })
         .cloned();
-    let Some(newest) = newest else {
-        // Gone everywhere since it was listed.
-        step.failed += u64::from(unreadable);
-        return step;
-    };
-    for (member, stored) in held.iter().filter(|(m, _)| owners.contains(m.id())) {
-        if stored.as_ref().is_some_and(|s| {
-            s.version >= newest.version && (snap.config.versioned() || s.value.is_some())
-        }) {
-            step.present += 1;
-            continue;
-        }
-        match cluster.copy_to(snap, member, key, &newest).await {
-            Ok(Written::Stored) => step.copied += 1,
-            Ok(Written::Kept) => step.present += 1,
-            Err(_) => step.failed += 1,
+    // None: gone everywhere since it was listed, or only too old to trust.
+    if let Some(newest) = &newest {
+        for (member, stored) in held.iter().filter(|(m, _)| owners.contains(m.id())) {
+            if stored.as_ref().is_some_and(|s| {
+                s.version >= newest.version && (snap.config.versioned() || s.value.is_some())
+            }) {
+                step.present += 1;
+                continue;
+            }
+            match cluster.copy_to(snap, member, key, newest).await {
+                Ok(Written::Stored) => step.copied += 1,
+                Ok(Written::Kept) => step.present += 1,
+                Err(_) => step.failed += 1,
+            }
         }
     }
     step.failed += u64::from(unreadable);
-    if prune && !is_owner && step.failed == 0 {
+    let held_here = newest.is_some() || step.too_old > 0;
+    if prune && !is_owner && held_here && step.failed == 0 {
         let deadline = Instant::now() + snap.config.timeouts.request();
         let call = source.member.backend.remove(key);
         match cluster
-            .attempt(snap, &source.member, Op::Delete, key, deadline, call)
+            .attempt(snap, &source.member, Op::Repair, key, deadline, call)
             .await
         {
             Ok(()) => step.pruned += 1,

@@ -465,3 +465,18 @@ fn repair_lists_and_fills_every_kind() {
         }
     }
 }
+
+/// The envelope does not eat into the value limit: a plain store holds values of exactly
+/// `max_value_bytes`, overwrites included (each is a read, then a write).
+#[test]
+fn a_plain_store_takes_values_of_the_full_limit() {
+    let members = [member("files", Some(Kind::WebDav))];
+    let proxy = Proxy::start(&config_for(&members, "max_value_bytes: 1000"));
+    for fill in [b'a', b'b'] {
+        let value = vec![fill; 1000];
+        let put = proxy.request("PUT", "/kv/full", &value);
+        assert_eq!(put.status, 204, "{}", put.text());
+        let get = proxy.request("GET", "/kv/full", b"");
+        assert_eq!((get.status, get.body), (200, value));
+    }
+}

@@ -260,3 +260,34 @@ fn versioning_off_keeps_raw_values() {
         assert_eq!(node.holds(b"raw"), None, "{}", node.id);
     }
 }
+
+/// A replica that lost a value with a time to live gets it back from read repair with the
+/// same expiry time, so it does not outlive the others (and come back from there).
+#[test]
+fn read_repair_copies_keep_the_expiry_time() {
+    let mut nodes = start_nodes(&["a", "b"]);
+    let proxy = Proxy::start(&config_yaml(
+        &nodes,
+        "replicas: 2\nrepair_budget_percent: 100\nhealth_check_interval_ms: 0",
+    ));
+    let put = request_with_header(proxy.addr, "PUT", "/kv/k", "x-hrw-ttl: 2", b"v");
+    assert_eq!(put.status, 204, "{}", put.text());
+    nodes[1].kill();
+    nodes[1].restart();
+    let read = request_with_header(proxy.addr, "GET", "/kv/k", "x-hrw-r: all", b"");
+    assert_eq!((read.status, read.text()), (200, "v".to_string()));
+    wait_until("read repair", || nodes[1].holds(b"k").is_some());
+    let expires = |node: &Node| {
+        request(node.addr, "GET", "/kv/k", b"")
+            .header("x-hrw-expires")
+            .map(str::to_owned)
+    };
+    assert_eq!(expires(&nodes[1]), expires(&nodes[0]));
+    assert!(expires(&nodes[1]).is_some());
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    for node in &nodes {
+        assert_eq!(node.holds(b"k"), None, "{} kept an expired value", node.id);
+    }
+    let read = request_with_header(proxy.addr, "GET", "/kv/k", "x-hrw-r: all", b"");
+    assert_eq!(read.status, 404);
+}

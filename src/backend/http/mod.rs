@@ -21,13 +21,14 @@ use tokio_rustls::TlsConnector;
 use self::response::{Answer, ReadError};
 use super::pool::{connect_tcp, io_error, is_reset, Failure, Pool};
 use super::{
-    Backend, BackendError, BoxFuture, Condition, Listing, Stored, Ttl, Written, MAX_LISTING_BYTES,
+    ttl_of, Backend, BackendError, BoxFuture, Condition, Listing, Stored, Ttl, Written,
+    MAX_LISTING_BYTES,
 };
 use crate::config::NodeUrl;
 use crate::net::context::{RequestContext, REQUEST_ID, VIA};
 use crate::net::key;
 use crate::net::request::HEADER_TTL;
-use crate::version::{Version, HEADER as VERSION_HEADER};
+use crate::version::{Version, HEADER as VERSION_HEADER, MAX_HEADER_LEN};
 
 /// The body of an answer to anything but a GET is read and dropped (a health page, an error).
 const MAX_OTHER_BYTES: usize = 1024 * 1024;
@@ -213,12 +214,8 @@ impl HttpBackend {
     }
 
     /// A write with the built-in node's versions: the node compares.
-    async fn put_native(
-        &self,
-        key: &[u8],
-        stored: Stored,
-        ttl: Option<Ttl>,
-    ) -> Result<Written, BackendError> {
+    async fn put_native(&self, key: &[u8], stored: Stored) -> Result<Written, BackendError> {
+        let ttl = ttl_of(&stored);
         let version = (VERSION_HEADER, stored.version.to_string());
         let answer = match &stored.value {
             Some(value) => {
@@ -291,21 +288,30 @@ fn unexpected(status: StatusCode) -> BackendError {
 impl Backend for HttpBackend {
     fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Stored>, BackendError>> {
         Box::pin(async move {
+            let envelope = if self.keeping == Keeping::Envelope {
+                MAX_HEADER_LEN
+            } else {
+                0
+            };
             let call = Call {
-                max_answer: self.max_value_bytes,
+                max_answer: self.max_value_bytes + envelope,
                 ..self.call("GET", Self::kv_path(key, None), &[])
             };
-            let answer = self.send(call).await?;
-            match (answer.status, self.keeping) {
-                (StatusCode::OK, Keeping::Envelope) => Ok(Some(Stored::decode(answer.body))),
-                (StatusCode::OK, _) => Ok(Some(Stored {
-                    version: answer.version.unwrap_or(Version::ZERO),
-                    value: Some(answer.body),
-                })),
-                (StatusCode::NOT_FOUND, Keeping::Native) if answer.tombstone => Ok(Some(Stored {
-                    version: answer.version.unwrap_or(Version::ZERO),
-                    value: None,
-                })),
+            let Answer {
+                status, body, held, ..
+            } = self.send(call).await?;
+            let stored = |value| Stored {
+                version: held.version.unwrap_or(Version::ZERO),
+                value,
+                expires: held.expires,
+            };
+            match (status, self.keeping) {
+                // A plain store keeps what expired until it is overwritten: it reads as nothing.
+                (StatusCode::OK, Keeping::Envelope) => Ok(Stored::from_node(body)),
+                (StatusCode::OK, _) => Ok(Some(stored(Some(body)))),
+                (StatusCode::NOT_FOUND, Keeping::Native) if held.tombstone => {
+                    Ok(Some(stored(None)))
+                }
                 (StatusCode::NOT_FOUND, _) => Ok(None),
                 (status, _) => Err(unexpected(status)),
             }
@@ -316,18 +322,18 @@ impl Backend for HttpBackend {
         &'a self,
         key: &'a [u8],
         stored: Stored,
-        ttl: Option<Ttl>,
         condition: Condition,
     ) -> BoxFuture<'a, Result<Written, BackendError>> {
         Box::pin(async move {
             match (condition, self.keeping) {
-                (Condition::IfNewer, Keeping::Native) => self.put_native(key, stored, ttl).await,
+                (Condition::IfNewer, Keeping::Native) => self.put_native(key, stored).await,
                 (Condition::IfNewer, Keeping::Envelope) => self.put_enveloped(key, stored).await,
                 // Raw: no versions; a tombstone there is a removal.
                 (_, _) if stored.value.is_none() => {
                     self.remove(key).await.map(|()| Written::Stored)
                 }
                 (condition, _) => {
+                    let ttl = ttl_of(&stored);
                     let value = stored.value.unwrap_or_default();
                     let mut call = self.call("PUT", Self::kv_path(key, ttl), &value);
                     if condition == Condition::IfAbsent {

@@ -7,7 +7,7 @@ use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::backend::pool::is_reset;
-use crate::version::{Version, HEADER as VERSION_HEADER, TOMBSTONE_HEADER};
+use crate::version::{Version, EXPIRES_HEADER, HEADER as VERSION_HEADER, TOMBSTONE_HEADER};
 
 /// Response headers read at most.
 const MAX_HEADERS: usize = 64;
@@ -28,16 +28,24 @@ pub(crate) enum ReadError {
 }
 
 /// A response: status, body, whether the connection can carry another request, and what the
-/// built-in node says of the version it holds.
+/// built-in node says of what it holds.
 #[derive(Debug)]
 pub(crate) struct Answer {
     pub status: StatusCode,
     pub body: Bytes,
     pub keep_alive: bool,
+    pub held: Held,
+}
+
+/// What the built-in node's headers say of what it holds.
+#[derive(Debug, Default)]
+pub(crate) struct Held {
     /// `x-hrw-version`.
     pub version: Option<Version>,
     /// `x-hrw-tombstone: true`.
     pub tombstone: bool,
+    /// `x-hrw-expires`: seconds since the Unix epoch.
+    pub expires: Option<u64>,
 }
 
 fn too_large(max_body: usize) -> ReadError {
@@ -62,7 +70,7 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
     max_body: usize,
 ) -> Result<Answer, ReadError> {
     let mut buf = BytesMut::with_capacity(1024);
-    let (head_len, status, length, chunked, mut keep_alive, version, tombstone) = loop {
+    let (head_len, status, length, chunked, mut keep_alive, held) = loop {
         match conn.read_buf(&mut buf).await {
             Ok(0) if buf.is_empty() => return Err(ReadError::Closed),
             Ok(0) => return Err(ReadError::Protocol("connection closed mid-response".into())),
@@ -85,8 +93,7 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
         let mut length = None;
         let mut chunked = false;
         let mut keep_alive = response.version == Some(1);
-        let mut version = None;
-        let mut tombstone = false;
+        let mut held = Held::default();
         for h in response.headers.iter() {
             if h.name.eq_ignore_ascii_case("content-length") {
                 let parsed = std::str::from_utf8(h.value)
@@ -103,18 +110,14 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
             } else if h.name.eq_ignore_ascii_case("connection") {
                 keep_alive = !h.value.eq_ignore_ascii_case(b"close");
             } else if h.name.eq_ignore_ascii_case(VERSION_HEADER) {
-                let parsed = std::str::from_utf8(h.value)
-                    .ok()
-                    .and_then(|v| v.parse().ok());
-                version =
-                    Some(parsed.ok_or_else(|| ReadError::Protocol("bad x-hrw-version".into()))?);
+                held.version = Some(number(h.value, VERSION_HEADER)?);
+            } else if h.name.eq_ignore_ascii_case(EXPIRES_HEADER) {
+                held.expires = Some(number(h.value, EXPIRES_HEADER)?);
             } else if h.name.eq_ignore_ascii_case(TOMBSTONE_HEADER) {
-                tombstone = h.value.eq_ignore_ascii_case(b"true");
+                held.tombstone = h.value.eq_ignore_ascii_case(b"true");
             }
         }
-        break (
-            head_len, status, length, chunked, keep_alive, version, tombstone,
-        );
+        break (head_len, status, length, chunked, keep_alive, held);
     };
     let _ = buf.split_to(head_len);
     let no_body = status.is_informational()
@@ -149,9 +152,16 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
         status,
         body,
         keep_alive,
-        version,
-        tombstone,
+        held,
     })
+}
+
+/// A header's value as a number.
+fn number<T: std::str::FromStr>(value: &[u8], header: &str) -> Result<T, ReadError> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| ReadError::Protocol(format!("bad {header}")))
 }
 
 /// The position of the first CRLF in `buf`.
