@@ -22,7 +22,7 @@ pub(crate) use self::background::BackgroundRepair;
 use crate::backend::{BackendError, Written};
 use crate::cluster::{Cluster, Member, Op, Snapshot};
 use crate::lock;
-use crate::version::{unix_now, Stored};
+use crate::version::{unix_now, Stored, Version};
 
 /// Keys asked for per listing page.
 pub(crate) const PAGE: usize = 500;
@@ -279,12 +279,16 @@ struct Step {
     failed: u64,
 }
 
-/// Whether `stored` was written before the oldest delete a tombstone still remembers (by its
-/// version's clock; versions clients made up count as old). Without versions nothing is.
+/// Whether `stored` was written before the oldest delete a tombstone still remembers, by its
+/// version's clock (versions clients made up count as old). A value without a version
+/// (written before versions, or by another client) tells nothing of its age and is moved as
+/// it always was; without versioning nothing is too old.
 fn older_than_tombstones(stored: &Stored, snap: &Snapshot) -> bool {
     let config = &snap.config;
     let written = stored.version.micros() / 1_000_000;
-    config.versioned() && written + config.tombstone_ttl_s < unix_now()
+    config.versioned()
+        && stored.version != Version::ZERO
+        && written + config.tombstone_ttl_s < unix_now()
 }
 
 /// Brings one key of `source` to its owners: the newest of what they and the source hold
