@@ -311,7 +311,7 @@ fn unix_seconds(at: SystemTime) -> i64 {
 }
 
 /// The operations attempts are counted by.
-const NODE_OPS: [&str; 6] = ["get", "put", "delete", "copy", "list", "repair"];
+const NODE_OPS: [&str; 7] = ["get", "put", "delete", "copy", "list", "repair", "handoff"];
 
 /// One node's attempt counters and latency histogram.
 #[derive(Debug, Clone)]

@@ -135,6 +135,15 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The expiry time of something given `ttl` seconds to live now: rounded up to the next whole
+/// second, so it lives at least `ttl` seconds, never less.
+pub fn expiry_after(ttl: u64) -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    now.as_secs() + u64::from(now.subsec_nanos() > 0) + ttl
+}
+
 /// What a node holds for a key: a value, or a tombstone (a delete that is remembered), with
 /// its version and when it expires. The expiry is a point in time, not a duration, so that a
 /// copy made later (read repair, handoff, repair, a replayed hint) expires when the original
@@ -196,10 +205,13 @@ impl Stored {
         Bytes::from(out)
     }
 
-    /// What a node's bytes hold, as [`Stored::decode`] finds it; `None` once expired (a
-    /// plain store keeps what expired until it is overwritten). Read the same way with
-    /// versioning off, so values written while it was on still read as themselves.
-    pub fn from_node(bytes: Bytes) -> Option<Stored> {
+    /// What a node's bytes hold: with versions, what [`Stored::decode`] finds, `None` once
+    /// expired (a plain store keeps what expired until it is overwritten); without, the bytes
+    /// exactly as they are, at version 0.
+    pub fn from_node(bytes: Bytes, versioned: bool) -> Option<Stored> {
+        if !versioned {
+            return Some(Stored::new(Version::ZERO, Some(bytes)));
+        }
         Some(Stored::decode(bytes)).filter(|s| !s.expired(unix_now()))
     }
 
@@ -317,10 +329,16 @@ mod tests {
             expires,
             ..Stored::new(Version(3), Some(Bytes::from_static(b"v")))
         };
-        assert_eq!(Stored::from_node(with(Some(now - 1)).encode()), None);
+        assert_eq!(Stored::from_node(with(Some(now - 1)).encode(), true), None);
         assert_eq!(
-            Stored::from_node(with(Some(now + 60)).encode()),
+            Stored::from_node(with(Some(now + 60)).encode(), true),
             Some(with(Some(now + 60)))
+        );
+        let raw = with(Some(now - 1)).encode();
+        assert_eq!(
+            Stored::from_node(raw.clone(), false).and_then(|s| s.value),
+            Some(raw),
+            "without versions, bytes as they are"
         );
         assert_eq!(with(Some(now + 60)).seconds_left(now), Some(60));
         assert_eq!(with(Some(now)).seconds_left(now), Some(1));

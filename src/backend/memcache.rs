@@ -137,6 +137,8 @@ pub(crate) struct MemcacheBackend {
     connect_timeout: Duration,
     /// The largest value a `get` accepts (plus an envelope).
     max_value_bytes: usize,
+    /// Values in the envelope (put-if-newer), or as they are.
+    versioned: bool,
     idle: Pool<Conn>,
 }
 
@@ -184,11 +186,13 @@ impl MemcacheBackend {
         url: &NodeUrl,
         connect_timeout: Duration,
         max_value_bytes: usize,
+        versioned: bool,
     ) -> MemcacheBackend {
         MemcacheBackend {
             addr: format!("{}:{}", url.host, url.port),
             connect_timeout,
             max_value_bytes,
+            versioned,
             idle: Pool::new(POOL_SIZE),
         }
     }
@@ -371,7 +375,7 @@ impl Backend for MemcacheBackend {
             let max = self.max_value_bytes + MAX_HEADER_LEN;
             let value = read_value(&mut conn, &line, max).await?;
             self.idle.give_back(conn);
-            Ok(value.and_then(|(bytes, _)| Stored::from_node(bytes)))
+            Ok(value.and_then(|(bytes, _)| Stored::from_node(bytes, self.versioned)))
         })
     }
 

@@ -160,7 +160,8 @@ impl BackendError {
 /// use `tls`, or the public web roots alone when it is `None`.
 pub fn connect(spec: &NodeSpec, config: &Config, tls: Option<&TlsConnector>) -> Arc<dyn Backend> {
     let timeouts = &config.timeouts;
-    let keeping = match (config.versioned(), spec.store) {
+    let versioned = config.versioned();
+    let keeping = match (versioned, spec.store) {
         (false, _) => http::Keeping::Raw,
         (true, Store::Hrw) => http::Keeping::Native,
         (true, Store::Plain) => http::Keeping::Envelope,
@@ -180,11 +181,12 @@ pub fn connect(spec: &NodeSpec, config: &Config, tls: Option<&TlsConnector>) -> 
             crate::net::tls::connector(&Default::default(), Path::new(""), &|p| std::fs::read(p))
                 .expect("the public roots need no file")
         }))),
-        Scheme::Redis => Arc::new(redis::RedisBackend::new(&spec.url, timeouts)),
+        Scheme::Redis => Arc::new(redis::RedisBackend::new(&spec.url, timeouts, versioned)),
         Scheme::Memcache => Arc::new(memcache::MemcacheBackend::new(
             &spec.url,
             timeouts.connect(),
             config.max_value_bytes,
+            versioned,
         )),
     }
 }

@@ -20,6 +20,8 @@ pub(crate) struct RedisBackend {
     /// failed first connection is retried by the next request.
     manager: OnceCell<ConnectionManager>,
     connect_ms: u64,
+    /// Values in the envelope (put-if-newer), or as they are.
+    versioned: bool,
     put_if_newer: redis::Script,
 }
 
@@ -32,7 +34,7 @@ impl std::fmt::Debug for RedisBackend {
 }
 
 impl RedisBackend {
-    pub(crate) fn new(url: &NodeUrl, timeouts: &Timeouts) -> RedisBackend {
+    pub(crate) fn new(url: &NodeUrl, timeouts: &Timeouts, versioned: bool) -> RedisBackend {
         let mut info = redis::ConnectionInfo {
             addr: redis::ConnectionAddr::Tcp(url.host.clone(), url.port),
             redis: redis::RedisConnectionInfo {
@@ -57,6 +59,7 @@ impl RedisBackend {
             config,
             manager: OnceCell::new(),
             connect_ms: timeouts.connect_ms,
+            versioned,
             put_if_newer: redis::Script::new(PUT_IF_NEWER),
         }
     }
@@ -98,15 +101,19 @@ fn set_options(ttl: Option<Ttl>) -> SetOptions {
 }
 
 /// Put-if-newer in one step on the server. KEYS[1]: the key; ARGV[1]: the envelope; ARGV[2]:
-/// seconds to live, 0 for none. Stores ARGV[1] unless the key holds an envelope whose version
-/// (bytes 5 to 20, big-endian) is as new or newer; 1 if it stored. Bytes are compared one by
-/// one: Lua's `<` on strings follows the locale.
+/// seconds to live, 0 for none. Stores ARGV[1] unless the key holds something as new or newer:
+/// an envelope's version is bytes 5 to 20 (big-endian), anything else (as `Stored::decode`
+/// reads it) is version 0. 1 if it stored. Bytes are compared one by one: Lua's `<` on
+/// strings follows the locale.
 const PUT_IF_NEWER: &str = r"
 local held = redis.call('GET', KEYS[1])
-if held and string.len(held) >= 21 and string.sub(held, 1, 4) == 'HRW1' then
+if held then
+  local n = string.len(held)
+  local flags = n >= 21 and string.byte(held, 21) or 255
+  local enveloped = string.sub(held, 1, 4) == 'HRW1' and flags < 4 and (flags < 2 or n >= 29)
   local new = ARGV[1]
   for i = 5, 20 do
-    local a, b = string.byte(held, i), string.byte(new, i)
+    local a, b = enveloped and string.byte(held, i) or 0, string.byte(new, i)
     if a > b then return 0 end
     if a < b then break end
     if i == 20 then return 0 end
@@ -126,7 +133,7 @@ impl Backend for RedisBackend {
         Box::pin(async move {
             let mut conn = self.connection().await?;
             let held: Option<Vec<u8>> = conn.get(key).await.map_err(|e| classify(e, 0))?;
-            Ok(held.and_then(|bytes| Stored::from_node(bytes.into())))
+            Ok(held.and_then(|bytes| Stored::from_node(bytes.into(), self.versioned)))
         })
     }
 

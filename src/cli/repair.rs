@@ -129,13 +129,7 @@ pub async fn repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
         report.pruned,
         report.failed
     )?;
-    if report.too_old > 0 {
-        writeln!(
-            out,
-            "not copied: {} copies on nodes that no longer own their key, older than tombstone_ttl_s (--prune removes them)",
-            report.too_old
-        )?;
-    }
+
     for skipped in &report.skipped_nodes {
         writeln!(out, "skipped node {skipped}")?;
     }

@@ -49,6 +49,8 @@ pub(crate) enum Op {
     List,
     /// A repair's reads and prunes.
     Repair,
+    /// Reads and removals on a key's earlier replicas during a handoff window.
+    Handoff,
 }
 
 impl Op {
@@ -60,6 +62,7 @@ impl Op {
             Op::Copy => "copy",
             Op::List => "list",
             Op::Repair => "repair",
+            Op::Handoff => "handoff",
         }
     }
 }

@@ -53,6 +53,7 @@ pub(crate) async fn drive(cluster: Arc<Cluster>) {
             next_check = now + Duration::from_millis(interval);
         }
         let mut wake = now + MAX_SLEEP;
+        next_replay.retain(|_, at| *at > now);
         if interval > 0 {
             wake = wake.min(next_check);
         }
@@ -166,7 +167,11 @@ async fn probe(cluster: &Cluster, member: &Member, purpose: Purpose) {
 /// large for it now, say) would be refused again: it is dropped.
 async fn replay(cluster: &Cluster, snap: &Snapshot, member: &Member) -> Result<(), BackendError> {
     while let Some(hint) = member.hints.front() {
-        if !hint.stored.expired(unix_now()) {
+        // Without versions a replay could overwrite something newer: hints from before a
+        // reload turned versioning off are dropped.
+        if !snap.config.versioned() {
+            cluster.metrics.hints_dropped.inc();
+        } else if !hint.stored.expired(unix_now()) {
             let deadline = Instant::now() + snap.config.timeouts.request();
             let call = member
                 .backend

@@ -25,7 +25,9 @@ use crate::net::key;
 use crate::net::request::{read_body, ttl_of};
 use crate::net::respond::{self, Body};
 use crate::net::{server, RequestError};
-use crate::version::{Stored, Version, EXPIRES_HEADER, HEADER as VERSION_HEADER, TOMBSTONE_HEADER};
+use crate::version::{
+    expiry_after, Stored, Version, EXPIRES_HEADER, HEADER as VERSION_HEADER, TOMBSTONE_HEADER,
+};
 
 /// Keys a node accepts: generous, since the proxy enforces the configured limit.
 pub(crate) const NODE_MAX_KEY_BYTES: usize = 64 * 1024;
@@ -129,7 +131,7 @@ async fn route(
                 .headers()
                 .get(IF_NONE_MATCH)
                 .is_some_and(|v| v.as_bytes() == b"*");
-            let ttl = ttl_of(&req)?;
+            let expires = expires_of(&req)?;
             let limits = Limits::default();
             let value = read_body(req, max_value_bytes, limits.body_read_timeout()).await?;
             let condition = match (version, only_if_absent) {
@@ -137,15 +139,22 @@ async fn route(
                 (None, true) => Condition::IfAbsent,
                 (None, false) => Condition::Always,
             };
-            let stored = Stored::new(version.unwrap_or(Version::ZERO), Some(value));
-            Ok(written(store.put(key, stored, ttl, condition)))
+            let stored = Stored {
+                version: version.unwrap_or(Version::ZERO),
+                value: Some(value),
+                expires,
+            };
+            Ok(written(store.put(key, stored, condition)))
         }
         // With a version: a tombstone, if newer, kept for its TTL. Without: removed.
         Method::DELETE => match version {
             Some(version) => {
-                let ttl = ttl_of(&req)?;
-                let tombstone = Stored::new(version, None);
-                Ok(written(store.put(key, tombstone, ttl, Condition::IfNewer)))
+                let tombstone = Stored {
+                    version,
+                    value: None,
+                    expires: expires_of(&req)?,
+                };
+                Ok(written(store.put(key, tombstone, Condition::IfNewer)))
             }
             None => {
                 store.remove(&key);
@@ -157,6 +166,18 @@ async fn route(
             allow: key::ALLOWED_METHODS,
         }),
     }
+}
+
+/// When a write expires: at the `x-hrw-expires` time if given (a copy expiring with its
+/// original), else `?ttl=` / `x-hrw-ttl` seconds from now, else never.
+fn expires_of<B>(req: &Request<B>) -> Result<Option<u64>, RequestError> {
+    if let Some(at) = req.headers().get(EXPIRES_HEADER) {
+        let at = at.to_str().ok().and_then(|v| v.parse().ok());
+        return at.map(Some).ok_or_else(|| {
+            RequestError::BadHeader(format!("{EXPIRES_HEADER} must be a whole number"))
+        });
+    }
+    Ok(ttl_of(req)?.map(|ttl| expiry_after(u64::from(ttl.get()))))
 }
 
 /// The request's `x-hrw-version`, if it has one.

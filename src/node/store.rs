@@ -5,66 +5,42 @@
 
 use std::collections::BTreeMap;
 use std::sync::RwLock;
-use std::time::{Duration, Instant};
 
 use crate::backend::{Condition, Written};
-use crate::net::Ttl;
 use crate::version::{unix_now, Stored, Version};
-
-/// What the node holds for a key, and when it expires, if it does.
-#[derive(Debug, Clone)]
-struct Entry {
-    stored: Stored,
-    expires: Option<Instant>,
-}
-
-impl Entry {
-    fn live(&self, now: Instant) -> bool {
-        self.expires.is_none_or(|at| now < at)
-    }
-}
 
 #[derive(Debug, Default)]
 pub(crate) struct Store {
-    map: RwLock<BTreeMap<Vec<u8>, Entry>>,
+    map: RwLock<BTreeMap<Vec<u8>, Stored>>,
 }
 
 impl Store {
     /// What the node holds for the key (a value or a tombstone), unless it expired.
     pub(crate) fn get(&self, key: &[u8]) -> Option<Stored> {
-        let now = Instant::now();
-        self.read()
-            .get(key)
-            .filter(|e| e.live(now))
-            .map(|e| e.stored.clone())
+        let now = unix_now();
+        self.read().get(key).filter(|s| !s.expired(now)).cloned()
     }
 
-    /// Writes under `condition`: `Kept` (with what is held) when the node keeps its entry.
+    /// Writes under `condition`, to expire when `stored` says: `Kept` (with what is held)
+    /// when the node keeps its entry.
     pub(crate) fn put(
         &self,
         key: Vec<u8>,
         stored: Stored,
-        ttl: Option<Ttl>,
         condition: Condition,
     ) -> (Written, Option<Version>) {
-        let now = Instant::now();
+        let now = unix_now();
         let mut map = self.write();
-        let held = map.get(&key).filter(|e| e.live(now));
+        let held = map.get(&key).filter(|s| !s.expired(now));
         let keep = match (condition, held) {
             (_, None) | (Condition::Always, _) => false,
             (Condition::IfAbsent, Some(_)) => true,
-            (Condition::IfNewer, Some(e)) => e.stored.version >= stored.version,
+            (Condition::IfNewer, Some(held)) => held.version >= stored.version,
         };
         if keep {
-            return (Written::Kept, held.map(|e| e.stored.version));
+            return (Written::Kept, held.map(|s| s.version));
         }
-        let expires = ttl.map(|t| now + Duration::from_secs(u64::from(t.get())));
-        // The same moment as a point in time, for GET to answer in `x-hrw-expires`.
-        let stored = Stored {
-            expires: ttl.map(|t| unix_now() + u64::from(t.get())),
-            ..stored
-        };
-        map.insert(key, Entry { stored, expires });
+        map.insert(key, stored);
         (Written::Stored, None)
     }
 
@@ -79,19 +55,19 @@ impl Store {
             Some(after) => Bound::Excluded(after),
             None => Bound::Unbounded,
         };
-        let now = Instant::now();
+        let now = unix_now();
         self.read()
             .range::<[u8], _>((start, Bound::Unbounded))
-            .filter(|(_, e)| e.live(now))
+            .filter(|(_, s)| !s.expired(now))
             .take(limit)
-            .map(|(k, e)| (k.clone(), e.stored.clone()))
+            .map(|(k, s)| (k.clone(), s.clone()))
             .collect()
     }
 
     /// Drops expired entries.
     pub(crate) fn sweep(&self) {
-        let now = Instant::now();
-        self.write().retain(|_, e| e.live(now));
+        let now = unix_now();
+        self.write().retain(|_, s| !s.expired(now));
     }
 
     /// Removes the key, whatever it holds.
@@ -101,11 +77,11 @@ impl Store {
 
     // A panic while holding the lock cannot leave the map half-changed (every operation is a
     // single call), so a poisoned lock is still safe to use.
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Vec<u8>, Entry>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Vec<u8>, Stored>> {
         self.map.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Vec<u8>, Entry>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Vec<u8>, Stored>> {
         self.map.write().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -124,24 +100,24 @@ mod tests {
         let store = Store::default();
         let newer = Condition::IfNewer;
         assert_eq!(
-            store.put(b"k".to_vec(), value(5, b"five"), None, newer).0,
+            store.put(b"k".to_vec(), value(5, b"five"), newer).0,
             Written::Stored
         );
         assert_eq!(
-            store.put(b"k".to_vec(), value(3, b"three"), None, newer),
+            store.put(b"k".to_vec(), value(3, b"three"), newer),
             (Written::Kept, Some(Version(5)))
         );
         assert_eq!(
-            store.put(b"k".to_vec(), value(5, b"again"), None, newer).0,
+            store.put(b"k".to_vec(), value(5, b"again"), newer).0,
             Written::Kept
         );
         let tombstone = Stored::new(Version(7), None);
         assert_eq!(
-            store.put(b"k".to_vec(), tombstone.clone(), None, newer).0,
+            store.put(b"k".to_vec(), tombstone.clone(), newer).0,
             Written::Stored
         );
         assert_eq!(
-            store.put(b"k".to_vec(), value(6, b"six"), None, newer).0,
+            store.put(b"k".to_vec(), value(6, b"six"), newer).0,
             Written::Kept
         );
         assert_eq!(store.get(b"k"), Some(tombstone));
@@ -149,13 +125,13 @@ mod tests {
         assert_eq!(store.entries_after(None, 10).len(), 1);
         assert_eq!(
             store
-                .put(b"k".to_vec(), value(0, b"raw"), None, Condition::Always)
+                .put(b"k".to_vec(), value(0, b"raw"), Condition::Always)
                 .0,
             Written::Stored
         );
         assert_eq!(
             store
-                .put(b"k".to_vec(), value(0, b"x"), None, Condition::IfAbsent)
+                .put(b"k".to_vec(), value(0, b"x"), Condition::IfAbsent)
                 .0,
             Written::Kept
         );

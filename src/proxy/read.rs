@@ -64,17 +64,12 @@ pub(crate) async fn read(
     if snap.handoff_open() && (versioned || !found_value) {
         for earlier in handoff::earlier_replicas(snap, key) {
             let member = earlier.member;
-            // An ejected one (a removed node that died, say) is not waited for; what it may
-            // hold is unknown.
-            if !member.health.is_up() {
-                earlier_failed = true;
-                attempts.push(Attempted::failed(&member, BackendError::Ejected));
-                continue;
-            }
+            // Asked whatever its health: a node that left is no longer probed, so an ejection
+            // would never end.
             let call = member.backend.get(key);
             match path
                 .cluster
-                .attempt(snap, &member, Op::Get, key, deadline, call)
+                .attempt(snap, &member, Op::Handoff, key, deadline, call)
                 .await
             {
                 Ok(held) => {
@@ -258,6 +253,11 @@ async fn gather(
         tokio::select! {
             Some((rank, result)) = running.next() => {
                 pending.retain(|&r| r != rank);
+                // Asked one at a time, the next replica is asked at once anyway: a hedge is
+                // for a first replica that is slow, not for the ones after it.
+                if !versioned {
+                    hedge_at = None;
+                }
                 let member = replicas.get(rank);
                 match result {
                     Ok(held) => {

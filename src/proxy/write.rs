@@ -24,7 +24,7 @@ use crate::cluster::{Cluster, Hint, Member, Op, Snapshot};
 use crate::handoff;
 use crate::net::{context, Ttl};
 use crate::routing::key_hash;
-use crate::version::{unix_now, Stored, Version};
+use crate::version::{expiry_after, Stored, Version};
 
 #[derive(Debug, Clone)]
 pub(crate) enum WriteOp {
@@ -60,7 +60,7 @@ pub(crate) async fn write(
     let stored = Stored {
         version: version.unwrap_or(Version::ZERO),
         value,
-        expires: ttl.map(|t| unix_now() + t),
+        expires: ttl.map(expiry_after),
     };
     let condition = if versioned {
         Condition::IfNewer
@@ -139,7 +139,7 @@ pub(crate) async fn write(
         context::spawn(log_late_failures(key.clone(), rx));
     }
     if !versioned && stored.is_tombstone() && snap.handoff_open() {
-        remove_from_earlier_replicas(cluster, snap, &key, attempt_deadline).await;
+        remove_from_earlier_replicas(cluster, snap, &key, deadline.min(attempt_deadline)).await;
     }
     if outcome.failure().is_some() {
         cluster.metrics.write_quorum_failures.inc();
@@ -162,7 +162,7 @@ async fn remove_from_earlier_replicas(
         .map(|earlier| async move {
             let call = earlier.member.backend.remove(key);
             let _ = cluster
-                .attempt(snap, &earlier.member, Op::Delete, key, deadline, call)
+                .attempt(snap, &earlier.member, Op::Handoff, key, deadline, call)
                 .await;
         });
     futures_util::future::join_all(removals).await;

@@ -22,7 +22,7 @@ pub(crate) use self::background::BackgroundRepair;
 use crate::backend::{BackendError, Written};
 use crate::cluster::{Cluster, Member, Op, Snapshot};
 use crate::lock;
-use crate::version::{unix_now, Stored, Version};
+use crate::version::Stored;
 
 /// Keys asked for per listing page.
 pub(crate) const PAGE: usize = 500;
@@ -94,10 +94,6 @@ pub(crate) struct Progress {
     /// Copies not needed: the owner had a value already.
     pub present: u64,
     pub pruned: u64,
-    /// Copies on nodes that no longer own the key, written longer than `tombstone_ttl_s` ago
-    /// and not copied forward: a delete of them could be forgotten by now (pruned with
-    /// `prune`).
-    pub too_old: u64,
     /// Keys that could not be read, copied or pruned, and listings that broke off.
     pub failed: u64,
     /// Nodes that cannot list their keys, or whose listing failed.
@@ -118,7 +114,6 @@ impl Progress {
         self.copied += step.copied;
         self.present += step.present;
         self.pruned += step.pruned;
-        self.too_old += step.too_old;
         self.failed += step.failed;
     }
 }
@@ -275,20 +270,7 @@ struct Step {
     copied: u64,
     present: u64,
     pruned: u64,
-    too_old: u64,
     failed: u64,
-}
-
-/// Whether `stored` was written before the oldest delete a tombstone still remembers, by its
-/// version's clock (versions clients made up count as old). A value without a version
-/// (written before versions, or by another client) tells nothing of its age and is moved as
-/// it always was; without versioning nothing is too old.
-fn older_than_tombstones(stored: &Stored, snap: &Snapshot) -> bool {
-    let config = &snap.config;
-    let written = stored.version.micros() / 1_000_000;
-    config.versioned()
-        && stored.version != Version::ZERO
-        && written + config.tombstone_ttl_s < unix_now()
 }
 
 /// Brings one key of `source` to its owners: the newest of what they and the source hold
@@ -308,14 +290,6 @@ async fn repair_key(scope: &Scope, source: &ListedNode, key: &Bytes, prune: bool
             .attempt(snap, member, Op::Repair, key, deadline, call)
             .await
         {
-            // A copy on a node that does not own the key, older than a tombstone lives: the
-            // key may have been deleted on its owners since, and the tombstones expired.
-            Ok(Some(stored))
-                if !owners.contains(member.id()) && older_than_tombstones(&stored, snap) =>
-            {
-                step.too_old += 1;
-                held.push((member, None));
-            }
             Ok(stored) => held.push((member, stored)),
             Err(_) => unreadable = true,
         }
@@ -329,7 +303,7 @@ async fn repair_key(scope: &Scope, source: &ListedNode, key: &Bytes, prune: bool
             _ => Some(h),
         })
         .cloned();
-    // None: gone everywhere since it was listed, or only too old to trust.
+    // None: gone everywhere since it was listed.
     if let Some(newest) = &newest {
         for (member, stored) in held.iter().filter(|(m, _)| owners.contains(m.id())) {
             if stored.as_ref().is_some_and(|s| {
@@ -346,8 +320,7 @@ async fn repair_key(scope: &Scope, source: &ListedNode, key: &Bytes, prune: bool
         }
     }
     step.failed += u64::from(unreadable);
-    let held_here = newest.is_some() || step.too_old > 0;
-    if prune && !is_owner && held_here && step.failed == 0 {
+    if prune && !is_owner && newest.is_some() && step.failed == 0 {
         let deadline = Instant::now() + snap.config.timeouts.request();
         let call = source.member.backend.remove(key);
         match cluster

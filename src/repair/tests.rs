@@ -29,17 +29,6 @@ fn owners(nodes: &TestCluster, key: &str) -> Vec<String> {
         .collect()
 }
 
-/// A version stamped at this test run's start (plus `n`), as a proxy stamps them: recent
-/// enough that repair trusts copies of it wherever they are.
-fn fresh(n: u128) -> u128 {
-    static BASE: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
-    let base = BASE.get_or_init(|| {
-        let micros = u128::from(crate::version::unix_now()) * 1_000_000;
-        micros << 12 << 64
-    });
-    base + n
-}
-
 async fn repair(nodes: &TestCluster, options: Options) -> Progress {
     let progress = Mutex::new(Progress::default());
     run(scope(nodes), options, &progress, |_| {}).await
@@ -59,7 +48,7 @@ async fn a_client_write_during_a_copy_is_never_overwritten_by_it() {
         .unwrap();
     let old_holder = ["a", "b", "c"].into_iter().find(|id| *id != other).unwrap();
     for id in [other.as_str(), old_holder] {
-        nodes.node(id).insert(key.as_bytes(), fresh(1), Some(b"v1"));
+        nodes.node(id).insert(key.as_bytes(), 1, Some(b"v1"));
     }
     // Copies to d wait there.
     let d = nodes.node("d");
@@ -73,9 +62,7 @@ async fn a_client_write_during_a_copy_is_never_overwritten_by_it() {
     assert_eq!(d.calls(Op::Put), 1, "a copy to d is in flight");
     // The client's newer write lands on both owners while the copy waits.
     for id in owners(&nodes, &key) {
-        nodes
-            .node(&id)
-            .insert(key.as_bytes(), fresh(2), Some(b"v2"));
+        nodes.node(&id).insert(key.as_bytes(), 2, Some(b"v2"));
     }
     d.release(Op::Put, 100);
     let report = running.await.unwrap();
@@ -99,16 +86,16 @@ async fn one_pass_leaves_every_replica_with_the_newest_deletes_included() {
         match i % 3 {
             // The second replica missed an overwrite.
             0 => {
-                first.insert(key.as_bytes(), fresh(2), Some(b"new"));
-                second.insert(key.as_bytes(), fresh(1), Some(b"old"));
+                first.insert(key.as_bytes(), 2, Some(b"new"));
+                second.insert(key.as_bytes(), 1, Some(b"old"));
             }
             // The first replica missed a delete.
             1 => {
-                first.insert(key.as_bytes(), fresh(1), Some(b"old"));
-                second.insert(key.as_bytes(), fresh(2), None);
+                first.insert(key.as_bytes(), 1, Some(b"old"));
+                second.insert(key.as_bytes(), 2, None);
             }
             // The second replica was restarted empty.
-            _ => first.insert(key.as_bytes(), fresh(1), Some(b"only")),
+            _ => first.insert(key.as_bytes(), 1, Some(b"only")),
         }
     }
     let report = repair(&nodes, Options::default()).await;
@@ -120,7 +107,7 @@ async fn one_pass_leaves_every_replica_with_the_newest_deletes_included() {
             .collect();
         assert_eq!(held[0], held[1], "{key}");
         assert!(
-            held[0].version.0 == fresh(2) || held[0].value.as_deref() == Some(&b"only"[..]),
+            held[0].version.0 == 2 || held[0].value.as_deref() == Some(&b"only"[..]),
             "{key}"
         );
     }
@@ -138,7 +125,7 @@ async fn a_run_resumes_after_its_cursor_and_prune_drains_non_owners() {
     for key in &keys {
         nodes
             .node("a")
-            .insert(key.as_bytes(), fresh(1), Some(key.as_bytes()));
+            .insert(key.as_bytes(), 1, Some(key.as_bytes()));
     }
     let resume = Cursor {
         node: "a".into(),
@@ -181,7 +168,7 @@ async fn the_rate_spaces_keys_out() {
     for i in 0..50 {
         nodes
             .node("a")
-            .insert(format!("k{i}").as_bytes(), fresh(1), Some(b"v"));
+            .insert(format!("k{i}").as_bytes(), 1, Some(b"v"));
     }
     let started = tokio::time::Instant::now();
     let options = Options {
@@ -196,49 +183,4 @@ async fn the_rate_spaces_keys_out() {
         (Duration::from_millis(980)..Duration::from_millis(1100)).contains(&took),
         "{took:?}"
     );
-}
-
-#[tokio::test(start_paused = true)]
-async fn copies_older_than_a_tombstone_lives_stay_where_they_are_unless_pruned() {
-    let nodes = TestCluster::new(SETTINGS, &["a", "b", "c"]);
-    let keys: Vec<String> = (0..30).map(|i| format!("key-{i:02}")).collect();
-    // On a only, written two days ago (tombstones live one): the owners may have deleted
-    // them since and forgotten.
-    let day_before_yesterday = u128::from(crate::version::unix_now() - 2 * 86_400) * 1_000_000;
-    for key in &keys {
-        nodes.node("a").insert(
-            key.as_bytes(),
-            day_before_yesterday << 12 << 64,
-            Some(b"old"),
-        );
-    }
-    let not_on_a = keys
-        .iter()
-        .filter(|k| !owners(&nodes, k).contains(&"a".to_owned()))
-        .count();
-    let report = repair(&nodes, Options::default()).await;
-    assert_eq!(report.too_old, not_on_a as u64, "{report:?}");
-    for key in keys
-        .iter()
-        .filter(|k| !owners(&nodes, k).contains(&"a".to_owned()))
-    {
-        for owner in owners(&nodes, key) {
-            assert_eq!(
-                nodes.node(&owner).held(key.as_bytes()),
-                None,
-                "{key} on {owner}"
-            );
-        }
-    }
-    // Where a owns the key it is one of its replicas: the copy is trusted and spread.
-    assert_eq!(report.copied as usize, keys.len() - not_on_a);
-    let pruned = repair(
-        &nodes,
-        Options {
-            prune: true,
-            ..Options::default()
-        },
-    )
-    .await;
-    assert_eq!(pruned.pruned, not_on_a as u64);
 }

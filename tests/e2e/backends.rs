@@ -480,3 +480,31 @@ fn a_plain_store_takes_values_of_the_full_limit() {
         assert_eq!((get.status, get.body), (200, value));
     }
 }
+
+/// Values another client wrote to Redis (no envelope) read as themselves at version 0 and are
+/// replaced by the first write through the proxy, even bytes that begin like an envelope.
+#[test]
+fn values_without_an_envelope_read_as_version_zero_and_give_way_to_any_write() {
+    let mut members = [member("cache", Some(Kind::Redis))];
+    let proxy = Proxy::start(&config_for(&members, ""));
+    let mut lookalike = b"HRW1".to_vec();
+    lookalike.extend_from_slice(&[0xff; 16]);
+    lookalike.extend_from_slice(b"\x09 flags no envelope has");
+    for (key, raw) in [
+        (&b"legacy"[..], &b"plain bytes"[..]),
+        (b"lookalike", &lookalike),
+    ] {
+        members[0].server().redis_set_raw(key, raw);
+        let get = proxy.request("GET", &kv_path(key), b"");
+        assert_eq!((get.status, &get.body[..]), (200, raw), "{key:?}");
+        assert_eq!(get.header("x-hrw-version"), None, "version 0 is not shown");
+        let put = proxy.request("PUT", &kv_path(key), b"new");
+        assert_eq!(put.status, 204);
+        let get = proxy.request("GET", &kv_path(key), b"");
+        assert_eq!(
+            (get.status, get.text()),
+            (200, "new".to_string()),
+            "{key:?}"
+        );
+    }
+}

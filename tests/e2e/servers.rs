@@ -179,6 +179,23 @@ impl Server {
         Some(Stored::decode(raw.into()))
     }
 
+    /// Stores `value` under the proxy's `key` as another client of Redis would: no envelope.
+    pub fn redis_set_raw(&self, key: &[u8], value: &[u8]) {
+        assert_eq!(self.kind, Kind::Redis);
+        let mut stream = TcpStream::connect(self.addr).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut request = b"*3\r\n$3\r\nSET\r\n".to_vec();
+        for part in [key, value] {
+            request.extend_from_slice(format!("${}\r\n", part.len()).as_bytes());
+            request.extend_from_slice(part);
+            request.extend_from_slice(b"\r\n");
+        }
+        stream.write_all(&request).unwrap();
+        let mut reply = [0; 5];
+        stream.read_exact(&mut reply).unwrap();
+        assert_eq!(&reply, b"+OK\r\n");
+    }
+
     /// The value the server holds under its own key `raw_key`, asked over its protocol.
     fn holds_raw(&self, raw_key: &[u8]) -> Option<Vec<u8>> {
         let mut stream = TcpStream::connect(self.addr).unwrap();

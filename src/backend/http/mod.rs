@@ -27,8 +27,7 @@ use super::{
 use crate::config::NodeUrl;
 use crate::net::context::{RequestContext, REQUEST_ID, VIA};
 use crate::net::key;
-use crate::net::request::HEADER_TTL;
-use crate::version::{Version, HEADER as VERSION_HEADER, MAX_HEADER_LEN};
+use crate::version::{Version, EXPIRES_HEADER, HEADER as VERSION_HEADER, MAX_HEADER_LEN};
 
 /// The body of an answer to anything but a GET is read and dropped (a health page, an error).
 const MAX_OTHER_BYTES: usize = 1024 * 1024;
@@ -213,26 +212,19 @@ impl HttpBackend {
         }
     }
 
-    /// A write with the built-in node's versions: the node compares.
+    /// A write with the built-in node's versions: the node compares, and keeps the expiry
+    /// time as it is.
     async fn put_native(&self, key: &[u8], stored: Stored) -> Result<Written, BackendError> {
-        let ttl = ttl_of(&stored);
-        let version = (VERSION_HEADER, stored.version.to_string());
-        let answer = match &stored.value {
-            Some(value) => {
-                let mut call = self.call("PUT", Self::kv_path(key, ttl), value);
-                call.headers.push(version);
-                self.send(call).await?
-            }
-            None => {
-                let mut call = self.call("DELETE", Self::kv_path(key, None), &[]);
-                call.headers.push(version);
-                if let Some(ttl) = ttl {
-                    call.headers.push((HEADER_TTL, ttl.to_string()));
-                }
-                self.send(call).await?
-            }
+        let mut call = match &stored.value {
+            Some(value) => self.call("PUT", Self::kv_path(key, None), value),
+            None => self.call("DELETE", Self::kv_path(key, None), &[]),
         };
-        written(answer.status)
+        call.headers
+            .push((VERSION_HEADER, stored.version.to_string()));
+        if let Some(at) = stored.expires {
+            call.headers.push((EXPIRES_HEADER, at.to_string()));
+        }
+        written(self.send(call).await?.status)
     }
 
     /// A write to a plain store with the version in an envelope: read, compare, then put.
@@ -307,7 +299,7 @@ impl Backend for HttpBackend {
             };
             match (status, self.keeping) {
                 // A plain store keeps what expired until it is overwritten: it reads as nothing.
-                (StatusCode::OK, Keeping::Envelope) => Ok(Stored::from_node(body)),
+                (StatusCode::OK, Keeping::Envelope) => Ok(Stored::from_node(body, true)),
                 (StatusCode::OK, _) => Ok(Some(stored(Some(body)))),
                 (StatusCode::NOT_FOUND, Keeping::Native) if held.tombstone => {
                     Ok(Some(stored(None)))
