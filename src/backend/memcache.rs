@@ -15,6 +15,7 @@ use super::{
     MAX_LISTING_BYTES,
 };
 use crate::config::NodeUrl;
+use crate::net::key;
 use crate::version::MAX_HEADER_LEN;
 
 /// memcached's own key limit.
@@ -56,29 +57,12 @@ pub fn memcache_key(key: &[u8]) -> Cow<'_, [u8]> {
 /// The proxy key behind a memcached key as a key dump gives it (URL-encoded): the reverse of
 /// [`memcache_key`], except for `~sha~` digests, which cannot be reversed.
 fn original_key(dumped: &str) -> Option<Vec<u8>> {
-    let mkey = percent_decode(dumped)?;
+    // A key dump URL-encodes keys.
+    let mkey = key::decode(dumped, usize::MAX).ok()?.into_owned();
     if let Some(encoded) = mkey.strip_prefix(BASE64_PREFIX) {
         return unbase64url(encoded);
     }
     (!mkey.starts_with(HASH_PREFIX)).then_some(mkey)
-}
-
-/// `%XX` escapes decoded (a key dump URL-encodes keys).
-fn percent_decode(text: &str) -> Option<Vec<u8>> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    Some(out)
 }
 
 /// Unpadded base64url decoded; `None` if it is not.
