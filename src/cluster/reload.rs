@@ -288,8 +288,10 @@ impl Reloader {
                 checks: status.checks,
             };
         }
-        // After the swap: requests already use the new membership while this is worked out.
-        log_change(&old, &new, trigger);
+        // After the swap and on a thread of its own: requests already use the new membership,
+        // and the reload is answered, while the summary (seconds at 10,000 nodes) is worked out.
+        let logged = new.clone();
+        std::thread::spawn(move || log_change(&old, &logged, trigger));
         if let Some(hook) = &*lock(&self.on_applied) {
             hook(&new);
         }

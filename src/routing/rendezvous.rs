@@ -1,6 +1,7 @@
 //! Weighted rendezvous (highest-random-weight) placement: the contract every client must share.
 
 use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use twox_hash::XxHash3_64;
@@ -219,6 +220,8 @@ impl Ring {
         I: IntoIterator<Item = (&'a str, f64)>,
     {
         let mut built: Vec<RingNode> = Vec::new();
+        // Hashed, not scanned: tens of thousands of nodes are checked in milliseconds.
+        let mut seen: HashSet<&str> = HashSet::new();
         for (id, weight) in nodes {
             if id.is_empty() {
                 return Err(RingError::EmptyId);
@@ -229,7 +232,7 @@ impl Ring {
                     weight,
                 });
             }
-            if built.iter().any(|n| &*n.id == id) {
+            if !seen.insert(id) {
                 return Err(RingError::DuplicateId(id.to_owned()));
             }
             built.push(RingNode {
@@ -244,15 +247,15 @@ impl Ring {
         if built.len() > u32::MAX as usize {
             return Err(RingError::TooManyNodes);
         }
+        // Classes in the order their first node appears; found by the weight's bits.
         let mut classes: Vec<(f64, Vec<u32>)> = Vec::new();
+        let mut class_of: HashMap<u64, usize> = HashMap::new();
         for (i, node) in built.iter().enumerate() {
-            match classes
-                .iter_mut()
-                .find(|(w, _)| w.to_bits() == node.weight.to_bits())
-            {
-                Some((_, members)) => members.push(i as u32),
-                None => classes.push((node.weight, vec![i as u32])),
-            }
+            let class = *class_of.entry(node.weight.to_bits()).or_insert_with(|| {
+                classes.push((node.weight, Vec::new()));
+                classes.len() - 1
+            });
+            classes[class].1.push(i as u32);
         }
         let classes = classes
             .into_iter()
