@@ -21,11 +21,11 @@
 //! | data movement | `repair`, `handoff` |
 //! | membership | `cluster`: snapshot, members, the attempt function, reload, triggers, probes |
 //! | node state | `health` (the state machine) |
-//! | storage | [`backend`]: the trait, HTTP, Redis, memcached, pool, an in-memory fake for tests |
+//! | storage | [`backend`]: the trait, HTTP, Redis, memcached, pool, the in-memory store, a fake for tests |
 //! | leaves | `net` (server loop, requests, key codec, context, TLS, tokens), [`config`], [`routing`], [`metrics`], [`version`] |
 //!
-//! `node` (the built-in node and the demo's fleet) sits beside the listeners and uses only
-//! the leaves. The public surface is what a user of the library needs: [`routing`] to place
+//! `node` (the built-in node's API over `backend::memory`, and the demo's fleet) sits beside
+//! the listeners. The public surface is what a user of the library needs: [`routing`] to place
 //! keys on the client side, [`config`], the [`backend::Backend`] trait, [`key`] encoding,
 //! metric names, and [`Proxy`] to run one.
 

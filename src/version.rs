@@ -157,6 +157,20 @@ pub struct Stored {
     pub expires: Option<u64>,
 }
 
+/// Which of what nodes hold (`None`: nothing) is the newest, by index; of equal versions the
+/// first, so that callers list the nodes in the order they prefer.
+pub fn newest<'a>(held: impl IntoIterator<Item = Option<&'a Stored>>) -> Option<usize> {
+    let mut best: Option<(usize, Version)> = None;
+    for (i, held) in held.into_iter().enumerate() {
+        if let Some(held) = held {
+            if best.is_none_or(|(_, version)| held.version > version) {
+                best = Some((i, held.version));
+            }
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
 /// The envelope's first four bytes.
 pub const MAGIC: &[u8; 4] = b"HRW1";
 /// Magic, version, flags: the shortest envelope.

@@ -1,13 +1,14 @@
-//! An in-memory backend for unit tests of the data path: a map, plus failures, delays and
-//! gates that a test sets per operation, and a count of every call.
+//! An in-memory backend for unit tests of the data path: the built-in node's [`Store`], plus
+//! failures, delays and gates that a test sets per operation, and a count of every call.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
+use super::memory::Store;
 use super::{Backend, BackendError, BoxFuture, Condition, Listing, Stored, Written};
 use crate::lock;
 use crate::version::Version;
@@ -23,7 +24,6 @@ pub(crate) enum Op {
 
 #[derive(Debug, Default)]
 struct State {
-    map: BTreeMap<Vec<u8>, Stored>,
     failures: HashMap<Op, BackendError>,
     delays: HashMap<Op, Duration>,
     gates: HashMap<Op, Arc<Semaphore>>,
@@ -32,6 +32,7 @@ struct State {
 
 #[derive(Debug, Default)]
 pub(crate) struct FakeBackend {
+    store: Store,
     state: Mutex<State>,
 }
 
@@ -39,12 +40,12 @@ impl FakeBackend {
     /// Puts `value` (a tombstone when `None`) at `version`, whatever the node holds.
     pub(crate) fn insert(&self, key: &[u8], version: u128, value: Option<&[u8]>) {
         let stored = Stored::new(Version(version), value.map(Bytes::copy_from_slice));
-        lock(&self.state).map.insert(key.to_vec(), stored);
+        self.store.put(key.to_vec(), stored, Condition::Always);
     }
 
-    /// What the node holds for `key`.
+    /// What the node holds for `key` (unless it expired).
     pub(crate) fn held(&self, key: &[u8]) -> Option<Stored> {
-        lock(&self.state).map.get(key).cloned()
+        self.store.get(key)
     }
 
     /// The value the node holds for `key` (not a tombstone).
@@ -114,9 +115,7 @@ impl Backend for FakeBackend {
     fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Stored>, BackendError>> {
         Box::pin(async move {
             self.enter(Op::Get).await?;
-            Ok(self
-                .held(key)
-                .filter(|s| !s.expired(crate::version::unix_now())))
+            Ok(self.held(key))
         })
     }
 
@@ -128,29 +127,14 @@ impl Backend for FakeBackend {
     ) -> BoxFuture<'a, Result<Written, BackendError>> {
         Box::pin(async move {
             self.enter(Op::Put).await?;
-            let mut s = lock(&self.state);
-            // As the real nodes do: without versions there are no tombstones.
-            if stored.is_tombstone() && condition != Condition::IfNewer {
-                s.map.remove(key);
-                return Ok(Written::Stored);
-            }
-            let keep = match (condition, s.map.get(key)) {
-                (_, None) | (Condition::Always, _) => false,
-                (Condition::IfAbsent, Some(_)) => true,
-                (Condition::IfNewer, Some(held)) => held.version >= stored.version,
-            };
-            if keep {
-                return Ok(Written::Kept);
-            }
-            s.map.insert(key.to_vec(), stored);
-            Ok(Written::Stored)
+            Ok(self.store.put(key.to_vec(), stored, condition).0)
         })
     }
 
     fn remove<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
             self.enter(Op::Remove).await?;
-            lock(&self.state).map.remove(key);
+            self.store.remove(key);
             Ok(())
         })
     }
@@ -162,14 +146,11 @@ impl Backend for FakeBackend {
     ) -> BoxFuture<'a, Result<Listing, BackendError>> {
         Box::pin(async move {
             self.enter(Op::List).await?;
-            use std::ops::Bound;
-            let after = cursor.map(|c| c.as_bytes().to_vec());
-            let start = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-            let keys: Vec<Bytes> = lock(&self.state)
-                .map
-                .range::<[u8], _>((start, Bound::Unbounded))
-                .take(limit)
-                .map(|(k, _)| Bytes::copy_from_slice(k))
+            let keys: Vec<Bytes> = self
+                .store
+                .entries_after(cursor.map(str::as_bytes), limit)
+                .into_iter()
+                .map(|(k, _)| Bytes::from(k))
                 .collect();
             // The fake's cursor is the last key itself (test keys are text).
             let next = (keys.len() >= limit)

@@ -4,6 +4,7 @@
 pub(crate) mod fake;
 mod http;
 mod memcache;
+pub(crate) mod memory;
 mod pool;
 mod redis;
 
@@ -72,7 +73,8 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// something expired).
     fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Stored>, BackendError>>;
     /// Writes a value or a tombstone under `condition`, to expire when it says. There are
-    /// tombstones only with versions: one written other than `IfNewer` removes the key.
+    /// tombstones only with versions: `stored` is one only with `IfNewer` (without versions a
+    /// delete is a [`Backend::remove`]).
     fn put<'a>(
         &'a self,
         key: &'a [u8],

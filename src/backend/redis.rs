@@ -159,19 +159,15 @@ impl Backend for RedisBackend {
                         .map_err(|e| classify(e, 0))?;
                     Ok(stored_it(applied == 1))
                 }
-                // Raw: no versions; a tombstone there is a removal.
-                (_, None) => {
-                    let _: i64 = conn.del(key).await.map_err(|e| classify(e, 0))?;
-                    Ok(Written::Stored)
-                }
-                (condition, Some(value)) => {
+                (condition, value) => {
                     let mut options = set_options(ttl);
                     if condition == Condition::IfAbsent {
                         options = options.conditional_set(redis::ExistenceCheck::NX);
                     }
                     // SET answers OK when it stored, and nil when NX found the key.
+                    let value = value.as_deref().unwrap_or_default();
                     let reply: Option<String> = conn
-                        .set_options(key, value.as_ref(), options)
+                        .set_options(key, value, options)
                         .await
                         .map_err(|e| classify(e, 0))?;
                     Ok(stored_it(reply.is_some()))

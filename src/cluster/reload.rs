@@ -11,19 +11,12 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 use twox_hash::XxHash3_64;
 
+use super::change_log::log_change;
 use super::files::{self, Files};
 use super::{Cluster, Snapshot};
 use crate::config::{Config, ConfigError};
 use crate::lock;
 use crate::metrics::Metrics;
-use crate::routing::change::ChangeSummary;
-
-/// Keys sampled for the change summary logged at each reload: 20,000, fewer for large
-/// memberships so that the sampling costs about the same whatever the size (each key is
-/// ranked on every node, twice); never fewer than 1,000 (a share within about 1.5%).
-fn summary_keys(nodes: usize) -> usize {
-    (20_000_000 / nodes.max(1)).clamp(1_000, 20_000)
-}
 
 /// What made the proxy read its config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -312,73 +305,6 @@ impl Reloader {
             lock(&self.status).last_error = Some((error.clone(), SystemTime::now()));
         }
         Reloaded::Rejected { error, repeated }
-    }
-}
-
-/// One line per applied reload: the generation, what changed in the membership, and what the
-/// change does to placement.
-fn log_change(old: &Snapshot, new: &Snapshot, trigger: Trigger) {
-    let (old_cfg, new_cfg) = (&old.config, &new.config);
-    let (old_p, new_p) = (&old.placement, &new.placement);
-    let added: Vec<&str> = new_p
-        .members
-        .iter()
-        .filter(|m| old_p.member(m.id()).is_none())
-        .map(|m| m.id())
-        .collect();
-    let removed: Vec<&str> = old_p
-        .members
-        .iter()
-        .filter(|m| new_p.member(m.id()).is_none())
-        .map(|m| m.id())
-        .collect();
-    let mut reweighted = Vec::new();
-    let mut moved = Vec::new();
-    for n in new_p.members.iter() {
-        if let Some(o) = old_p.member(n.id()) {
-            let (ow, nw) = (o.spec.weight.get(), n.spec.weight.get());
-            if ow != nw {
-                reweighted.push(format!("{}:{ow}->{nw}", n.id()));
-            }
-            if o.spec.url != n.spec.url {
-                moved.push(format!("{}:{}->{}", n.id(), o.spec.url, n.spec.url));
-            }
-        }
-    }
-    let started = std::time::Instant::now();
-    let summary = ChangeSummary::sample(
-        (&old_p.ring, old_p.replicas),
-        (&new_p.ring, new_p.replicas),
-        summary_keys(old_p.members.len().max(new_p.members.len())),
-    );
-    tracing::info!(
-        generation = new.generation,
-        trigger = trigger.name(),
-        nodes = new_p.members.len(),
-        replicas = new_cfg.replicas,
-        write_quorum = new_cfg.write_quorum,
-        added = ?added,
-        removed = ?removed,
-        reweighted = ?reweighted,
-        moved = ?moved,
-        replica_sets_changed = %format!("{:.2}%", summary.replica_sets_changed * 100.0),
-        primaries_changed = %format!("{:.2}%", summary.primaries_changed * 100.0),
-        handoff_window_s = if new.placement_changed() { new_cfg.handoff_window_s } else { 0 },
-        summary_ms = started.elapsed().as_millis() as u64,
-        "config reloaded"
-    );
-    if old_cfg.listen != new_cfg.listen
-        || old_cfg.admin != new_cfg.admin
-        || old_cfg.tls.serves_https() != new_cfg.tls.serves_https()
-        || old_cfg.limits != new_cfg.limits
-    {
-        tracing::warn!(
-            old_listen = %old_cfg.listen,
-            new_listen = %new_cfg.listen,
-            old_admin = %old_cfg.admin,
-            new_admin = %new_cfg.admin,
-            "listen, admin, HTTPS on or off, or limits changed; restart hrwproxy to apply them (the listeners keep their old settings)"
-        );
     }
 }
 

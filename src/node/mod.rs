@@ -6,7 +6,6 @@
 //! loopback node of a config.
 
 pub(crate) mod demo;
-mod store;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,7 +17,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
-pub(crate) use self::store::Store;
+pub(crate) use crate::backend::memory::Store;
 use crate::backend::{Condition, Written};
 use crate::config::Limits;
 use crate::net::key;

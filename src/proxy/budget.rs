@@ -1,36 +1,36 @@
 //! A token bucket for extra work a read may cause (hedges, read repairs): every read earns a
 //! share of one, so a slow or drifting cluster is not flooded with it.
 
-use std::sync::Mutex;
-
-use crate::lock;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// One unit of work, in hundredths: every read earns `percent` of them.
 const UNIT: u32 = 100;
 /// Units saved up at most, so a quiet period does not allow a burst.
 const MAX_SAVED: u32 = 10 * UNIT;
 
+/// Lock-free: every read passes through two of these.
 #[derive(Debug, Default)]
 pub(crate) struct Budget {
-    hundredths: Mutex<u32>,
+    hundredths: AtomicU32,
 }
 
 impl Budget {
     /// Counts a read toward the budget.
     pub(crate) fn on_read(&self, percent: u32) {
-        let mut saved = lock(&self.hundredths);
-        *saved = (*saved + percent).min(MAX_SAVED);
+        let _ = self
+            .hundredths
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |saved| {
+                Some(saved.saturating_add(percent).min(MAX_SAVED))
+            });
     }
 
     /// Spends one unit if the budget has it.
     pub(crate) fn try_spend(&self) -> bool {
-        let mut saved = lock(&self.hundredths);
-        if *saved >= UNIT {
-            *saved -= UNIT;
-            true
-        } else {
-            false
-        }
+        self.hundredths
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |saved| {
+                saved.checked_sub(UNIT)
+            })
+            .is_ok()
     }
 }
 

@@ -23,15 +23,30 @@ use crate::backend::BackendError;
 use crate::cluster::{Member, Op, Replicas, Snapshot};
 use crate::handoff;
 use crate::metrics::RankLabel;
-use crate::version::Stored;
+use crate::version::{newest, Stored};
 
-/// One answer: who gave it, what it holds, and its rank among the key's replicas, or the
-/// generation it was a replica in when it answered for handoff.
+/// One answer: who gave it, what it holds, and where the node stands for the key.
 struct Answer {
     member: Arc<Member>,
     held: Option<Stored>,
-    rank: Option<usize>,
-    earlier: Option<u64>,
+    from: Source,
+}
+
+#[derive(Clone, Copy)]
+enum Source {
+    /// A current replica, by rank.
+    Replica(usize),
+    /// A replica in the placement of this generation, asked during its handoff window.
+    Earlier(u64),
+}
+
+impl Source {
+    fn earlier(self) -> Option<u64> {
+        match self {
+            Source::Earlier(generation) => Some(generation),
+            Source::Replica(_) => None,
+        }
+    }
 }
 
 pub(crate) async fn read(
@@ -77,8 +92,7 @@ pub(crate) async fn read(
                     answers.push(Answer {
                         member,
                         held,
-                        rank: None,
-                        earlier: Some(earlier.generation),
+                        from: Source::Earlier(earlier.generation),
                     });
                     if value && !versioned {
                         break;
@@ -91,7 +105,8 @@ pub(crate) async fn read(
             }
         }
     }
-    let Some(newest) = newest(&answers) else {
+    // Of equal versions the first: current replicas before earlier ones, in rank order.
+    let Some(newest) = newest(answers.iter().map(|a| a.held.as_ref())) else {
         if earlier_failed {
             let why = Failure::of_read(&attempts, Instant::now() >= deadline);
             return ReadOutcome::Failed { why, attempts };
@@ -102,15 +117,22 @@ pub(crate) async fn read(
     let stored = winner.held.clone().expect("the newest holds something");
     // A version seen here moves this proxy's clock past it (the hybrid clock's receive rule).
     path.cluster.clock.observe(stored.version);
-    repair(path, snap, key, &answers, &stored, winner.earlier.is_some());
+    repair(
+        path,
+        snap,
+        key,
+        &answers,
+        &stored,
+        winner.from.earlier().is_some(),
+    );
     match stored.value {
         Some(value) => {
             let metrics = &path.cluster.metrics;
-            match (winner.earlier, winner.rank) {
-                (Some(_), _) => {
+            match winner.from {
+                Source::Earlier(_) => {
                     metrics.handoff_hits.inc();
                 }
-                (None, Some(rank)) if rank > 0 => {
+                Source::Replica(rank) if rank > 0 => {
                     let rank = u16::try_from(rank + 1).unwrap_or(u16::MAX);
                     metrics
                         .read_fallbacks
@@ -123,27 +145,13 @@ pub(crate) async fn read(
                 value,
                 version: stored.version,
                 node: winner.member.clone(),
-                handoff_from: winner.earlier,
+                handoff_from: winner.from.earlier(),
             }
         }
         None => ReadOutcome::Missing {
             deleted: Some(stored.version),
         },
     }
-}
-
-/// The index of the answer holding the newest version; on a tie the first (current replicas
-/// come before earlier ones, in rank order).
-fn newest(answers: &[Answer]) -> Option<usize> {
-    let mut best: Option<(usize, &Stored)> = None;
-    for (i, answer) in answers.iter().enumerate() {
-        if let Some(held) = &answer.held {
-            if best.is_none_or(|(_, b)| held.version > b.version) {
-                best = Some((i, held));
-            }
-        }
-    }
-    best.map(|(i, _)| i)
 }
 
 /// Writes the newest back to the replicas that answered with something older, in the
@@ -163,7 +171,7 @@ fn repair(
     }
     let stale: Vec<Arc<Member>> = answers
         .iter()
-        .filter(|a| a.earlier.is_none())
+        .filter(|a| a.from.earlier().is_none())
         .filter(|a| a.held.as_ref().is_none_or(|h| h.version < newest.version))
         .filter(|a| versioned || a.held.is_none())
         .map(|a| a.member.clone())
@@ -268,7 +276,7 @@ async fn gather(
                         if value && hedged == Some(rank) {
                             cluster.metrics.hedges_won.inc();
                         }
-                        answers.push(Answer { member: member.clone(), held, rank: Some(rank), earlier: None });
+                        answers.push(Answer { member: member.clone(), held, from: Source::Replica(rank) });
                         if value && !versioned {
                             break;
                         }

@@ -96,7 +96,18 @@ pub(crate) async fn write(
             } else {
                 Op::Put
             };
-            let call = member.backend.put(&key, stored.clone(), condition);
+            // Without versions a delete is a removal; there are tombstones only with them.
+            let call = async {
+                if versioned || !stored.is_tombstone() {
+                    member
+                        .backend
+                        .put(&key, stored.clone(), condition)
+                        .await
+                        .map(drop)
+                } else {
+                    member.backend.remove(&key).await
+                }
+            };
             // Not bounded by the request's deadline: a replica keeps its full attempt time
             // even after the answer went out.
             let result = cluster
@@ -113,7 +124,7 @@ pub(crate) async fn write(
             }
             // An ejected replica's answer is not counted.
             if !ejected {
-                let _ = tx.send((member, result.map(|_| ()))).await;
+                let _ = tx.send((member, result)).await;
             }
         });
     }

@@ -11,6 +11,7 @@ mod background;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -22,7 +23,7 @@ pub(crate) use self::background::BackgroundRepair;
 use crate::backend::{BackendError, Written};
 use crate::cluster::{Cluster, Member, Op, Snapshot};
 use crate::lock;
-use crate::version::Stored;
+use crate::version::{newest, Stored};
 
 /// Keys asked for per listing page.
 pub(crate) const PAGE: usize = 500;
@@ -137,11 +138,10 @@ fn listed_nodes(snap: &Snapshot) -> Vec<Arc<ListedNode>> {
             current: true,
         })
         .collect();
+    let mut departed = HashSet::new();
     for window in snap.open_windows() {
         for member in window.placement.members.iter() {
-            if snap.placement.member(member.id()).is_none()
-                && !sources.iter().any(|s| s.member.id() == member.id())
-            {
+            if snap.placement.member(member.id()).is_none() && departed.insert(member.id()) {
                 sources.push(ListedNode {
                     member: member.clone(),
                     current: false,
@@ -295,14 +295,7 @@ async fn repair_key(scope: &Scope, source: &ListedNode, key: &Bytes, prune: bool
         }
     }
     // The newest; without versions (all 0) the first value found, in rank order.
-    let newest = held
-        .iter()
-        .filter_map(|(_, h)| h.as_ref())
-        .fold(None::<&Stored>, |best, h| match best {
-            Some(b) if b.version >= h.version => Some(b),
-            _ => Some(h),
-        })
-        .cloned();
+    let newest = newest(held.iter().map(|(_, h)| h.as_ref())).and_then(|i| held[i].1.clone());
     // None: gone everywhere since it was listed.
     if let Some(newest) = &newest {
         for (member, stored) in held.iter().filter(|(m, _)| owners.contains(m.id())) {

@@ -320,10 +320,6 @@ impl Backend for HttpBackend {
             match (condition, self.keeping) {
                 (Condition::IfNewer, Keeping::Native) => self.put_native(key, stored).await,
                 (Condition::IfNewer, Keeping::Envelope) => self.put_enveloped(key, stored).await,
-                // Raw: no versions; a tombstone there is a removal.
-                (_, _) if stored.value.is_none() => {
-                    self.remove(key).await.map(|()| Written::Stored)
-                }
                 (condition, _) => {
                     let ttl = ttl_of(&stored);
                     let value = stored.value.unwrap_or_default();

@@ -1,12 +1,12 @@
-//! The node's data: ordered, so that it can be listed page by page. Each entry is a value or a
-//! tombstone with its version; writes land under a condition (put-if-newer for versioned
-//! writes), atomically under one lock. Expired entries are invisible at once and swept out by
-//! [`Store::sweep`].
+//! Keys held in memory, ordered so that they can be listed page by page: the built-in node's
+//! data, and the fake backend's. Each entry is a value or a tombstone with its version; writes
+//! land under a condition (put-if-newer for versioned writes), atomically under one lock.
+//! Expired entries are invisible at once and swept out by [`Store::sweep`].
 
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 
-use crate::backend::{Condition, Written};
+use super::{Condition, Written};
 use crate::version::{unix_now, Stored, Version};
 
 #[derive(Debug, Default)]
