@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# hrwproxy against nginx and HAProxy doing the same job in front of the same 3 built-in nodes,
+# hrwproxy against nginx and HAProxy doing the same job in front of the same 3 built-in nodes
+# (or, with NODES_KIND=webdav, 3 nginx WebDAV stores that hrwproxy reaches as `store: plain`),
 # plus hrwproxy with `versioning: off` and the nodes hit directly as the ceiling. GET and PUT
 # with wrk, targets alternating, several rounds, medians reported, with the CPU time (user +
 # system, from /proc) each target spent per request; then hrwproxy at r=2 (GET waiting for both
 # replicas, PUT for both acks) and PUT at r=3 (quorum 2); then resident memory of each proxy
 # holding IDLE (9000) idle keep-alive client connections.
 #   bash benches/compare.sh       # ROUNDS=3 SECONDS_PER_RUN=5 CONNECTIONS=32 IDLE=9000
+# Other builds of hrwproxy join the r=1 rows and the memory rows, to compare builds in one run:
+#   BUILDS="mimalloc=/tmp/hrwproxy-mimalloc lto=/tmp/hrwproxy-lto" bash benches/compare.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +17,8 @@ SECONDS_PER_RUN=${SECONDS_PER_RUN:-5}
 CONNECTIONS=${CONNECTIONS:-32}
 IDLE=${IDLE:-9000} # HAProxy reserves two descriptors per connection; this machine allows 20000
 KEYS=1000
+NODES_KIND=${NODES_KIND:-builtin}
+case $NODES_KIND in builtin | webdav) ;; *) echo "NODES_KIND is builtin or webdav" >&2; exit 2 ;; esac
 
 missing=()
 for tool in nginx haproxy wrk; do
@@ -30,7 +35,7 @@ WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+    for pidfile in "$WORK"/*.pid; do [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null; done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -61,21 +66,42 @@ start_bin() { # name, count, args...
 
 # The three nodes, every key preloaded on each, so any proxy's choice of node finds it.
 NODE_PORTS=()
-for n in 1 2 3; do
-    start_bin "node$n" 1 node --listen 127.0.0.1:0
-    NODE_PORTS+=("${PORTS_SEEN[0]}")
-done
-python3 - "$KEYS" "${NODE_PORTS[@]}" <<'PY'
-import http.client, sys
-keys, ports = int(sys.argv[1]), sys.argv[2:]
-for port in ports:
-    conn = http.client.HTTPConnection("127.0.0.1", int(port))
-    for i in range(keys):
-        conn.request("PUT", f"/kv/key-{i}", body=b"v" * 100, headers={"x-hrw-version": "1"})
-        response = conn.getresponse()
-        response.read()
-        assert response.status == 204, (port, i, response.status)
-PY
+NODE_PIDS=()
+STORE=""
+if [ "$NODES_KIND" = webdav ]; then
+    STORE=", store: plain"
+    for n in 1 2 3; do
+        port=$(free_port)
+        mkdir -p "$WORK/dav$n"
+        cat >"$WORK/dav$n.conf" <<NGINX
+worker_processes 1;
+pid $WORK/dav$n.pid;
+error_log $WORK/dav$n.error.log error;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/dav$n-body;
+    client_max_body_size 8m;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$port;
+        root $WORK/dav$n;
+        location / { dav_methods PUT DELETE; create_full_put_path on; }
+    }
+}
+NGINX
+        nginx -c "$WORK/dav$n.conf"
+        wait_port "$port"
+        NODE_PORTS+=("$port")
+        NODE_PIDS+=("$(cat "$WORK/dav$n.pid")")
+    done
+else
+    for n in 1 2 3; do
+        start_bin "node$n" 1 node --listen 127.0.0.1:0
+        NODE_PORTS+=("${PORTS_SEEN[0]}")
+        NODE_PIDS+=("$LAST_PID")
+    done
+fi
 
 hrw_config() { # replicas, more settings
     cat <<YAML
@@ -91,7 +117,7 @@ YAML
     local n=0
     for port in "${NODE_PORTS[@]}"; do
         n=$((n + 1))
-        echo "  - { id: n$n, url: \"http://127.0.0.1:$port\" }"
+        echo "  - { id: n$n, url: \"http://127.0.0.1:$port\"$STORE }"
     done
 }
 
@@ -102,8 +128,27 @@ start_hrwproxy() { # name, replicas, more settings
     PORT[$1]=${PORTS_SEEN[0]}
     PROCS[$1]=$LAST_PID
 }
+# Every key written through hrwproxy at r=3, in the form hrwproxy keeps (a version, or for
+# WebDAV an envelope around the value); nginx and HAProxy serve those bytes as they are.
+start_hrwproxy preload 3
+python3 - "$KEYS" "${PORT[preload]}" <<'PY'
+import http.client, sys
+keys, port = int(sys.argv[1]), int(sys.argv[2])
+conn = http.client.HTTPConnection("127.0.0.1", port)
+for i in range(keys):
+    conn.request("PUT", f"/kv/key-{i}", body=b"v" * 100)
+    response = conn.getresponse()
+    response.read()
+    assert response.status == 204, (i, response.status, response.getheaders())
+PY
+kill "${PROCS[preload]}"
 start_hrwproxy hrwproxy 1
 start_hrwproxy hrwproxy-off 1 "versioning: off"
+BUILD_NAMES=()
+for build in ${BUILDS:-}; do
+    BIN=${build#*=} start_hrwproxy "${build%%=*}" 1
+    BUILD_NAMES+=("${build%%=*}")
+done
 
 PORT[nginx]=$(free_port)
 cat >"$WORK/nginx.conf" <<NGINX
@@ -164,7 +209,7 @@ PROCS[haproxy]=$!
 wait_port "${PORT[haproxy]}"
 
 PORT[nodes-direct]=${NODE_PORTS[0]}
-PROCS[nodes-direct]=${PIDS[0]}
+PROCS[nodes-direct]=${NODE_PIDS[0]}
 
 cat >"$WORK/get.lua" <<LUA
 math.randomseed(os.time())
@@ -208,7 +253,7 @@ run_wrk() { # target, get|put
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-TARGETS=(hrwproxy hrwproxy-off nginx haproxy nodes-direct)
+TARGETS=(hrwproxy hrwproxy-off "${BUILD_NAMES[@]}" nginx haproxy nodes-direct)
 for round in $(seq 1 "$ROUNDS"); do
     for load in get put; do
         for target in "${TARGETS[@]}"; do
@@ -238,7 +283,7 @@ row() { # target, load: the medians, and requests/s and CPU per request as ratio
         "$(echo "$cpu / $(column_of "$WORK/hrwproxy.$2" 4)" | bc -l)"
 }
 echo
-echo "median of $ROUNDS rounds, wrk -t2 -c$CONNECTIONS -d${SECONDS_PER_RUN}s, 100-byte values, $KEYS keys, 3 built-in nodes"
+echo "median of $ROUNDS rounds, wrk -t2 -c$CONNECTIONS -d${SECONDS_PER_RUN}s, 100-byte values, $KEYS keys, 3 $NODES_KIND nodes"
 printf "%-14s %-4s %10s %9s %9s %10s %10s %10s\n" target load req/s p50_ms p99_ms cpu_us/req "req/s vs" "cpu vs"
 for load in get put; do
     for target in "${TARGETS[@]}"; do row "$target" "$load"; done
@@ -257,7 +302,7 @@ rss_kib() { # pid (and its children)
 }
 echo
 printf "%-14s %14s %14s\n" proxy "RSS idle MiB" "RSS +${IDLE} MiB"
-for target in hrwproxy nginx haproxy; do
+for target in hrwproxy "${BUILD_NAMES[@]}" nginx haproxy; do
     before=$(rss_kib "${PROCS[$target]}")
     coproc IDLER { python3 benches/idle_connections.py 127.0.0.1 "${PORT[$target]}" "$IDLE" /kv/key-1; }
     read -r ready <&"${IDLER[0]}"

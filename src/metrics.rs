@@ -2,6 +2,7 @@
 //! A leaf: the scrape is handed plain values, so nothing here knows a snapshot. One `Metrics`
 //! per proxy process, so reloads never reset a counter.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
@@ -313,16 +314,35 @@ fn unix_seconds(at: SystemTime) -> i64 {
 /// The operations attempts are counted by.
 const NODE_OPS: [&str; 7] = ["get", "put", "delete", "copy", "list", "repair", "handoff"];
 
+/// The `node` label of the nodes beyond the config's `metrics_node_limit`, summed.
+pub const OTHER_NODES: &str = "_other";
+
+/// The `node` label of a node's series.
+pub(crate) fn node_label(id: &str, own_series: bool) -> &str {
+    if own_series {
+        id
+    } else {
+        OTHER_NODES
+    }
+}
+
 /// One node's attempt counters and latency histogram.
 #[derive(Debug, Clone)]
 pub(crate) struct NodeMetrics {
-    node: String,
+    /// The node's id, or [`OTHER_NODES`].
+    label: String,
     /// By operation, in the order of [`NODE_OPS`].
     attempts: [Counter; NODE_OPS.len()],
     duration: Histogram,
+    /// The kinds of failure counted so far, whose series go with the node.
+    failure_kinds: Arc<Mutex<Vec<&'static str>>>,
 }
 
 impl NodeMetrics {
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
     pub(crate) fn attempt(
         &self,
         metrics: &Metrics,
@@ -335,10 +355,16 @@ impl NodeMetrics {
         }
         self.duration.observe(took.as_secs_f64());
         if let Some(kind) = failure {
+            {
+                let mut kinds = crate::lock(&self.failure_kinds);
+                if !kinds.contains(&kind) {
+                    kinds.push(kind);
+                }
+            }
             metrics
                 .node_failures
                 .get_or_create(&NodeKindLabels {
-                    node: self.node.clone(),
+                    node: self.label.clone(),
                     kind,
                 })
                 .inc();
@@ -356,21 +382,46 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// The handles of one node's metrics, made once per snapshot so that the request path
-    /// neither allocates label strings nor looks families up.
-    pub(crate) fn node(&self, id: &str) -> NodeMetrics {
+    /// The handles of one node's metrics, under its id if `own_series`, else under
+    /// [`OTHER_NODES`]; made when the node joins so that the request path neither allocates
+    /// label strings nor looks families up.
+    pub(crate) fn node(&self, id: &str, own_series: bool) -> NodeMetrics {
+        let label = node_label(id, own_series);
         let attempts = |op| {
             self.node_attempts.get_or_create_owned(&NodeOpLabels {
-                node: id.to_owned(),
+                node: label.to_owned(),
                 op,
             })
         };
         NodeMetrics {
-            node: id.to_owned(),
+            label: label.to_owned(),
             attempts: NODE_OPS.map(attempts),
             duration: self.node_attempt_duration.get_or_create_owned(&NodeLabel {
-                node: id.to_owned(),
+                node: label.to_owned(),
             }),
+            failure_kinds: Arc::default(),
+        }
+    }
+
+    /// Drops the series of a node that left (or moved under [`OTHER_NODES`]), so that a
+    /// membership that shrinks gives back their memory and its scrape shrinks with it.
+    pub(crate) fn forget(&self, node: &NodeMetrics) {
+        let label = &node.label;
+        for op in NODE_OPS {
+            self.node_attempts.remove(&NodeOpLabels {
+                node: label.clone(),
+                op,
+            });
+        }
+        self.node_attempt_duration.remove(&NodeLabel {
+            node: label.clone(),
+        });
+        let kinds = crate::lock(&node.failure_kinds);
+        for &kind in kinds.iter() {
+            self.node_failures.remove(&NodeKindLabels {
+                node: label.clone(),
+                kind,
+            });
         }
     }
 
@@ -392,18 +443,21 @@ impl Metrics {
         self.node_share.clear();
         self.node_in_flight.clear();
         self.node_hints.clear();
-        for node in &state.nodes {
+        // Beyond the limit, nodes are summed: the number ejected, their share, and so on.
+        for (at, node) in state.nodes.iter().enumerate() {
             let label = NodeLabel {
-                node: node.id.to_owned(),
+                node: node_label(node.id, at < state.node_limit).to_owned(),
             };
             self.node_ejected
                 .get_or_create(&label)
-                .set(i64::from(node.ejected));
-            self.node_share.get_or_create(&label).set(node.share);
+                .inc_by(i64::from(node.ejected));
+            self.node_share.get_or_create(&label).inc_by(node.share);
             self.node_in_flight
                 .get_or_create(&label)
-                .set(node.in_flight as i64);
-            self.node_hints.get_or_create(&label).set(node.hints as i64);
+                .inc_by(node.in_flight as i64);
+            self.node_hints
+                .get_or_create(&label)
+                .inc_by(node.hints as i64);
         }
         for (stage, value) in state.rebalance {
             self.rebalance_keys
@@ -421,7 +475,10 @@ impl Metrics {
 #[derive(Debug, Default)]
 pub(crate) struct ScrapeState<'a> {
     pub generation: u64,
+    /// In the config's order.
     pub nodes: Vec<NodeState<'a>>,
+    /// Nodes reported each under its id; the rest under [`OTHER_NODES`].
+    pub node_limit: usize,
     /// The last rebalance's keys by stage.
     pub rebalance: [(&'static str, u64); 4],
 }

@@ -42,7 +42,7 @@ pub(crate) async fn serve(
         let admin = admin.clone();
         async move { handle(&admin, req).await }
     };
-    server::serve_http(listener, handler, Limits::default(), None, shutdown).await
+    server::serve_http(listener, handler, Limits::default(), None, None, shutdown).await
 }
 
 async fn handle(admin: &Arc<Admin>, req: Request<Incoming>) -> Response<Body> {
@@ -118,6 +118,7 @@ fn metrics(admin: &Admin, snap: &Snapshot) -> Response<Body> {
                 hints: m.hints.counts().queued,
             })
             .collect(),
+        node_limit: snap.config.metrics_node_limit,
         rebalance: [
             ("scanned", progress.scanned),
             ("copied", progress.copied),

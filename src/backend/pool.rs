@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use super::BackendError;
+use crate::net::workers;
 
 /// Connects with a deadline: refused, timed out and other failures as [`BackendError`]s.
 pub(crate) async fn connect_tcp(addr: &str, timeout: Duration) -> Result<TcpStream, BackendError> {
@@ -54,29 +55,37 @@ pub(crate) fn is_reset(e: &std::io::Error) -> bool {
     matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe)
 }
 
-/// Idle connections, at most `capacity` kept.
+/// Idle connections, at most `capacity` kept per thread slot: a connection is registered
+/// with the reactor of the runtime that opened it, so each worker (see [`workers`]) reuses
+/// its own, and the threads outside the workers share slot 0.
 #[derive(Debug)]
 pub(crate) struct Pool<C> {
-    idle: Mutex<Vec<C>>,
+    slots: Box<[Mutex<Vec<C>>]>,
     capacity: usize,
 }
 
 impl<C> Pool<C> {
     pub(crate) fn new(capacity: usize) -> Pool<C> {
         Pool {
-            idle: Mutex::new(Vec::new()),
+            slots: (0..=workers::count()).map(|_| Mutex::default()).collect(),
             capacity,
         }
     }
 
+    fn idle(&self) -> &Mutex<Vec<C>> {
+        &self.slots[workers::slot() % self.slots.len()]
+    }
+
     fn take(&self) -> Option<C> {
-        crate::lock(&self.idle).pop()
+        crate::lock(self.idle()).pop()
     }
 
     /// Drops every idle connection: one was found closed, so the node dropped them all.
     fn clear(&self) {
-        let dropped = std::mem::take(&mut *crate::lock(&self.idle));
-        drop(dropped);
+        for idle in &self.slots {
+            let dropped = std::mem::take(&mut *crate::lock(idle));
+            drop(dropped);
+        }
     }
 
     /// Runs `exchange` on an idle connection, or on a new one from `connect`; retried once on
@@ -104,7 +113,7 @@ impl<C> Pool<C> {
 
     /// Keeps a connection whose exchange completed, unless the pool is full.
     pub(crate) fn give_back(&self, conn: C) {
-        let mut idle = crate::lock(&self.idle);
+        let mut idle = crate::lock(self.idle());
         if idle.len() < self.capacity {
             idle.push(conn);
         }

@@ -105,6 +105,17 @@ impl Cluster {
         self.live.load_full()
     }
 
+    /// Drops the handoff windows that have closed from the snapshot serving (unless a reload
+    /// replaces it meanwhile).
+    pub(crate) fn release_closed_windows(&self) {
+        let now = tokio::time::Instant::now();
+        let serving = self.live.load_full();
+        if let Some(pruned) = serving.without_closed_windows(now) {
+            // A reload in between wins: its snapshot dropped the closed windows already.
+            self.live.compare_and_swap(&serving, Arc::new(pruned));
+        }
+    }
+
     /// Puts a new membership in service.
     pub(crate) fn store(&self, snapshot: Arc<Snapshot>, files: &Files) {
         if let (Some(cert), Some(key)) = (&self.server_cert, &files.server_key) {

@@ -2,7 +2,8 @@
 //! and the writes they missed (their hints) are replayed (ejecting them again, for longer,
 //! when either fails), runs the active checks of nodes in service, and replays the hints of
 //! nodes in service that missed a write. It works on the membership serving now, so a removed
-//! node is never probed again, and its probes stop with it.
+//! node is never probed again, and its probes stop with it. On each pass it also lets go of
+//! handoff windows that have closed.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -45,6 +46,7 @@ pub(crate) async fn drive(cluster: Arc<Cluster>) {
     let mut next_check = Instant::now();
     loop {
         drop(cluster.log_budget.roll());
+        cluster.release_closed_windows();
         let snap = cluster.snapshot();
         let now = Instant::now();
         let interval = snap.config.resilience.health_check_interval_ms;

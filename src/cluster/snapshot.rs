@@ -2,7 +2,7 @@
 //! start to end: the config, the placement (ring and members, in the same order by
 //! construction) and the earlier placements whose handoff window is still open.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -11,7 +11,7 @@ use super::files::Files;
 use super::member::Member;
 use crate::backend::Backend;
 use crate::config::{Config, NodeSpec, Scheme};
-use crate::metrics::Metrics;
+use crate::metrics::{node_label, Metrics};
 use crate::net::auth::Tokens;
 use crate::routing::{key_hash, Ring, TopR};
 
@@ -124,10 +124,12 @@ impl Snapshot {
                 && prev.config.max_value_bytes == config.max_value_bytes
                 && prev.config.versioning == config.versioning
         };
+        let own_series = |at: usize| at < config.metrics_node_limit;
         let members: Box<[Arc<Member>]> = config
             .nodes
             .iter()
-            .map(|spec| {
+            .enumerate()
+            .map(|(at, spec)| {
                 let earlier = previous.and_then(|p| p.placement.member(spec.id.as_str()));
                 let reusable = previous.zip(earlier).is_some_and(|(prev, old)| {
                     old.spec.url == spec.url
@@ -146,10 +148,26 @@ impl Snapshot {
                     health: earlier.map(|m| m.health.clone()).unwrap_or_default(),
                     in_flight: earlier.map(|m| m.in_flight.clone()).unwrap_or_default(),
                     hints: earlier.map(|m| m.hints.clone()).unwrap_or_default(),
-                    metrics: metrics.node(spec.id.as_str()),
+                    metrics: match earlier {
+                        Some(old)
+                            if old.metrics.label()
+                                == node_label(spec.id.as_str(), own_series(at)) =>
+                        {
+                            old.metrics.clone()
+                        }
+                        _ => metrics.node(spec.id.as_str(), own_series(at)),
+                    },
                 })
             })
             .collect();
+        if let Some(prev) = previous {
+            let kept: HashSet<&str> = members.iter().map(|m| m.metrics.label()).collect();
+            for old in prev.placement.members.iter() {
+                if !kept.contains(old.metrics.label()) {
+                    metrics.forget(&old.metrics);
+                }
+            }
+        }
         let by_id = members
             .iter()
             .enumerate()
@@ -190,6 +208,27 @@ impl Snapshot {
     pub(crate) fn open_windows(&self) -> impl Iterator<Item = &Window> {
         let now = Instant::now();
         self.windows.iter().filter(move |w| w.is_open(now))
+    }
+
+    /// This snapshot without its closed windows, if it has any: the placements they hold (at
+    /// 10,000 nodes, tens of MB) are given back soon after they close, not at the next reload.
+    pub(crate) fn without_closed_windows(&self, now: Instant) -> Option<Snapshot> {
+        if self.windows.iter().all(|w| w.is_open(now)) {
+            return None;
+        }
+        Some(Snapshot {
+            generation: self.generation,
+            config: self.config.clone(),
+            placement: self.placement.clone(),
+            windows: self
+                .windows
+                .iter()
+                .filter(|w| w.is_open(now))
+                .cloned()
+                .collect(),
+            tokens: self.tokens.clone(),
+            backend_trust: self.backend_trust,
+        })
     }
 
     /// Whether reads that miss still ask earlier replicas.

@@ -157,3 +157,23 @@ async fn active_checks_of_failing_nodes_keep_to_the_cap() {
     }
     driver.abort();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_closed_window_gives_its_placement_back_without_a_reload() {
+    let settings = "handoff_window_s: 60\nhealth_check_interval_ms: 0";
+    let nodes = TestCluster::new(settings, &["a", "b", "c"]);
+    let earlier = Arc::downgrade(&nodes.snapshot().placement);
+    nodes.apply(settings, &["a", "b"]);
+    let driver = tokio::spawn(probes::drive(nodes.cluster.clone()));
+    tokio::time::sleep(Duration::from_secs(59)).await;
+    assert_eq!(nodes.snapshot().windows.len(), 1);
+    assert!(earlier.upgrade().is_some(), "still open, still held");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(nodes.snapshot().windows.len(), 0);
+    assert_eq!(nodes.snapshot().generation, 2, "the same config serving");
+    assert!(
+        earlier.upgrade().is_none(),
+        "the earlier placement is freed"
+    );
+    driver.abort();
+}

@@ -53,6 +53,9 @@ pub struct Config {
     pub read_quorum: usize,
     /// Read repairs (stale replicas written back) as a percentage of reads at most.
     pub repair_budget_percent: u32,
+    /// Nodes (the first, in the file's order) with metric series of their own; the rest are
+    /// summed under `node="_other"`, so a scrape stays small for any membership.
+    pub metrics_node_limit: usize,
     pub hints: HintLimits,
     pub resilience: Resilience,
     pub limits: Limits,
@@ -285,6 +288,7 @@ fn validate(text: &str, file: schema::File) -> Result<Config, ConfigError> {
         tombstone_ttl_s: file.tombstone_ttl_s,
         read_quorum,
         repair_budget_percent: file.repair_budget_percent,
+        metrics_node_limit: file.metrics_node_limit,
         hints: file.hints,
         resilience,
         limits: file.limits,

@@ -29,6 +29,7 @@ pub(super) struct File {
     pub tombstone_ttl_s: u64,
     pub read_quorum: Option<usize>,
     pub repair_budget_percent: u32,
+    pub metrics_node_limit: usize,
     pub hints: HintLimits,
     // The resilience settings sit at the top level of the file.
     pub eject_after: u32,
@@ -62,6 +63,7 @@ impl Default for File {
             tombstone_ttl_s: 86_400,
             read_quorum: None,
             repair_budget_percent: 10,
+            metrics_node_limit: 100,
             hints: HintLimits::default(),
             eject_after: r.eject_after,
             eject_backoff_ms: r.eject_backoff_ms,

@@ -10,6 +10,7 @@ pub mod request;
 pub(crate) mod respond;
 pub(crate) mod server;
 pub(crate) mod tls;
+pub(crate) mod workers;
 
 pub use self::error::RequestError;
 pub use self::request::Ttl;

@@ -12,12 +12,13 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::error::RequestError;
 use super::respond::{rejection, Body};
+use super::workers::Workers;
 use crate::config::Limits;
 
 /// Connections the kernel queues before they are accepted (capped by `net.core.somaxconn`).
@@ -39,12 +40,14 @@ pub(crate) fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Serves `handler` on `listener` within `limits`, over TLS when `tls` is given, until
 /// `shutdown` resolves; then stops accepting and lets open connections finish their requests
-/// for up to the shutdown grace.
+/// for up to the shutdown grace. Connections are served on `workers` when given, else on the
+/// calling runtime.
 pub(crate) async fn serve_http<H, Fut>(
     listener: TcpListener,
     handler: H,
     limits: Limits,
     tls: Option<TlsAcceptor>,
+    workers: Option<Workers>,
     shutdown: impl Future<Output = ()>,
 ) where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
@@ -97,7 +100,7 @@ pub(crate) async fn serve_http<H, Fut>(
             .max_buf_size(limits.max_header_bytes);
         let watcher = graceful.watcher();
         let tls = tls.clone();
-        tokio::spawn(async move {
+        let serve = move |stream: TcpStream| async move {
             let ended = match tls {
                 None => {
                     watcher
@@ -126,7 +129,20 @@ pub(crate) async fn serve_http<H, Fut>(
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(slot);
-        });
+        };
+        match &workers {
+            None => drop(tokio::spawn(serve(stream))),
+            // Re-registered with the worker's own reactor.
+            Some(workers) => match stream.into_std() {
+                Ok(stream) => workers.spawn(async move {
+                    match TcpStream::from_std(stream) {
+                        Ok(stream) => serve(stream).await,
+                        Err(e) => tracing::debug!(error = %e, "cannot hand a connection over"),
+                    }
+                }),
+                Err(e) => tracing::debug!(error = %e, "cannot hand a connection over"),
+            },
+        }
     }
     drop(listener);
     if tokio::time::timeout(limits.shutdown_grace(), graceful.shutdown())
@@ -138,7 +154,7 @@ pub(crate) async fn serve_http<H, Fut>(
 }
 
 /// Over the connection limit: one 503 saying so, then close.
-async fn refuse_busy(mut stream: tokio::net::TcpStream) {
+async fn refuse_busy(mut stream: TcpStream) {
     use tokio::io::AsyncWriteExt;
     let body = "too many connections; try again shortly\n";
     let response = format!(

@@ -59,7 +59,7 @@ pub(crate) async fn serve(
 ) {
     let sweeper = tokio::spawn(sweep_every(SWEEP_EVERY, Arc::downgrade(&store)));
     let handler = move |req| handle(store.clone(), max_value_bytes, req);
-    server::serve_http(listener, handler, Limits::default(), None, shutdown).await;
+    server::serve_http(listener, handler, Limits::default(), None, None, shutdown).await;
     sweeper.abort();
 }
 

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use crate::cluster::Cluster;
 use crate::net::server;
+use crate::net::workers::Workers;
 
 /// What the data path keeps for the life of the process besides the cluster.
 #[derive(Debug)]
@@ -42,8 +43,15 @@ pub(crate) async fn serve(
         .clone()
         .map(crate::net::tls::acceptor);
     let limits = path.cluster.snapshot().config.limits;
+    let workers = match Workers::start("hrwproxy-worker") {
+        Ok(workers) => Some(workers),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start worker threads; serving on the main runtime");
+            None
+        }
+    };
     let handler = move |req| service::handle(path.clone(), req);
-    server::serve_http(listener, handler, limits, tls, shutdown).await
+    server::serve_http(listener, handler, limits, tls, workers, shutdown).await
 }
 
 #[cfg(test)]

@@ -74,6 +74,54 @@ fn metrics_count_exactly_the_traffic_sent() {
 }
 
 #[test]
+fn nodes_beyond_the_limit_share_one_series_and_departed_nodes_leave_the_scrape() {
+    let nodes = start_nodes(&["a", "b", "c", "d"]);
+    let settings = "replicas: 4\nhealth_check_interval_ms: 0\nmetrics_node_limit: 2";
+    let proxy = Proxy::start(&config_yaml(&nodes, settings));
+    for i in 0..3 {
+        assert_eq!(proxy.request("PUT", &format!("/kv/m{i}"), b"v").status, 204);
+    }
+    let scrape = proxy.admin("GET", "/metrics").text();
+    for (series, value) in [
+        (r#"hrw_node_attempts_total{node="a",op="put"}"#, 3.0),
+        (r#"hrw_node_attempts_total{node="b",op="put"}"#, 3.0),
+        // c and d, summed.
+        (r#"hrw_node_attempts_total{node="_other",op="put"}"#, 6.0),
+        (r#"hrw_node_share{node="_other"}"#, 0.5),
+        (r#"hrw_node_ejected{node="_other"}"#, 0.0),
+    ] {
+        assert_eq!(
+            sample(&scrape, series),
+            Some(value),
+            "{series} in\n{scrape}"
+        );
+    }
+    assert!(!scrape.contains(r#"node="c""#), "{scrape}");
+
+    // c and d leave, then b: their series go with them, a's count goes on.
+    proxy.save_by_rename(&config_yaml(
+        &nodes[..2],
+        settings.replace("4", "2").as_str(),
+    ));
+    proxy.await_generation(2);
+    proxy.save_by_rename(&config_yaml(
+        &nodes[..1],
+        settings.replace("4", "1").as_str(),
+    ));
+    proxy.await_generation(3);
+    assert_eq!(proxy.request("PUT", "/kv/m9", b"v").status, 204);
+    let scrape = proxy.admin("GET", "/metrics").text();
+    assert_eq!(
+        sample(&scrape, r#"hrw_node_attempts_total{node="a",op="put"}"#),
+        Some(4.0),
+        "{scrape}"
+    );
+    for gone in [r#"node="_other""#, r#"node="b""#] {
+        assert!(!scrape.contains(gone), "{gone} in\n{scrape}");
+    }
+}
+
+#[test]
 fn locate_agrees_with_where_the_data_is() {
     let nodes = start_nodes(&["a", "b", "c"]);
     let proxy = Proxy::start(&config_yaml(&nodes, "replicas: 2"));
