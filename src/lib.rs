@@ -22,7 +22,7 @@
 //! | membership | `cluster`: snapshot, members, the attempt function, reload, triggers, probes |
 //! | node state | `health` (the state machine) |
 //! | storage | [`backend`]: the trait, HTTP, Redis, memcached, pool, the in-memory store, a fake for tests |
-//! | leaves | `net` (server loop, requests, key codec, context, TLS, tokens), [`config`], [`routing`], [`metrics`], [`version`] |
+//! | leaves | `net` (server loop, per-core workers, requests, key codec, context, TLS, tokens), [`config`], [`routing`], [`metrics`], [`version`] |
 //!
 //! `node` (the built-in node's API over `backend::memory`, and the demo's fleet) sits beside
 //! the listeners. The public surface is what a user of the library needs: [`routing`] to place

@@ -1,11 +1,13 @@
 //! Property tests and a fuzz-style harness (cargo-fuzz needs a nightly toolchain this machine
 //! cannot fetch): key encoding round trips, percent-decoding agrees with a reference decoder,
-//! and no input makes the key decoder, the memcached key mapping or the config parser panic.
+//! no input makes the key decoder, the memcached key mapping or the config parser panic, and
+//! replicas spread over zones follow the zone rule and move only where a node left or joined.
 //! More cases: PROPTEST_CASES=1000000 cargo test --test properties
 
 use hrwproxy::backend::memcache_key;
 use hrwproxy::config::Config;
 use hrwproxy::key;
+use hrwproxy::routing::Ring;
 use proptest::prelude::*;
 
 const VALID: &str = "listen: 127.0.0.1:8080\nreplicas: 2\nnodes:\n  - { id: a, url: \"http://127.0.0.1:7001\", weight: 1.0 }\n  - { id: b, url: \"redis://:pw@127.0.0.1:6379/1\" }\n  - { id: c, url: \"memcache://127.0.0.1:11211\", weight: 2.5 }\n";
@@ -182,6 +184,107 @@ fn seed_inputs_get_their_known_answers() {
         match Config::from_yaml(yaml) {
             Err(e) => assert!(e.to_string().contains(why), "{yaml:?}: {e}"),
             Ok(_) => assert!(why.is_empty(), "{yaml:?} was accepted"),
+        }
+    }
+}
+
+/// Nodes for a zoned ring: ids n0.., weights of a few classes, zones z0-z3 or none.
+fn zoned_nodes(at_least: usize) -> impl Strategy<Value = Vec<(String, f64, Option<String>)>> {
+    let node = (
+        prop_oneof![Just(0.5), Just(1.0), Just(2.0)],
+        proptest::option::of(0u8..4),
+    );
+    proptest::collection::vec(node, at_least..12).prop_map(|nodes| {
+        nodes
+            .into_iter()
+            .enumerate()
+            .map(|(i, (weight, zone))| (format!("n{i}"), weight, zone.map(|z| format!("z{z}"))))
+            .collect()
+    })
+}
+
+fn zoned_ring(nodes: &[(String, f64, Option<String>)]) -> Ring {
+    Ring::with_zones(
+        nodes
+            .iter()
+            .map(|(id, w, z)| (id.as_str(), *w, z.as_deref())),
+    )
+    .unwrap()
+}
+
+/// A key's replicas as ids, by `Ring::top`.
+fn replica_ids(ring: &Ring, hash: u64, r: usize) -> Vec<String> {
+    ring.top(hash, r)
+        .iter()
+        .map(|i| ring.id(i).to_owned())
+        .collect()
+}
+
+/// The zone rule read literally off the full ranking: the best node of each zone not yet used
+/// until r or every zone is used, then the best remaining nodes in rank order.
+fn zone_rule(ring: &Ring, hash: u64, r: usize) -> Vec<String> {
+    let ranking = ring.rank_all(hash);
+    let r = r.min(ranking.len());
+    let zone = |index: usize| {
+        ring.zone(index)
+            .map_or(format!("node {}", ring.id(index)), str::to_owned)
+    };
+    let mut used = std::collections::HashSet::new();
+    let mut chosen: Vec<usize> = Vec::new();
+    for node in &ranking {
+        if chosen.len() < r && used.insert(zone(node.index)) {
+            chosen.push(node.index);
+        }
+    }
+    for node in &ranking {
+        if chosen.len() < r && !chosen.contains(&node.index) {
+            chosen.push(node.index);
+        }
+    }
+    chosen.into_iter().map(|i| ring.id(i).to_owned()).collect()
+}
+
+proptest! {
+    #[test]
+    fn zoned_replicas_follow_the_zone_rule(nodes in zoned_nodes(1), r in 1usize..6, seed in any::<u64>()) {
+        let ring = zoned_ring(&nodes);
+        for k in 0..64u64 {
+            let hash = hrwproxy::routing::mix(seed, k);
+            prop_assert_eq!(replica_ids(&ring, hash, r), zone_rule(&ring, hash, r));
+        }
+    }
+
+    #[test]
+    fn with_zones_removing_a_node_changes_only_the_sets_that_held_it(
+        nodes in zoned_nodes(2), r in 1usize..6, seed in any::<u64>(), gone in any::<prop::sample::Index>(),
+    ) {
+        let before = zoned_ring(&nodes);
+        let mut fewer = nodes.clone();
+        let (gone_id, _, _) = fewer.remove(gone.index(nodes.len()));
+        let after = zoned_ring(&fewer);
+        for k in 0..64u64 {
+            let hash = hrwproxy::routing::mix(seed, k);
+            let old = replica_ids(&before, hash, r);
+            if !old.contains(&gone_id) {
+                prop_assert_eq!(replica_ids(&after, hash, r), old);
+            }
+        }
+    }
+
+    #[test]
+    fn with_zones_adding_a_node_changes_only_the_sets_it_joins(
+        nodes in zoned_nodes(1), r in 1usize..6, seed in any::<u64>(), zone in proptest::option::of(0u8..5),
+    ) {
+        let before = zoned_ring(&nodes);
+        let mut more = nodes.clone();
+        more.push(("new".into(), 1.0, zone.map(|z| format!("z{z}"))));
+        let after = zoned_ring(&more);
+        for k in 0..64u64 {
+            let hash = hrwproxy::routing::mix(seed, k);
+            let new = replica_ids(&after, hash, r);
+            if !new.iter().any(|id| id == "new") {
+                prop_assert_eq!(new, replica_ids(&before, hash, r));
+            }
         }
     }
 }

@@ -236,14 +236,15 @@ fn locate(snap: &Snapshot, raw_key: &str) -> Response<Body> {
         generation: snap.generation,
         nodes: placement
             .ring
-            .rank_all(hash)
+            .replicas_then_ranking(hash, placement.replicas)
             .iter()
             .enumerate()
-            .map(|(rank, r)| RankedView {
+            .map(|(at, r)| RankedView {
                 node: r.id.to_owned(),
                 weight: r.weight,
+                zone: r.zone.map(str::to_owned),
                 score: r.score,
-                replica: rank < placement.replicas,
+                replica: at < placement.replicas,
                 health: placement.members[r.index].health.phase().name().to_owned(),
             })
             .collect(),

@@ -62,6 +62,7 @@ pub(crate) struct WindowView {
 pub(crate) struct LocateView {
     pub key_hash: String,
     pub generation: u64,
+    /// The key's replicas first, then the other nodes by rank.
     pub nodes: Vec<RankedView>,
     /// The key's replicas in each generation whose handoff window is open.
     pub previous: Vec<PreviousView>,
@@ -71,6 +72,8 @@ pub(crate) struct LocateView {
 pub(crate) struct RankedView {
     pub node: String,
     pub weight: f64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub zone: Option<String>,
     pub score: f64,
     pub replica: bool,
     pub health: String,

@@ -1,4 +1,4 @@
-//! `hrwproxy locate`: every node ranked for a key, best first.
+//! `hrwproxy locate`: every node for a key, its replicas first, then the others by rank.
 
 use std::io::Write;
 use std::path::Path;
@@ -18,16 +18,15 @@ pub fn locate(path: &Path, raw: &str, encoded: bool, verbose: bool) -> anyhow::R
         raw.as_bytes().to_vec()
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for (rank, node) in config.ring().rank_all(key_hash(&key)).iter().enumerate() {
+    let ring = config.ring();
+    let nodes = ring.replicas_then_ranking(key_hash(&key), config.replicas);
+    for (at, node) in nodes.iter().enumerate() {
         if verbose {
-            let role = if rank < config.replicas {
-                "replica"
-            } else {
-                "-"
-            };
+            let role = if at < config.replicas { "replica" } else { "-" };
+            let zone = node.zone.unwrap_or("-");
             writeln!(
                 out,
-                "{}\t{}\t{:.6}\t{role}",
+                "{}\t{}\t{:.6}\t{role}\t{zone}",
                 node.id, node.weight, node.score
             )?;
         } else {

@@ -63,14 +63,16 @@ impl Placement {
         self.by_id.get(id).map(|&i| &self.members[i])
     }
 
-    /// Whether `other` places every key the same: the same ids, weights and replica count.
+    /// Whether `other` places every key the same: the same ids, weights, zones and replica
+    /// count.
     fn places_like(&self, other: &Placement) -> bool {
         self.replicas == other.replicas
             && self.members.len() == other.members.len()
             && self.members.iter().all(|m| {
-                other
-                    .member(m.id())
-                    .is_some_and(|o| o.spec.weight.get().to_bits() == m.spec.weight.get().to_bits())
+                other.member(m.id()).is_some_and(|o| {
+                    o.spec.weight.get().to_bits() == m.spec.weight.get().to_bits()
+                        && o.spec.zone == m.spec.zone
+                })
             })
     }
 }

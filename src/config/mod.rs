@@ -14,7 +14,7 @@ use std::time::Duration;
 pub use self::error::ConfigError;
 pub use self::schema::{
     AuthConfig, HintLimits, Limits, NodeId, NodeSpec, Resilience, Store, Timeouts, TlsConfig,
-    Versioning, Weight,
+    Versioning, Weight, Zone,
 };
 pub use self::url::{NodeUrl, Scheme};
 pub use self::yaml::{MAX_CONFIG_BYTES, MAX_DEPTH};
@@ -96,8 +96,11 @@ impl Config {
 
     /// The placement table for these nodes.
     pub fn ring(&self) -> Ring {
-        Ring::new(self.nodes.iter().map(|n| (n.id.as_str(), n.weight.get())))
-            .expect("a validated config has unique ids and valid weights")
+        Ring::with_zones(self.nodes.iter().map(|n| {
+            let zone = n.zone.as_ref().map(|z| z.as_str());
+            (n.id.as_str(), n.weight.get(), zone)
+        }))
+        .expect("a validated config has unique ids and valid weights")
     }
 }
 
@@ -362,6 +365,10 @@ mod tests {
             (
                 "nodes:\n  - { id: \"\", url: \"http://h:1\" }\n",
                 "line 2 column 5: nodes[0]: id: node id must not be empty",
+            ),
+            (
+                "nodes:\n  - { id: a, url: \"http://h:1\", zone: \"\" }\n",
+                "line 2 column 5: nodes[0]: zone: must not be empty (leave it out for no zone)",
             ),
             (
                 "nodes:\n  - { id: a, url: \"ftp://h:1\" }\n",

@@ -273,6 +273,31 @@ pub struct NodeSpec {
     /// What an `http(s)://` node is.
     #[serde(default)]
     pub store: Store,
+    /// Its failure domain (rack, zone): a key's replicas go to different zones first.
+    #[serde(default)]
+    pub zone: Option<Zone>,
+}
+
+/// A non-empty zone name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Zone(String);
+
+impl TryFrom<String> for Zone {
+    type Error = String;
+    fn try_from(zone: String) -> Result<Self, String> {
+        if zone.is_empty() {
+            Err("zone: must not be empty (leave it out for no zone)".into())
+        } else {
+            Ok(Zone(zone))
+        }
+    }
+}
+
+impl Zone {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// What an HTTP node is: the built-in node (or anything speaking its protocol: versions in

@@ -17,11 +17,21 @@ pub struct NodeShare {
     pub replica_after: f64,
 }
 
+/// One zone's share of replicas: the fraction of sampled replica slots its nodes fill.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZoneShare {
+    pub zone: String,
+    pub before: f64,
+    pub after: f64,
+}
+
 /// The effect of going from one ring (with its replica count) to another.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChangeSummary {
     pub keys_sampled: usize,
     pub nodes: Vec<NodeShare>,
+    /// The named zones of either ring, in the order they first appear.
+    pub zones: Vec<ZoneShare>,
     /// Fraction of sampled keys whose set of replicas differs (order ignored).
     pub replica_sets_changed: f64,
     /// Fraction of sampled keys whose first replica differs.
@@ -71,6 +81,29 @@ impl ChangeSummary {
             slot_of_new.push(slot);
         }
 
+        // Each node's zone as a slot in `zones`, on each side.
+        let mut zones: Vec<ZoneShare> = Vec::new();
+        let mut zone_slots = |ring: &Ring| -> Vec<Option<usize>> {
+            (0..ring.len())
+                .map(|i| {
+                    let zone = ring.zone(i)?;
+                    Some(match zones.iter().position(|z| z.zone == zone) {
+                        Some(slot) => slot,
+                        None => {
+                            zones.push(ZoneShare {
+                                zone: zone.to_owned(),
+                                before: 0.0,
+                                after: 0.0,
+                            });
+                            zones.len() - 1
+                        }
+                    })
+                })
+                .collect()
+        };
+        let (zone_of_old, zone_of_new) = (zone_slots(old), zone_slots(new));
+        let mut zone_before = vec![0u64; zones.len()];
+        let mut zone_after = vec![0u64; zones.len()];
         let mut in_before = vec![0u64; nodes.len()];
         let mut in_after = vec![0u64; nodes.len()];
         let (mut sets_changed, mut primaries_changed) = (0u64, 0u64);
@@ -83,10 +116,16 @@ impl ChangeSummary {
             for (slot, i) in set_old.iter_mut().zip(top_old.iter()) {
                 *slot = i;
                 in_before[i] += 1;
+                if let Some(zone) = zone_of_old[i] {
+                    zone_before[zone] += 1;
+                }
             }
             for (slot, i) in set_new.iter_mut().zip(top_new.iter()) {
                 *slot = slot_of_new[i];
                 in_after[*slot] += 1;
+                if let Some(zone) = zone_of_new[i] {
+                    zone_after[zone] += 1;
+                }
             }
             if set_old[0] != set_new[0] {
                 primaries_changed += 1;
@@ -108,10 +147,16 @@ impl ChangeSummary {
             node.replica_before = fraction(in_before[i]);
             node.replica_after = fraction(in_after[i]);
         }
+        let slots = |r: usize| (keys * r.min(super::MAX_REPLICAS)) as f64;
+        for (i, zone) in zones.iter_mut().enumerate() {
+            zone.before = zone_before[i] as f64 / slots(r_old.min(old.len())).max(1.0);
+            zone.after = zone_after[i] as f64 / slots(r_new.min(new.len())).max(1.0);
+        }
         let expected_primaries_changed = expected_primary_change(&nodes);
         ChangeSummary {
             keys_sampled: keys,
             nodes,
+            zones,
             replica_sets_changed: fraction(sets_changed),
             primaries_changed: fraction(primaries_changed),
             expected_primaries_changed,
@@ -143,6 +188,13 @@ pub fn render(s: &ChangeSummary, replicas_before: usize, replicas_after: usize) 
             "{:<12} {weights:>12}  {primary:>18}  {replica:>18}",
             n.id
         );
+    }
+    if !s.zones.is_empty() {
+        let _ = writeln!(out, "{:<12} {:>33}", "zone", "share of replicas");
+        for z in &s.zones {
+            let share = format!("{} -> {}", pct(Some(z.before)), pct(Some(z.after)));
+            let _ = writeln!(out, "{:<12} {share:>33}", z.zone);
+        }
     }
     let _ = writeln!(out, "replicas: {replicas_before} -> {replicas_after}");
     let _ = writeln!(
@@ -192,6 +244,28 @@ mod tests {
         let d = s.nodes.iter().find(|n| n.id == "d").unwrap();
         assert_eq!((d.primary_before, d.primary_after), (None, Some(0.25)));
         assert!((d.replica_after - 0.5).abs() < 0.01 && d.replica_before == 0.0);
+    }
+
+    #[test]
+    fn zone_shares_count_replica_slots_on_each_side() {
+        let old = Ring::with_zones([("a", 1.0, Some("x")), ("b", 1.0, Some("y"))]).unwrap();
+        let new = Ring::with_zones([
+            ("a", 1.0, Some("x")),
+            ("b", 1.0, Some("y")),
+            ("c", 1.0, Some("z")),
+        ])
+        .unwrap();
+        let s = ChangeSummary::sample((&old, 2), (&new, 2), 30_000);
+        let share = |zone: &str| {
+            let z = s.zones.iter().find(|z| z.zone == zone).unwrap();
+            (z.before, z.after)
+        };
+        assert_eq!(share("x").0, 0.5);
+        assert_eq!(share("z").0, 0.0);
+        for zone in ["x", "y", "z"] {
+            assert!((share(zone).1 - 1.0 / 3.0).abs() < 0.01, "{s:?}");
+        }
+        assert!(render(&s, 2, 2).contains("share of replicas"));
     }
 
     #[test]

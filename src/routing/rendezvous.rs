@@ -72,6 +72,8 @@ pub enum RingError {
     DuplicateId(String),
     #[error("node {id:?}: weight {weight} must be from {MIN_WEIGHT:e} to {MAX_WEIGHT:e}")]
     BadWeight { id: String, weight: f64 },
+    #[error("node {0:?}: zone must not be empty (leave it out for no zone)")]
+    EmptyZone(String),
     #[error("more than {} nodes", u32::MAX)]
     TooManyNodes,
 }
@@ -100,6 +102,15 @@ struct WeightClass {
 pub struct Ring {
     nodes: Box<[RingNode]>,
     classes: Box<[WeightClass]>,
+    /// With zones: each node's zone number (a node without a zone has one of its own).
+    zones: Option<Zones>,
+}
+
+/// The zones of a ring where some node has one.
+#[derive(Debug, Clone)]
+struct Zones {
+    of_node: Box<[u32]>,
+    names: Box<[Option<Box<str>>]>,
 }
 
 /// A node's place in a key's ranking, as [`Ring::rank_all`] reports it.
@@ -109,6 +120,7 @@ pub struct Ranked<'a> {
     pub index: usize,
     pub id: &'a str,
     pub weight: f64,
+    pub zone: Option<&'a str>,
     /// `weight / -ln(u)`; higher ranks first.
     pub score: f64,
 }
@@ -157,6 +169,14 @@ struct Candidate {
     index: u32,
     u53: u64,
     score: f64,
+}
+
+impl Candidate {
+    const NONE: Candidate = Candidate {
+        index: 0,
+        u53: 0,
+        score: 0.0,
+    };
 }
 
 /// The r best candidates of one weight class by raw bits, best first.
@@ -219,13 +239,53 @@ impl Ring {
     where
         I: IntoIterator<Item = (&'a str, f64)>,
     {
+        Ring::with_zones(nodes.into_iter().map(|(id, weight)| (id, weight, None)))
+    }
+
+    /// Builds a ring from `(id, weight, zone)` triples: a key's replicas are spread over zones
+    /// (see [`Ring::top`]). Without any zone it is exactly [`Ring::new`].
+    ///
+    /// ```
+    /// use hrwproxy::routing::{key_hash, Ring};
+    ///
+    /// let ring = Ring::with_zones([
+    ///     ("a1", 1.0, Some("a")),
+    ///     ("a2", 1.0, Some("a")),
+    ///     ("b1", 1.0, Some("b")),
+    /// ])
+    /// .unwrap();
+    /// let zones: Vec<_> = ring.top(key_hash(b"k"), 2).iter().map(|i| ring.zone(i)).collect();
+    /// assert!(zones.contains(&Some("a")) && zones.contains(&Some("b")));
+    /// ```
+    pub fn with_zones<'a, I>(nodes: I) -> Result<Ring, RingError>
+    where
+        I: IntoIterator<Item = (&'a str, f64, Option<&'a str>)>,
+    {
         let mut built: Vec<RingNode> = Vec::new();
+        let mut zone_of_node: Vec<u32> = Vec::new();
+        let mut zone_names: Vec<Option<Box<str>>> = Vec::new();
+        let mut zone_number: HashMap<&str, u32> = HashMap::new();
         // Hashed, not scanned: tens of thousands of nodes are checked in milliseconds.
         let mut seen: HashSet<&str> = HashSet::new();
-        for (id, weight) in nodes {
+        for (id, weight, zone) in nodes {
             if id.is_empty() {
                 return Err(RingError::EmptyId);
             }
+            if zone == Some("") {
+                return Err(RingError::EmptyZone(id.to_owned()));
+            }
+            // A node without a zone is a zone of its own.
+            let number = match zone {
+                Some(zone) => *zone_number.entry(zone).or_insert_with(|| {
+                    zone_names.push(Some(zone.into()));
+                    zone_names.len() as u32 - 1
+                }),
+                None => {
+                    zone_names.push(None);
+                    zone_names.len() as u32 - 1
+                }
+            };
+            zone_of_node.push(number);
             if !(MIN_WEIGHT..=MAX_WEIGHT).contains(&weight) {
                 return Err(RingError::BadWeight {
                     id: id.to_owned(),
@@ -265,10 +325,26 @@ impl Ring {
                 members: members.into(),
             })
             .collect();
+        let zones = (!zone_number.is_empty()).then(|| Zones {
+            of_node: zone_of_node.into(),
+            names: zone_names.into(),
+        });
         Ok(Ring {
             nodes: built.into(),
             classes,
+            zones,
         })
+    }
+
+    /// The zone of the node at `index`, if it was given one.
+    pub fn zone(&self, index: usize) -> Option<&str> {
+        let zones = self.zones.as_ref()?;
+        zones.names[zones.of_node[index] as usize].as_deref()
+    }
+
+    /// Whether some node has a zone, so that [`Ring::top`] spreads replicas over zones.
+    pub fn has_zones(&self) -> bool {
+        self.zones.is_some()
     }
 
     pub fn len(&self) -> usize {
@@ -315,9 +391,74 @@ impl Ring {
         }
     }
 
-    /// The best `min(r, MAX_REPLICAS, len)` nodes for a key hash, best first, in one scan per
-    /// weight class with no sort and no allocation.
+    /// The key's `min(r, MAX_REPLICAS, len)` replicas. Without zones, the best nodes of its
+    /// ranking, best first. With zones, the ranking is walked taking the best node of each zone
+    /// not yet used, until there are r or every zone is used; if there are fewer zones than
+    /// r, the rest are the best remaining nodes in rank order. The first replica is the best
+    /// node either way. One scan, no sort, no allocation.
     pub fn top(&self, key_hash: u64, r: usize) -> TopR {
+        match &self.zones {
+            None => self.top_of_ranking(key_hash, r),
+            Some(zones) => self.top_over_zones(zones, key_hash, r),
+        }
+    }
+
+    fn top_over_zones(&self, zones: &Zones, key_hash: u64, r: usize) -> TopR {
+        let r = r.min(MAX_REPLICAS).min(self.nodes.len());
+        // The best node of each of the best zones so far, best first: a node whose zone is
+        // held is kept only if it beats that zone's node. A zone pushed out cannot come
+        // back: every later node of it is worse than the one pushed out.
+        let mut held = [(0u32, Candidate::NONE); MAX_REPLICAS];
+        let mut len = 0usize;
+        for (index, node) in self.nodes.iter().enumerate() {
+            let mixed = mix(key_hash, node.seed);
+            let cand = Candidate {
+                index: index as u32,
+                u53: u53(mixed),
+                score: score(node.weight, mixed),
+            };
+            let zone = zones.of_node[index];
+            let mut pos = match held[..len].iter().position(|(z, _)| *z == zone) {
+                Some(at) if self.better(&cand, &held[at].1) => at,
+                Some(_) => continue,
+                None if len < r => {
+                    len += 1;
+                    len - 1
+                }
+                None if self.better(&cand, &held[r - 1].1) => r - 1,
+                None => continue,
+            };
+            while pos > 0 && self.better(&cand, &held[pos - 1].1) {
+                held[pos] = held[pos - 1];
+                pos -= 1;
+            }
+            held[pos] = (zone, cand);
+        }
+        let mut top = TopR::EMPTY;
+        for (slot, (_, cand)) in top.indices.iter_mut().zip(&held[..len]) {
+            *slot = cand.index;
+        }
+        top.len = len as u8;
+        // Fewer zones than r: every zone is held; the rest come from the ranking. They are
+        // among its first r, which hold at most `len` of the zones' best.
+        if len < r {
+            let chosen = top;
+            for index in self.top_of_ranking(key_hash, r).iter() {
+                if top.len() == r {
+                    break;
+                }
+                if !chosen.as_slice().contains(&(index as u32)) {
+                    top.indices[top.len()] = index as u32;
+                    top.len += 1;
+                }
+            }
+        }
+        top
+    }
+
+    /// The best `min(r, MAX_REPLICAS, len)` nodes of the key's ranking, best first, in one
+    /// scan per weight class with no sort and no allocation.
+    fn top_of_ranking(&self, key_hash: u64, r: usize) -> TopR {
         let r = r.min(MAX_REPLICAS).min(self.nodes.len());
         let mut best = TopR::EMPTY;
         if r == 0 {
@@ -398,8 +539,8 @@ impl Ring {
     }
 
     /// Every node ranked for a key hash, best first, with its score. Allocates; meant for
-    /// inspection (`hrwproxy locate`), not the request path. Its first `r` entries are exactly
-    /// [`Ring::top`]`(key_hash, r)`.
+    /// inspection (`hrwproxy locate`), not the request path. Without zones its first `r`
+    /// entries are exactly [`Ring::top`]`(key_hash, r)`.
     pub fn rank_all(&self, key_hash: u64) -> Vec<Ranked<'_>> {
         let mut cands: Vec<Candidate> = self
             .nodes
@@ -431,9 +572,24 @@ impl Ring {
                     index: c.index as usize,
                     id: &node.id,
                     weight: node.weight,
+                    zone: self.zone(c.index as usize),
                     score: c.score,
                 }
             })
             .collect()
+    }
+
+    /// Every node for a key hash in the order to show it: the key's `r` replicas as
+    /// [`Ring::top`] gives them, then the other nodes by rank. Without zones, the ranking.
+    pub fn replicas_then_ranking(&self, key_hash: u64, r: usize) -> Vec<Ranked<'_>> {
+        let top = self.top(key_hash, r);
+        let mut ranking = self.rank_all(key_hash);
+        ranking.sort_by_key(|node| {
+            top.as_slice()
+                .iter()
+                .position(|&i| i as usize == node.index)
+                .unwrap_or(MAX_REPLICAS)
+        });
+        ranking
     }
 }

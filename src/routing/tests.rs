@@ -61,6 +61,36 @@ fn golden_rankings() {
     }
 }
 
+/// The zone rule on the mixed-weight ring above, zones added: a and b in x, c and d in y, e in
+/// none (a zone of its own). Worked out by hand from the golden rankings.
+#[test]
+fn golden_zoned_replicas() {
+    let zoned = Ring::with_zones([
+        ("a", 1.0, Some("x")),
+        ("b", 1.0, Some("x")),
+        ("c", 1.0, Some("y")),
+        ("d", 2.0, Some("y")),
+        ("e", 0.5, None),
+    ])
+    .unwrap();
+    for (key, r, expected) in [
+        // Ranking b, d, a, c, e: b (x), d (y), then a and c share used zones, so e.
+        ("user:42", 3, &["b", "d", "e"][..]),
+        // Three zones for four replicas: the fourth is the best remaining node, a.
+        ("user:42", 4, &["b", "d", "e", "a"]),
+        ("greeting", 3, &["a", "c", "e"]),
+        ("hello world", 2, &["d", "b"]),
+        ("hello world", 5, &["d", "b", "e", "c", "a"]),
+    ] {
+        let ids: Vec<&str> = zoned
+            .top(key_hash(key.as_bytes()), r)
+            .iter()
+            .map(|i| zoned.id(i))
+            .collect();
+        assert_eq!(ids, expected, "key {key:?}, r={r}");
+    }
+}
+
 #[test]
 fn top_is_the_prefix_of_the_full_ranking() {
     let rings = [

@@ -556,3 +556,48 @@ fn with_one_replica_a_moved_key_is_served_by_its_earlier_replica_and_copied_forw
         Some(earlier.id.as_str())
     );
 }
+
+#[test]
+fn three_zones_hold_one_replica_each_and_a_lost_zone_loses_no_key() {
+    let mut nodes = start_nodes(&["a1", "a2", "b1", "b2", "c1", "c2"]);
+    let mut yaml = config_yaml(&nodes, "replicas: 3\nwrite_quorum: 2\neject_after: 1");
+    for node in &nodes {
+        let line = format!("  - id: {}\n", node.id);
+        let zoned = format!("{line}    zone: zone-{}\n", &node.id[..1]);
+        yaml = yaml.replace(&line, &zoned);
+    }
+    let proxy = Proxy::start(&yaml);
+    let keys: Vec<String> = (0..60).map(|i| format!("zoned-{i}")).collect();
+    put_keys(&proxy, &keys);
+    for key in &keys {
+        let holders: Vec<&str> = nodes
+            .iter()
+            .filter(|n| n.holds(key.as_bytes()).is_some())
+            .map(|n| &n.id[..1])
+            .collect();
+        let mut zones = holders.clone();
+        zones.sort();
+        assert_eq!(zones, ["a", "b", "c"], "{key} is on {holders:?}");
+        let located: serde_json::Value =
+            serde_json::from_slice(&proxy.admin("GET", &format!("/admin/locate/{key}")).body)
+                .unwrap();
+        let mut located_zones: Vec<&str> = located["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["replica"] == true)
+            .map(|n| n["zone"].as_str().unwrap())
+            .collect();
+        located_zones.sort();
+        assert_eq!(located_zones, ["zone-a", "zone-b", "zone-c"], "{located}");
+    }
+    // Zone a goes down whole: every key is still read, from the other two zones.
+    for node in nodes.iter_mut().filter(|n| n.id.starts_with('a')) {
+        node.kill();
+    }
+    for key in &keys {
+        let get = proxy.request("GET", &format!("/kv/{key}"), b"");
+        assert_eq!((get.status, get.text()), (200, key.clone()));
+        assert!(!get.header("x-hrw-node").unwrap().starts_with('a'));
+    }
+}
