@@ -73,7 +73,9 @@ if [ "$NODES_KIND" = webdav ]; then
     for n in 1 2 3; do
         port=$(free_port)
         mkdir -p "$WORK/dav$n"
+        # Workers as this user: the data directory is in a private temporary directory.
         cat >"$WORK/dav$n.conf" <<NGINX
+user $(id -un) $(id -gn);
 worker_processes 1;
 pid $WORK/dav$n.pid;
 error_log $WORK/dav$n.error.log error;

@@ -41,6 +41,7 @@ impl Proxy {
             cluster: reloader.cluster().clone(),
             hedge_budget: Default::default(),
             repair_budget: Default::default(),
+            coalescer: Default::default(),
         });
         let admin = Arc::new(Admin {
             reloader: reloader.clone(),

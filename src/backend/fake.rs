@@ -113,9 +113,12 @@ impl FakeBackend {
 
 impl Backend for FakeBackend {
     fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Stored>, BackendError>> {
+        // What the node holds when the call reaches it: a gate or a delay holds the answer
+        // on its way back.
         Box::pin(async move {
+            let held = self.held(key);
             self.enter(Op::Get).await?;
-            Ok(self.held(key))
+            Ok(held)
         })
     }
 

@@ -56,6 +56,8 @@ pub struct Config {
     /// Nodes (the first, in the file's order) with metric series of their own; the rest are
     /// summed under `node="_other"`, so a scrape stays small for any membership.
     pub metrics_node_limit: usize,
+    /// Whether concurrent GETs of one key share backend reads.
+    pub coalesce_reads: bool,
     pub hints: HintLimits,
     pub resilience: Resilience,
     pub limits: Limits,
@@ -292,6 +294,7 @@ fn validate(text: &str, file: schema::File) -> Result<Config, ConfigError> {
         read_quorum,
         repair_budget_percent: file.repair_budget_percent,
         metrics_node_limit: file.metrics_node_limit,
+        coalesce_reads: file.coalesce_reads,
         hints: file.hints,
         resilience,
         limits: file.limits,

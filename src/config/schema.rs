@@ -30,6 +30,7 @@ pub(super) struct File {
     pub read_quorum: Option<usize>,
     pub repair_budget_percent: u32,
     pub metrics_node_limit: usize,
+    pub coalesce_reads: bool,
     pub hints: HintLimits,
     // The resilience settings sit at the top level of the file.
     pub eject_after: u32,
@@ -64,6 +65,7 @@ impl Default for File {
             read_quorum: None,
             repair_budget_percent: 10,
             metrics_node_limit: 100,
+            coalesce_reads: true,
             hints: HintLimits::default(),
             eject_after: r.eject_after,
             eject_backoff_ms: r.eject_backoff_ms,

@@ -1,10 +1,12 @@
 //! The data path: one request from HTTP to an outcome and back. [`service`] parses it
 //! ([`request`]) and hands it to [`read`] or [`write`], which carry it out against the key's
-//! replicas through the cluster's one attempt function, hedging slow reads ([`hedge`]);
+//! replicas through the cluster's one attempt function, hedging slow reads ([`hedge`]) and
+//! sharing the reads of concurrent GETs of a key ([`coalesce`]);
 //! [`outcome`] classifies what happened and [`respond`] is the one place that turns it into a
 //! status.
 
 mod budget;
+mod coalesce;
 mod hedge;
 mod outcome;
 mod read;
@@ -28,6 +30,8 @@ pub(crate) struct DataPath {
     pub hedge_budget: budget::Budget,
     /// Read repairs allowed.
     pub repair_budget: budget::Budget,
+    /// Reads in flight, shared by concurrent GETs of a key.
+    pub coalescer: coalesce::Coalescer,
 }
 
 /// Serves the proxy on `listener` (over TLS when the cluster has a certificate) until

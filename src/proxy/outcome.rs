@@ -74,7 +74,7 @@ impl Failure {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum ReadOutcome {
     /// The newest of the answers is this value.
     Found {

@@ -7,6 +7,7 @@ use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use super::coalesce::Coalescer;
 use super::read::read;
 use super::request::{self, Parsed};
 use super::write::{write, WriteOp};
@@ -58,7 +59,11 @@ async fn route(
     let op = match parsed.what {
         Parsed::Read => {
             let deadline = Instant::now() + parsed.deadline;
-            let outcome = read(path, snap, &parsed.key, parsed.quorum, deadline).await;
+            let outcome = if config.coalesce_reads {
+                Coalescer::read(path, snap, &parsed.key, parsed.quorum, deadline).await
+            } else {
+                read(path, snap, &parsed.key, parsed.quorum, deadline).await
+            };
             return Ok(respond::read(outcome));
         }
         Parsed::Put(ttl) => {

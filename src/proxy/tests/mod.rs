@@ -1,6 +1,7 @@
 //! The data path on in-memory fake nodes with tokio's paused clock: exact, fast, no sockets.
 //! The helpers are here; the tests are grouped by what they exercise.
 
+mod coalesce;
 mod handoff;
 mod missed_writes;
 mod reads;
@@ -27,6 +28,7 @@ fn data_path(nodes: &TestCluster) -> Arc<DataPath> {
         cluster: nodes.cluster.clone(),
         hedge_budget: Default::default(),
         repair_budget: Default::default(),
+        coalescer: Default::default(),
     })
 }
 
