@@ -14,6 +14,7 @@ use crate::cluster::reload::Reloader;
 pub use crate::cluster::reload::{ReloadStatus, Reloaded, Trigger};
 use crate::cluster::{probes, triggers};
 use crate::config::{Config, ConfigError};
+use crate::proxy::hot_keys::HotKeys;
 use crate::proxy::{self, DataPath};
 use crate::repair::BackgroundRepair;
 
@@ -37,15 +38,18 @@ impl Proxy {
     /// Loads the config at `path` as generation 1, with the files it names.
     pub fn load(path: &Path) -> Result<Proxy, ConfigError> {
         let reloader = Reloader::load(path)?;
+        let hot_keys = Arc::new(HotKeys::default());
         let data = Arc::new(DataPath {
             cluster: reloader.cluster().clone(),
             hedge_budget: Default::default(),
             repair_budget: Default::default(),
             coalescer: Default::default(),
+            hot_keys: hot_keys.clone(),
         });
         let admin = Arc::new(Admin {
             reloader: reloader.clone(),
             repairs: BackgroundRepair::default(),
+            hot_keys,
         });
         Ok(Proxy {
             reloader,

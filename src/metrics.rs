@@ -21,6 +21,7 @@ pub const NODE_EJECTED: &str = "hrw_node_ejected";
 pub const NODE_SHARE: &str = "hrw_node_share";
 pub const NODE_IN_FLIGHT: &str = "hrw_node_in_flight";
 pub const READ_FALLBACKS: &str = "hrw_read_fallbacks";
+pub const READ_LOAD_SPILLS: &str = "hrw_read_load_spills";
 pub const HEDGES_SENT: &str = "hrw_hedges_sent";
 pub const HEDGES_WON: &str = "hrw_hedges_won";
 pub const WRITES_SHORT_OF_R: &str = "hrw_writes_short_of_r";
@@ -36,6 +37,7 @@ pub const NODE_HINTS: &str = "hrw_node_hints";
 pub const HINTS_REPLAYED: &str = "hrw_hints_replayed";
 pub const HINTS_DROPPED: &str = "hrw_hints_dropped";
 pub const REBALANCE_KEYS: &str = "hrw_rebalance_keys";
+pub const HOT_KEYS_SHARE: &str = "hrw_hot_keys_share";
 
 /// Every metric family above; a family shows in a scrape once it has a sample.
 pub const FAMILIES: &[&str] = &[
@@ -48,6 +50,7 @@ pub const FAMILIES: &[&str] = &[
     NODE_SHARE,
     NODE_IN_FLIGHT,
     READ_FALLBACKS,
+    READ_LOAD_SPILLS,
     HEDGES_SENT,
     HEDGES_WON,
     WRITES_SHORT_OF_R,
@@ -63,6 +66,7 @@ pub const FAMILIES: &[&str] = &[
     HINTS_REPLAYED,
     HINTS_DROPPED,
     REBALANCE_KEYS,
+    HOT_KEYS_SHARE,
 ];
 
 /// The client operations.
@@ -112,6 +116,12 @@ pub(crate) struct RankLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct TopLabel {
+    /// How many of the hottest keys.
+    pub top: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct StageLabel {
     pub stage: &'static str,
 }
@@ -136,6 +146,7 @@ pub(crate) struct Metrics {
     node_share: Family<NodeLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     node_in_flight: Family<NodeLabel, Gauge>,
     pub read_fallbacks: Family<RankLabel, Counter>,
+    pub read_load_spills: Counter,
     pub hedges_sent: Counter,
     pub hedges_won: Counter,
     pub writes_short_of_r: Counter,
@@ -151,6 +162,7 @@ pub(crate) struct Metrics {
     pub hints_replayed: Counter,
     pub hints_dropped: Counter,
     rebalance_keys: Family<StageLabel, Gauge>,
+    hot_keys_share: Family<TopLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -166,6 +178,7 @@ impl Default for Metrics {
             node_share: Family::default(),
             node_in_flight: Family::default(),
             read_fallbacks: Family::default(),
+            read_load_spills: Counter::default(),
             hedges_sent: Counter::default(),
             hedges_won: Counter::default(),
             writes_short_of_r: Counter::default(),
@@ -181,6 +194,7 @@ impl Default for Metrics {
             hints_replayed: Counter::default(),
             hints_dropped: Counter::default(),
             rebalance_keys: Family::default(),
+            hot_keys_share: Family::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -227,6 +241,11 @@ impl Default for Metrics {
             READ_FALLBACKS,
             "Reads answered by a replica below the first, by its rank",
             m.read_fallbacks.clone(),
+        );
+        r.register(
+            READ_LOAD_SPILLS,
+            "Reads sent past a first replica over the load bound (read_load_factor)",
+            m.read_load_spills.clone(),
         );
         r.register(HEDGES_SENT, "Hedged reads sent", m.hedges_sent.clone());
         r.register(
@@ -298,6 +317,11 @@ impl Default for Metrics {
             REBALANCE_KEYS,
             "Keys of the last repair (rebalance) by stage",
             m.rebalance_keys.clone(),
+        );
+        r.register(
+            HOT_KEYS_SHARE,
+            "The share of the last window's requests taken by the hottest key, and the ten hottest",
+            m.hot_keys_share.clone(),
         );
         m.config_last_reload_success.set(1);
         m.config_last_success_time
@@ -459,6 +483,11 @@ impl Metrics {
                 .get_or_create(&label)
                 .inc_by(node.hints as i64);
         }
+        for (top, share) in state.hot_key_shares {
+            self.hot_keys_share
+                .get_or_create(&TopLabel { top })
+                .set(share);
+        }
         for (stage, value) in state.rebalance {
             self.rebalance_keys
                 .get_or_create(&StageLabel { stage })
@@ -481,6 +510,8 @@ pub(crate) struct ScrapeState<'a> {
     pub node_limit: usize,
     /// The last rebalance's keys by stage.
     pub rebalance: [(&'static str, u64); 4],
+    /// The share of requests the hottest key took, and the ten hottest.
+    pub hot_key_shares: [(u16, f64); 2],
 }
 
 /// One node's state for a scrape.

@@ -12,7 +12,8 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use self::types::{
-    ConfigView, ErrorView, LocateView, NodeView, PreviousView, RankedView, ReloadView, WindowView,
+    ConfigView, ErrorView, HotKeyView, HotKeysView, LocateView, NodeView, PreviousView, RankedView,
+    ReloadView, WindowView,
 };
 use crate::cluster::reload::{Reloaded, Reloader, Trigger};
 use crate::cluster::Snapshot;
@@ -20,6 +21,7 @@ use crate::config::Limits;
 use crate::metrics::{NodeState, ScrapeState};
 use crate::net::respond::{self, Body};
 use crate::net::{auth, key, server, RequestError};
+use crate::proxy::hot_keys::{self, HotKeys};
 use crate::repair::{self, BackgroundRepair, Options, Scope};
 use crate::routing::key_hash;
 
@@ -30,6 +32,8 @@ const LOCATE_PREFIX: &str = "/admin/locate/";
 pub(crate) struct Admin {
     pub reloader: Arc<Reloader>,
     pub repairs: BackgroundRepair,
+    /// The data path's count of the hottest keys.
+    pub hot_keys: Arc<HotKeys>,
 }
 
 /// Serves the admin API on `listener` until `shutdown` resolves.
@@ -62,18 +66,22 @@ async fn handle(admin: &Arc<Admin>, req: Request<Incoming>) -> Response<Body> {
     }
     let allow = match path {
         "/admin/reload" => "POST",
-        "/admin/config" | "/admin/nodes" | "/metrics" => "GET",
+        "/admin/config" | "/admin/nodes" | "/admin/hotkeys" | "/metrics" => "GET",
         "/admin/rebalance" | "/admin/repair" => "GET, POST",
         _ => {
             return respond::text(
                 StatusCode::NOT_FOUND,
-                "no such admin path; try /metrics, /admin/config, /admin/nodes, /admin/locate/<key>, /admin/reload or /admin/repair",
+                "no such admin path; try /metrics, /admin/config, /admin/nodes, /admin/locate/<key>, /admin/hotkeys, /admin/reload or /admin/repair",
             )
         }
     };
     match (path, req.method()) {
         ("/metrics", &Method::GET) => metrics(admin, &snap),
         ("/admin/nodes", &Method::GET) => respond::json(StatusCode::OK, &nodes(&snap)),
+        ("/admin/hotkeys", &Method::GET) => match hot_keys_limit(req.uri().query()) {
+            Ok(limit) => respond::json(StatusCode::OK, &hot_keys(admin, &snap, limit)),
+            Err(e) => respond::rejection(&e),
+        },
         ("/admin/reload", &Method::POST) => reload(admin).await,
         ("/admin/config", &Method::GET) => config(admin, &snap),
         ("/admin/rebalance" | "/admin/repair", &Method::GET) => {
@@ -119,6 +127,10 @@ fn metrics(admin: &Admin, snap: &Snapshot) -> Response<Body> {
             })
             .collect(),
         node_limit: snap.config.metrics_node_limit,
+        hot_key_shares: {
+            let report = admin.hot_keys.report();
+            [(1, report.share_of_top(1)), (10, report.share_of_top(10))]
+        },
         rebalance: [
             ("scanned", progress.scanned),
             ("copied", progress.copied),
@@ -262,6 +274,61 @@ fn locate(snap: &Snapshot, raw_key: &str) -> Response<Body> {
             .collect(),
     };
     respond::json(StatusCode::OK, &view)
+}
+
+/// `?limit=N`: 1 to the keys a summary tracks; 10 unless given.
+fn hot_keys_limit(query: Option<&str>) -> Result<usize, RequestError> {
+    let mut limit = 10;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("limit", n)) => {
+                limit = n
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=hot_keys::CAPACITY).contains(n))
+                    .ok_or_else(|| {
+                        RequestError::BadQuery(format!(
+                            "limit: {n:?} must be from 1 to {}",
+                            hot_keys::CAPACITY
+                        ))
+                    })?
+            }
+            _ => {
+                return Err(RequestError::BadQuery(format!(
+                    "unknown parameter {pair:?}; only limit=N is accepted"
+                )))
+            }
+        }
+    }
+    Ok(limit)
+}
+
+/// `GET /admin/hotkeys`: the hottest keys of the last window, with their replicas.
+fn hot_keys(admin: &Admin, snap: &Snapshot, limit: usize) -> HotKeysView {
+    let report = admin.hot_keys.report();
+    HotKeysView {
+        window_s: report.window.as_secs_f64(),
+        requests: report.total,
+        top1_share: report.share_of_top(1),
+        top10_share: report.share_of_top(10),
+        keys: report
+            .keys
+            .iter()
+            .take(limit)
+            .map(|(key, count)| HotKeyView {
+                key: key::encode(key),
+                requests: *count,
+                per_second: report.rate(*count),
+                share: *count as f64 / report.total.max(1) as f64,
+                replicas: snap
+                    .placement
+                    .replicas(key)
+                    .iter()
+                    .map(|m| m.id().to_owned())
+                    .collect(),
+            })
+            .collect(),
+    }
 }
 
 /// `?prune` (or `prune=true`) and `rate=<keys per second>` (0 for no limit).

@@ -85,6 +85,31 @@ pub(crate) struct PreviousView {
     pub replicas: Vec<String>,
 }
 
+/// `GET /admin/hotkeys`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct HotKeysView {
+    /// How long the window reported lasted.
+    pub window_s: f64,
+    /// Requests counted in it.
+    pub requests: u64,
+    /// The share of those the hottest key took, and the ten hottest.
+    pub top1_share: f64,
+    pub top10_share: f64,
+    /// Hottest first.
+    pub keys: Vec<HotKeyView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct HotKeyView {
+    /// Percent-encoded, as in `/kv/<key>`.
+    pub key: String,
+    /// Estimated requests in the window (at most over, never under).
+    pub requests: u64,
+    pub per_second: f64,
+    pub share: f64,
+    pub replicas: Vec<String>,
+}
+
 /// `POST /admin/reload`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ReloadView {

@@ -58,6 +58,10 @@ pub struct Config {
     pub metrics_node_limit: usize,
     /// Whether concurrent GETs of one key share backend reads.
     pub coalesce_reads: bool,
+    /// Bounded load for reads: a GET whose first replica has more attempts in flight than
+    /// this many times the mean over nodes in service, plus one, goes to the next replica
+    /// under that bound. `None`: off.
+    pub read_load_factor: Option<f64>,
     pub hints: HintLimits,
     pub resilience: Resilience,
     pub limits: Limits,
@@ -241,6 +245,15 @@ fn validate(text: &str, file: schema::File) -> Result<Config, ConfigError> {
             "hedge_budget_percent: must be from 0 to 100".into(),
         ));
     }
+    if file
+        .read_load_factor
+        .is_some_and(|c| !(1.0..=1000.0).contains(&c))
+    {
+        return Err(at_key(
+            "read_load_factor",
+            "read_load_factor: must be from 1 to 1000 (1.25: a node takes at most 25% more than the mean)".into(),
+        ));
+    }
     if file.max_key_bytes == 0 {
         return Err(at_key(
             "max_key_bytes",
@@ -295,6 +308,7 @@ fn validate(text: &str, file: schema::File) -> Result<Config, ConfigError> {
         repair_budget_percent: file.repair_budget_percent,
         metrics_node_limit: file.metrics_node_limit,
         coalesce_reads: file.coalesce_reads,
+        read_load_factor: file.read_load_factor,
         hints: file.hints,
         resilience,
         limits: file.limits,
@@ -368,6 +382,10 @@ mod tests {
             (
                 "nodes:\n  - { id: \"\", url: \"http://h:1\" }\n",
                 "line 2 column 5: nodes[0]: id: node id must not be empty",
+            ),
+            (
+                "read_load_factor: 0.5\nnodes:\n  - { id: a, url: \"http://h:1\" }\n",
+                "line 1 column 1: read_load_factor: must be from 1 to 1000",
             ),
             (
                 "nodes:\n  - { id: a, url: \"http://h:1\", zone: \"\" }\n",

@@ -31,6 +31,7 @@ pub(super) struct File {
     pub repair_budget_percent: u32,
     pub metrics_node_limit: usize,
     pub coalesce_reads: bool,
+    pub read_load_factor: Option<f64>,
     pub hints: HintLimits,
     // The resilience settings sit at the top level of the file.
     pub eject_after: u32,
@@ -66,6 +67,7 @@ impl Default for File {
             repair_budget_percent: 10,
             metrics_node_limit: 100,
             coalesce_reads: true,
+            read_load_factor: None,
             hints: HintLimits::default(),
             eject_after: r.eject_after,
             eject_backoff_ms: r.eject_backoff_ms,

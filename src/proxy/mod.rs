@@ -8,6 +8,7 @@
 mod budget;
 mod coalesce;
 mod hedge;
+pub(crate) mod hot_keys;
 mod outcome;
 mod read;
 mod request;
@@ -32,6 +33,8 @@ pub(crate) struct DataPath {
     pub repair_budget: budget::Budget,
     /// Reads in flight, shared by concurrent GETs of a key.
     pub coalescer: coalesce::Coalescer,
+    /// The keys taking the most requests (the admin API reports them).
+    pub hot_keys: Arc<hot_keys::HotKeys>,
 }
 
 /// Serves the proxy on `listener` (over TLS when the cluster has a certificate) until

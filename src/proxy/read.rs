@@ -195,6 +195,37 @@ fn repair(
     });
 }
 
+/// Bounded load: when the first replica in service has more attempts in flight than `factor`
+/// times the mean over the nodes in service, plus one, the first replica under that bound is
+/// asked first instead (never a node outside the replicas: the data is not there). With none
+/// under it, the order stays.
+fn spill_past_loaded(
+    snap: &Snapshot,
+    replicas: &Replicas<'_>,
+    in_service: &mut [usize],
+    factor: f64,
+    metrics: &crate::metrics::Metrics,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let load = |rank: usize| replicas.get(rank).in_flight.load(Relaxed) as f64;
+    let (mut total, mut up) = (0u64, 0u64);
+    for member in snap.placement.members.iter().filter(|m| m.health.is_up()) {
+        total += member.in_flight.load(Relaxed);
+        up += 1;
+    }
+    let bound = factor * total as f64 / up.max(1) as f64 + 1.0;
+    let Some(&first) = in_service.first() else {
+        return;
+    };
+    if load(first) <= bound {
+        return;
+    }
+    if let Some(under) = in_service.iter().position(|&rank| load(rank) <= bound) {
+        in_service[..=under].rotate_right(1);
+        metrics.read_load_spills.inc();
+    }
+}
+
 /// What the current replicas said.
 struct Gathered {
     answers: Vec<Answer>,
@@ -222,6 +253,9 @@ async fn gather(
         } else {
             attempts.push(Attempted::failed(member, BackendError::Ejected));
         }
+    }
+    if let Some(factor) = snap.config.read_load_factor {
+        spill_past_loaded(snap, replicas, &mut in_service, factor, &cluster.metrics);
     }
     let get = |rank: usize| {
         let member = replicas.get(rank);

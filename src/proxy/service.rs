@@ -56,6 +56,7 @@ async fn route(
 ) -> Result<Response<Body>, RequestError> {
     let config = &snap.config;
     let parsed = request::parse(&req, config)?;
+    path.hot_keys.offer(&parsed.key);
     let op = match parsed.what {
         Parsed::Read => {
             let deadline = Instant::now() + parsed.deadline;

@@ -254,3 +254,36 @@ fn the_grafana_dashboard_uses_only_metrics_the_proxy_defines() {
     }
     assert!(used.len() >= 15, "{used:?}");
 }
+
+#[test]
+fn the_hottest_key_tops_the_hot_keys_with_its_replicas() {
+    let nodes = start_nodes(&["a", "b", "c"]);
+    let proxy = Proxy::start(&config_yaml(&nodes, "replicas: 2"));
+    put_keys(&proxy, &["hot key", "warm"]);
+    for i in 0..300 {
+        assert_eq!(proxy.request("GET", "/kv/hot%20key", b"").status, 200);
+        if i % 3 == 0 {
+            proxy.request("GET", &format!("/kv/cold-{i}"), b"");
+            proxy.request("GET", "/kv/warm", b"");
+        }
+    }
+    let view: serde_json::Value =
+        serde_json::from_slice(&proxy.admin("GET", "/admin/hotkeys?limit=2").body).unwrap();
+    let keys = view["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{view}");
+    assert_eq!(keys[0]["key"], "hot%20key", "{view}");
+    assert_eq!(keys[0]["requests"], 301, "{view}");
+    assert_eq!(keys[1]["key"], "warm", "{view}");
+    let replicas = &ranking(&nodes.iter().collect::<Vec<_>>(), b"hot key")[..2];
+    assert_eq!(keys[0]["replicas"], serde_json::json!(replicas), "{view}");
+    // Every request counts: the two PUTs, 300 GETs of the hot key, 100 each of the others.
+    assert_eq!(view["requests"], 502, "{view}");
+    let share = view["top1_share"].as_f64().unwrap();
+    assert_eq!(share, 301.0 / 502.0, "{view}");
+    let scrape = proxy.admin("GET", "/metrics").text();
+    assert!(
+        scrape.contains(&format!(r#"hrw_hot_keys_share{{top="1"}} {share}"#)),
+        "{scrape}"
+    );
+    assert_eq!(proxy.admin("GET", "/admin/hotkeys?limit=0").status, 400);
+}

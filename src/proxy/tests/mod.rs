@@ -29,6 +29,7 @@ fn data_path(nodes: &TestCluster) -> Arc<DataPath> {
         hedge_budget: Default::default(),
         repair_budget: Default::default(),
         coalescer: Default::default(),
+        hot_keys: Default::default(),
     })
 }
 

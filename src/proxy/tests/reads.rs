@@ -202,3 +202,30 @@ async fn copies_expire_when_the_original_does() {
     assert_eq!(copied, Ok(crate::backend::Written::Kept));
     assert_eq!(stale.held(b"k"), None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_loaded_first_replica_is_passed_for_the_next_under_the_bound() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let settings = format!("replicas: 2\nread_load_factor: 1.25\n{FAST}");
+    let nodes = TestCluster::new(&settings, &["a", "b", "c"]);
+    let path = data_path(&nodes);
+    let snap = nodes.snapshot();
+    let key = key_where(&snap, |r| r[0] == "a" && r[1] == "b");
+    for id in ["a", "b"] {
+        nodes.node(id).insert(key.as_bytes(), 1, Some(b"v"));
+    }
+    let in_flight = |id: &str| snap.placement.member(id).unwrap().in_flight.clone();
+    // a has 10 attempts out, the mean over three nodes is 3.3: the bound is 1.25 * 3.3 + 1.
+    in_flight("a").store(10, Relaxed);
+    assert_eq!(found(get(&path, &key).await).1, "b");
+    assert_eq!(nodes.node("a").calls(Op::Get), 0);
+    assert_eq!(path.cluster.metrics.read_load_spills.get(), 1);
+    // Both replicas over the bound: the order stays, and c, which has no copy, is not asked.
+    in_flight("b").store(10, Relaxed);
+    assert_eq!(found(get(&path, &key).await).1, "a");
+    assert_eq!(nodes.node("c").calls(Op::Get), 0);
+    // Off by default: the first replica is asked whatever its load (kept across the reload).
+    in_flight("b").store(0, Relaxed);
+    nodes.apply(&format!("replicas: 2\n{FAST}"), &["a", "b", "c"]);
+    assert_eq!(found(get(&path, &key).await).1, "a");
+}
