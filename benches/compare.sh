@@ -31,38 +31,11 @@ export PATH="$PATH:/usr/sbin"
 ulimit -n "$(ulimit -Hn)"  # as many as allowed: the idle-connection test needs 10,000+
 cargo build --release -q
 BIN=$PWD/target/release/hrwproxy
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pidfile in "$WORK"/*.pid; do [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+source benches/common.sh
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "nothing listens on $1" >&2; cat "$WORK"/*.err >&2 2>/dev/null; exit 1; }
 # Only for nginx and HAProxy, which cannot report a port they picked themselves.
-
-# Starts `hrwproxy ARGS` with its output in $WORK/NAME.out; sets LAST_PID, and PORTS_SEEN to
-# the ports of its "listening on http://..." lines once there are COUNT of them.
-start_bin() { # name, count, args...
-    local name=$1 count=$2
-    shift 2
-    RUST_LOG=error "$BIN" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-    for _ in $(seq 1 200); do
-        if [ "$(grep -c "listening on" "$WORK/$name.out")" -ge "$count" ]; then
-            PORTS_SEEN=($(sed -n 's#.*http://127.0.0.1:##p' "$WORK/$name.out"))
-            return
-        fi
-        sleep 0.05
-    done
-    echo "hrwproxy $* did not start:" >&2
-    cat "$WORK/$name.err" >&2
-    exit 1
-}
 
 # The three nodes, every key preloaded on each, so any proxy's choice of node finds it.
 NODE_PORTS=()
@@ -223,15 +196,6 @@ local body = string.rep("v", 100)
 request = function() return wrk.format("PUT", "/kv/key-" .. math.random(0, $KEYS - 1), nil, body) end
 LUA
 
-# CPU time (utime + stime, in clock ticks) of a process and its children (nginx's workers).
-cpu_ticks() { # pid
-    local total=0 pid
-    for pid in "$1" $(pgrep -P "$1" || true); do
-        total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat")))
-    done
-    echo "$total"
-}
-
 # requests/s, p50 ms, p99 ms and CPU µs per request of one wrk run against a target; non-2xx
 # answers make the run fail loudly.
 run_wrk() { # target, get|put
@@ -253,7 +217,6 @@ run_wrk() { # target, get|put
         }' "$WORK/wrk.out"
 }
 
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 TARGETS=(hrwproxy hrwproxy-off "${BUILD_NAMES[@]}" nginx haproxy nodes-direct)
 for round in $(seq 1 "$ROUNDS"); do

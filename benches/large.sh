@@ -15,30 +15,8 @@ ROUNDS=${ROUNDS:-5}
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 cargo build --release -q
 BIN=$PWD/target/release/hrwproxy
-WORK=$(mktemp -d)
-PIDS=()
-trap 'kill "${PIDS[@]}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+source benches/common.sh
 ulimit -n "$(ulimit -Hn)"
-
-# Starts `hrwproxy ARGS` with its output in $WORK/NAME.out; sets LAST_PID and the ports of its
-# first COUNT "listening on" lines in PORTS_SEEN.
-start_bin() { # name, count, args...
-    local name=$1 count=$2
-    shift 2
-    RUST_LOG=error "$BIN" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-    for _ in $(seq 1 200); do
-        if [ "$(grep -c "listening on" "$WORK/$name.out")" -ge "$count" ]; then
-            PORTS_SEEN=($(sed -n 's#.*http://127.0.0.1:##p' "$WORK/$name.out"))
-            return
-        fi
-        sleep 0.05
-    done
-    echo "hrwproxy $* did not start:" >&2
-    cat "$WORK/$name.err" >&2
-    exit 1
-}
 
 {
     printf 'listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nhealth_check_interval_ms: 0\nnodes:\n'
@@ -159,8 +137,6 @@ cat >"$WORK/get.lua" <<'LUA'
 math.randomseed(os.time())
 request = function() return wrk.format("GET", "/kv/key-" .. math.random(0, 999)) end
 LUA
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 echo
 echo "GET through the proxy, wrk -t2 -c32 -d5s, medians of $ROUNDS"
 printf "%-14s %10s %12s\n" entries req/s cpu_us/req

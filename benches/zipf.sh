@@ -15,29 +15,7 @@ KEYS=100000
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 cargo build --release -q
 BIN=$PWD/target/release/hrwproxy
-WORK=$(mktemp -d)
-PIDS=()
-trap 'kill "${PIDS[@]}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
-
-# Starts `hrwproxy ARGS`; sets LAST_PID and PORTS_SEEN (the ports of its first COUNT
-# "listening on" lines).
-start_bin() { # name, count, args...
-    local name=$1 count=$2
-    shift 2
-    RUST_LOG=error "$BIN" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-    for _ in $(seq 1 200); do
-        if [ "$(grep -c "listening on" "$WORK/$name.out")" -ge "$count" ]; then
-            PORTS_SEEN=($(sed -n 's#.*http://127.0.0.1:##p' "$WORK/$name.out"))
-            return
-        fi
-        sleep 0.05
-    done
-    echo "hrwproxy $* did not start:" >&2
-    cat "$WORK/$name.err" >&2
-    exit 1
-}
+source benches/common.sh
 
 NODE_PORTS=()
 for n in $(seq 1 "$NODES"); do
@@ -102,7 +80,6 @@ print(gets, " ".join(f"{n}={v}" for n, v in sorted(nodes.items())))
 PY
 }
 
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 echo "Zipf 1.1 over $KEYS keys, $NODES nodes, r=2, wrk -t2 -c$CONNECTIONS -d${SECONDS_PER_RUN}s, medians of $ROUNDS"
 printf "%-22s %10s %9s %18s %16s\n" variant req/s p99_ms "backend/client GET" "max/mean node"
 for variant in "coalescing on" "coalescing off" "bounded load 1.25"; do
@@ -129,7 +106,7 @@ def parse(line):
 reads = {n: n1[n] - n0.get(n, 0) for n in n1}
 wrk = open(sys.argv[3]).read()
 rps = float(re.search(r"Requests/sec:\s+(\S+)", wrk)[1])
-p99 = re.search(r"99%\s+(\S+)", wrk)[1]
+p99 = re.search(r"^\s+99%\s+(\S+)", wrk, re.M)[1]
 p99 = float(p99[:-2]) if p99.endswith("ms") else float(p99[:-2]) / 1000 if p99.endswith("us") else float(p99[:-1]) * 1000
 mean = sum(reads.values()) / len(reads)
 print(f"{rps:.0f} {p99:.2f} {sum(reads.values()) / (g1 - g0):.3f} {max(reads.values()) / mean:.2f}")

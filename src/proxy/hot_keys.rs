@@ -1,11 +1,14 @@
 //! Hot keys: which keys take the most requests, in bounded memory. Each worker keeps a
-//! Space-Saving summary (Metwally et al.) of the keys it served in the current 10 s window:
-//! at most [`CAPACITY`] keys with their counts; a key not in a full summary replaces the one
-//! with the lowest count and inherits that count (so counts are over-estimates by at most the
-//! count replaced, and any key with more than 1/CAPACITY of the requests is always in it). A
-//! report merges the workers' last complete windows.
+//! Space-Saving summary (Metwally et al.) of the keys of one request in [`SAMPLE_EVERY`]
+//! (chosen at random) in the current 10 s window: at most [`CAPACITY`] keys with their counts;
+//! a key not in a full summary replaces the one with the lowest count and inherits that count
+//! (so a count over-estimates by at most the count replaced, and a key with more than
+//! 1/CAPACITY of the sampled requests is always in it). A report merges the workers' last
+//! complete windows and scales the counts back up.
 
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -19,6 +22,27 @@ use crate::routing::key_hash;
 pub(crate) const CAPACITY: usize = 64;
 /// How long a window counts before it becomes the one reported.
 const WINDOW: Duration = Duration::from_secs(10);
+/// One request in this many is counted, so the summary costs most requests nothing.
+pub(crate) const SAMPLE_EVERY: u64 = 8;
+
+thread_local! {
+    /// xorshift64 state, per thread: sampling at random, so a request pattern that repeats
+    /// cannot hide a key from a fixed stride.
+    static RANDOM: Cell<u64> = Cell::new(
+        std::hash::RandomState::new().hash_one(std::thread::current().id()) | 1,
+    );
+}
+
+fn sampled() -> bool {
+    RANDOM.with(|state| {
+        let mut x = state.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        state.set(x);
+        x % SAMPLE_EVERY == 0
+    })
+}
 
 #[derive(Debug)]
 pub(crate) struct HotKeys {
@@ -111,13 +135,14 @@ impl Summary {
     }
 }
 
-/// The hottest keys of the last window, merged over the workers.
+/// The hottest keys of the last window, merged over the workers; counts are estimates, the
+/// sampled counts scaled back up.
 #[derive(Debug, Default)]
 pub(crate) struct Report {
-    /// Requests counted in the window.
+    /// Requests in the window.
     pub total: u64,
     pub window: Duration,
-    /// Hottest first: the key and its estimated requests in the window.
+    /// Hottest first: the key and its requests in the window.
     pub keys: Vec<(Bytes, u64)>,
 }
 
@@ -135,8 +160,14 @@ impl Report {
 }
 
 impl HotKeys {
-    /// Counts one request for `key`.
+    /// Notes one request for `key`: counted if sampled.
     pub(crate) fn offer(&self, key: &Bytes) {
+        if sampled() {
+            self.count(key);
+        }
+    }
+
+    fn count(&self, key: &Bytes) {
         let hash = key_hash(key);
         let shard = &self.shards[workers::slot() % self.shards.len()];
         let mut shard = crate::lock(shard);
@@ -164,7 +195,11 @@ impl HotKeys {
                 merged.entry(e.hash).or_insert_with(|| (e.key.clone(), 0)).1 += e.count;
             }
         }
-        report.keys = merged.into_values().collect();
+        report.total *= SAMPLE_EVERY;
+        report.keys = merged
+            .into_values()
+            .map(|(key, count)| (key, count * SAMPLE_EVERY))
+            .collect();
         report
             .keys
             .sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -175,6 +210,12 @@ impl HotKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn about_one_request_in_eight_is_sampled() {
+        let sampled = (0..80_000).filter(|_| sampled()).count();
+        assert!((9_000..11_000).contains(&sampled), "{sampled}");
+    }
 
     #[test]
     fn a_hammered_key_tops_a_summary_far_smaller_than_the_keys() {
@@ -206,16 +247,17 @@ mod tests {
         let hot_keys = HotKeys::default();
         let key = Bytes::from_static(b"k");
         for _ in 0..50 {
-            hot_keys.offer(&key);
+            hot_keys.count(&key);
         }
         let early = hot_keys.report();
-        assert_eq!((early.total, early.keys[0].1), (50, 50));
+        let scaled = 50 * SAMPLE_EVERY;
+        assert_eq!((early.total, early.keys[0].1), (scaled, scaled));
         tokio::time::sleep(WINDOW).await;
-        hot_keys.offer(&Bytes::from_static(b"other"));
+        hot_keys.count(&Bytes::from_static(b"other"));
         let report = hot_keys.report();
-        assert_eq!(report.keys[0], (key.clone(), 50), "the window before");
+        assert_eq!(report.keys[0], (key.clone(), scaled), "the window before");
         assert_eq!(report.share_of_top(1), 1.0);
-        assert!((report.rate(50) - 5.0).abs() < 0.01);
+        assert!((report.rate(scaled) - scaled as f64 / 10.0).abs() < 0.01);
         tokio::time::sleep(3 * WINDOW).await;
         assert!(
             hot_keys.report().keys.is_empty(),

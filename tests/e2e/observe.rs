@@ -76,7 +76,9 @@ fn metrics_count_exactly_the_traffic_sent() {
 #[test]
 fn nodes_beyond_the_limit_share_one_series_and_departed_nodes_leave_the_scrape() {
     let nodes = start_nodes(&["a", "b", "c", "d"]);
-    let settings = "replicas: 4\nhealth_check_interval_ms: 0\nmetrics_node_limit: 2";
+    // Every replica acks before the answer, so every attempt is counted by then.
+    let settings =
+        "replicas: 4\nwrite_quorum: 4\nhealth_check_interval_ms: 0\nmetrics_node_limit: 2";
     let proxy = Proxy::start(&config_yaml(&nodes, settings));
     for i in 0..3 {
         assert_eq!(proxy.request("PUT", &format!("/kv/m{i}"), b"v").status, 204);
@@ -260,7 +262,9 @@ fn the_hottest_key_tops_the_hot_keys_with_its_replicas() {
     let nodes = start_nodes(&["a", "b", "c"]);
     let proxy = Proxy::start(&config_yaml(&nodes, "replicas: 2"));
     put_keys(&proxy, &["hot key", "warm"]);
-    for i in 0..300 {
+    // One request in eight is counted, at random: 1200 of the hot key, 400 of another and
+    // 400 each of a different key are enough that the order cannot come out otherwise.
+    for i in 0..1200 {
         assert_eq!(proxy.request("GET", "/kv/hot%20key", b"").status, 200);
         if i % 3 == 0 {
             proxy.request("GET", &format!("/kv/cold-{i}"), b"");
@@ -272,14 +276,15 @@ fn the_hottest_key_tops_the_hot_keys_with_its_replicas() {
     let keys = view["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 2, "{view}");
     assert_eq!(keys[0]["key"], "hot%20key", "{view}");
-    assert_eq!(keys[0]["requests"], 301, "{view}");
+    let estimate = keys[0]["requests"].as_u64().unwrap();
+    // 1201 requests; sampled 1 in 8, the estimate's standard deviation is about 90.
+    assert!((700..=1700).contains(&estimate), "{view}");
     assert_eq!(keys[1]["key"], "warm", "{view}");
     let replicas = &ranking(&nodes.iter().collect::<Vec<_>>(), b"hot key")[..2];
     assert_eq!(keys[0]["replicas"], serde_json::json!(replicas), "{view}");
-    // Every request counts: the two PUTs, 300 GETs of the hot key, 100 each of the others.
-    assert_eq!(view["requests"], 502, "{view}");
+    // 2002 requests: the two PUTs, 1200 GETs of the hot key and 400 each of the others.
     let share = view["top1_share"].as_f64().unwrap();
-    assert_eq!(share, 301.0 / 502.0, "{view}");
+    assert!((0.45..0.75).contains(&share), "{view}");
     let scrape = proxy.admin("GET", "/metrics").text();
     assert!(
         scrape.contains(&format!(r#"hrw_hot_keys_share{{top="1"}} {share}"#)),

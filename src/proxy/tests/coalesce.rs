@@ -78,3 +78,24 @@ async fn a_waiter_gives_up_at_its_own_deadline() {
     let waited = Coalescer::read(&path, &snap, &key, 1, deadline).await;
     assert_eq!(failure(waited), Failure::Deadline);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_waiters_are_answered_when_the_first_client_goes_away() {
+    let nodes = TestCluster::new(SLOW_OK, &["a"]);
+    let path = data_path(&nodes);
+    let a = nodes.node("a");
+    a.insert(b"k", 1, Some(b"v"));
+    a.hold(Op::Get);
+    let first = shared_get(&path, "k");
+    settle().await;
+    let waiters: Vec<_> = (0..3).map(|_| shared_get(&path, "k")).collect();
+    settle().await;
+    // The first client's connection closes mid-read: the next read goes out at once.
+    first.abort();
+    settle().await;
+    assert_eq!(a.calls(Op::Get), 2);
+    a.release(Op::Get, 1);
+    for waiter in waiters {
+        assert_eq!(found(waiter.await.unwrap()).0, "v");
+    }
+}
