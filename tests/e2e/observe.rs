@@ -276,18 +276,19 @@ fn the_hottest_key_tops_the_hot_keys_with_its_replicas() {
     let keys = view["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 2, "{view}");
     assert_eq!(keys[0]["key"], "hot%20key", "{view}");
-    let estimate = keys[0]["requests"].as_u64().unwrap();
-    // 1201 requests; sampled 1 in 8, the estimate's standard deviation is about 90.
-    assert!((700..=1700).contains(&estimate), "{view}");
+    // A window is 10 s: on a loaded machine the requests may span two, and the report is of
+    // the last complete one, so only proportions are checked. Sampled 1 in 8, the hot key's
+    // share of 1201 in 2002 requests (0.6) is off by more than 0.15 with odds of about 1e-6.
+    assert!(keys[0]["requests"].as_u64().unwrap() <= 1700, "{view}");
     assert_eq!(keys[1]["key"], "warm", "{view}");
     let replicas = &ranking(&nodes.iter().collect::<Vec<_>>(), b"hot key")[..2];
     assert_eq!(keys[0]["replicas"], serde_json::json!(replicas), "{view}");
-    // 2002 requests: the two PUTs, 1200 GETs of the hot key and 400 each of the others.
     let share = view["top1_share"].as_f64().unwrap();
     assert!((0.45..0.75).contains(&share), "{view}");
     let scrape = proxy.admin("GET", "/metrics").text();
+    let scraped = sample(&scrape, r#"hrw_hot_keys_share{top="1"}"#);
     assert!(
-        scrape.contains(&format!(r#"hrw_hot_keys_share{{top="1"}} {share}"#)),
+        scraped.is_some_and(|s| (0.45..0.75).contains(&s)),
         "{scrape}"
     );
     assert_eq!(proxy.admin("GET", "/admin/hotkeys?limit=0").status, 400);
