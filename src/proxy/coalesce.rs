@@ -93,7 +93,8 @@ impl Coalescer {
         &self.shards[(id.hash >> 60) as usize % SHARDS]
     }
 
-    /// Reads `key` as [`read`] does, sharing the backend read with concurrent GETs of it.
+    /// Reads `key` as [`read`] does, sharing the backend read with concurrent GETs of it
+    /// unless the config turns coalescing off.
     pub(crate) async fn read(
         path: &Arc<DataPath>,
         snap: &Arc<Snapshot>,
@@ -101,6 +102,9 @@ impl Coalescer {
         need: usize,
         deadline: Instant,
     ) -> ReadOutcome {
+        if !snap.config.coalesce_reads {
+            return read(path, snap, key, need, deadline).await;
+        }
         let id = ReadId {
             hash: XxHash3_64::oneshot_with_seed(path.coalescer.seed, key),
             key: key.clone(),

@@ -8,7 +8,6 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::coalesce::Coalescer;
-use super::read::read;
 use super::request::{self, Parsed};
 use super::write::{write, WriteOp};
 use super::{respond, DataPath};
@@ -60,11 +59,7 @@ async fn route(
     let op = match parsed.what {
         Parsed::Read => {
             let deadline = Instant::now() + parsed.deadline;
-            let outcome = if config.coalesce_reads {
-                Coalescer::read(path, snap, &parsed.key, parsed.quorum, deadline).await
-            } else {
-                read(path, snap, &parsed.key, parsed.quorum, deadline).await
-            };
+            let outcome = Coalescer::read(path, snap, &parsed.key, parsed.quorum, deadline).await;
             return Ok(respond::read(outcome));
         }
         Parsed::Put(ttl) => {

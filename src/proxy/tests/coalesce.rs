@@ -99,3 +99,19 @@ async fn the_waiters_are_answered_when_the_first_client_goes_away() {
         assert_eq!(found(waiter.await.unwrap()).0, "v");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn with_coalescing_off_every_get_reads_for_itself() {
+    let nodes = TestCluster::new(&format!("{SLOW_OK}\ncoalesce_reads: false"), &["a"]);
+    let path = data_path(&nodes);
+    let a = nodes.node("a");
+    a.insert(b"k", 1, Some(b"v"));
+    a.hold(Op::Get);
+    let gets: Vec<_> = (0..4).map(|_| shared_get(&path, "k")).collect();
+    settle().await;
+    assert_eq!(a.calls(Op::Get), 4);
+    a.release(Op::Get, 4);
+    for get in gets {
+        assert_eq!(found(get.await.unwrap()).0, "v");
+    }
+}

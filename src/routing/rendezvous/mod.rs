@@ -6,6 +6,10 @@ use std::fmt;
 
 use twox_hash::XxHash3_64;
 
+use self::zones::{Zones, ZonesBuilder};
+
+mod zones;
+
 /// Seed of the xxh3-64 hash of a key (the plain, unseeded xxh3-64).
 pub const KEY_SEED: u64 = 0;
 /// Seed of the xxh3-64 hash of a node id; distinct from [`KEY_SEED`] so a key equal to a node id
@@ -106,13 +110,6 @@ pub struct Ring {
     zones: Option<Zones>,
 }
 
-/// The zones of a ring where some node has one.
-#[derive(Debug, Clone)]
-struct Zones {
-    of_node: Box<[u32]>,
-    names: Box<[Option<Box<str>>]>,
-}
-
 /// A node's place in a key's ranking, as [`Ring::rank_all`] reports it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ranked<'a> {
@@ -191,11 +188,7 @@ struct Kept {
 impl Kept {
     fn new(r: usize) -> Kept {
         Kept {
-            list: [Candidate {
-                index: 0,
-                u53: 0,
-                score: 0.0,
-            }; MAX_REPLICAS],
+            list: [Candidate::NONE; MAX_REPLICAS],
             len: 0,
             r,
             floor: 0,
@@ -262,9 +255,7 @@ impl Ring {
         I: IntoIterator<Item = (&'a str, f64, Option<&'a str>)>,
     {
         let mut built: Vec<RingNode> = Vec::new();
-        let mut zone_of_node: Vec<u32> = Vec::new();
-        let mut zone_names: Vec<Option<Box<str>>> = Vec::new();
-        let mut zone_number: HashMap<&str, u32> = HashMap::new();
+        let mut zones = ZonesBuilder::default();
         // Hashed, not scanned: tens of thousands of nodes are checked in milliseconds.
         let mut seen: HashSet<&str> = HashSet::new();
         for (id, weight, zone) in nodes {
@@ -274,18 +265,7 @@ impl Ring {
             if zone == Some("") {
                 return Err(RingError::EmptyZone(id.to_owned()));
             }
-            // A node without a zone is a zone of its own.
-            let number = match zone {
-                Some(zone) => *zone_number.entry(zone).or_insert_with(|| {
-                    zone_names.push(Some(zone.into()));
-                    zone_names.len() as u32 - 1
-                }),
-                None => {
-                    zone_names.push(None);
-                    zone_names.len() as u32 - 1
-                }
-            };
-            zone_of_node.push(number);
+            zones.add(zone);
             if !(MIN_WEIGHT..=MAX_WEIGHT).contains(&weight) {
                 return Err(RingError::BadWeight {
                     id: id.to_owned(),
@@ -325,21 +305,16 @@ impl Ring {
                 members: members.into(),
             })
             .collect();
-        let zones = (!zone_number.is_empty()).then(|| Zones {
-            of_node: zone_of_node.into(),
-            names: zone_names.into(),
-        });
         Ok(Ring {
             nodes: built.into(),
             classes,
-            zones,
+            zones: zones.finish(),
         })
     }
 
     /// The zone of the node at `index`, if it was given one.
     pub fn zone(&self, index: usize) -> Option<&str> {
-        let zones = self.zones.as_ref()?;
-        zones.names[zones.of_node[index] as usize].as_deref()
+        self.zones.as_ref()?.name(index)
     }
 
     /// Whether some node has a zone, so that [`Ring::top`] spreads replicas over zones.
@@ -403,59 +378,6 @@ impl Ring {
         }
     }
 
-    fn top_over_zones(&self, zones: &Zones, key_hash: u64, r: usize) -> TopR {
-        let r = r.min(MAX_REPLICAS).min(self.nodes.len());
-        // The best node of each of the best zones so far, best first: a node whose zone is
-        // held is kept only if it beats that zone's node. A zone pushed out cannot come
-        // back: every later node of it is worse than the one pushed out.
-        let mut held = [(0u32, Candidate::NONE); MAX_REPLICAS];
-        let mut len = 0usize;
-        for (index, node) in self.nodes.iter().enumerate() {
-            let mixed = mix(key_hash, node.seed);
-            let cand = Candidate {
-                index: index as u32,
-                u53: u53(mixed),
-                score: score(node.weight, mixed),
-            };
-            let zone = zones.of_node[index];
-            let mut pos = match held[..len].iter().position(|(z, _)| *z == zone) {
-                Some(at) if self.better(&cand, &held[at].1) => at,
-                Some(_) => continue,
-                None if len < r => {
-                    len += 1;
-                    len - 1
-                }
-                None if self.better(&cand, &held[r - 1].1) => r - 1,
-                None => continue,
-            };
-            while pos > 0 && self.better(&cand, &held[pos - 1].1) {
-                held[pos] = held[pos - 1];
-                pos -= 1;
-            }
-            held[pos] = (zone, cand);
-        }
-        let mut top = TopR::EMPTY;
-        for (slot, (_, cand)) in top.indices.iter_mut().zip(&held[..len]) {
-            *slot = cand.index;
-        }
-        top.len = len as u8;
-        // Fewer zones than r: every zone is held; the rest come from the ranking. They are
-        // among its first r, which hold at most `len` of the zones' best.
-        if len < r {
-            let chosen = top;
-            for index in self.top_of_ranking(key_hash, r).iter() {
-                if top.len() == r {
-                    break;
-                }
-                if !chosen.as_slice().contains(&(index as u32)) {
-                    top.indices[top.len()] = index as u32;
-                    top.len += 1;
-                }
-            }
-        }
-        top
-    }
-
     /// The best `min(r, MAX_REPLICAS, len)` nodes of the key's ranking, best first, in one
     /// scan per weight class with no sort and no allocation.
     fn top_of_ranking(&self, key_hash: u64, r: usize) -> TopR {
@@ -464,12 +386,7 @@ impl Ring {
         if r == 0 {
             return best;
         }
-        const NONE: Candidate = Candidate {
-            index: 0,
-            u53: 0,
-            score: 0.0,
-        };
-        let mut best_cand = [NONE; MAX_REPLICAS];
+        let mut best_cand = [Candidate::NONE; MAX_REPLICAS];
         let mut best_len = 0usize;
         for class in self.classes.iter() {
             // Within a class every score is the same increasing function of u53, so rank by

@@ -1,0 +1,112 @@
+//! Zones: a key's replicas spread over failure domains. The ranking is walked taking the best
+//! node of each zone not yet used, until there are r or every zone is used; with fewer zones
+//! than r, the rest are the best remaining nodes in rank order. A node without a zone is a
+//! zone of its own.
+
+use std::collections::HashMap;
+
+use super::{mix, score, u53, Candidate, Ring, TopR, MAX_REPLICAS};
+
+/// The zones of a ring where some node has one.
+#[derive(Debug, Clone)]
+pub(super) struct Zones {
+    /// Each node's zone number.
+    of_node: Box<[u32]>,
+    /// Each zone's name; `None` for the zone of a node that has none.
+    names: Box<[Option<Box<str>>]>,
+}
+
+impl Zones {
+    pub(super) fn name(&self, node: usize) -> Option<&str> {
+        self.names[self.of_node[node] as usize].as_deref()
+    }
+}
+
+/// Numbers zones as the ring's nodes are added, in order.
+#[derive(Default)]
+pub(super) struct ZonesBuilder<'a> {
+    of_node: Vec<u32>,
+    names: Vec<Option<Box<str>>>,
+    number: HashMap<&'a str, u32>,
+}
+
+impl<'a> ZonesBuilder<'a> {
+    pub(super) fn add(&mut self, zone: Option<&'a str>) {
+        let names = &mut self.names;
+        let mut new_zone = |name: Option<&str>| {
+            names.push(name.map(Into::into));
+            names.len() as u32 - 1
+        };
+        let number = match zone {
+            Some(zone) => *self
+                .number
+                .entry(zone)
+                .or_insert_with(|| new_zone(Some(zone))),
+            None => new_zone(None),
+        };
+        self.of_node.push(number);
+    }
+
+    /// The zones, if any node named one.
+    pub(super) fn finish(self) -> Option<Zones> {
+        (!self.number.is_empty()).then(|| Zones {
+            of_node: self.of_node.into(),
+            names: self.names.into(),
+        })
+    }
+}
+
+impl Ring {
+    pub(super) fn top_over_zones(&self, zones: &Zones, key_hash: u64, r: usize) -> TopR {
+        let r = r.min(MAX_REPLICAS).min(self.nodes.len());
+        // The best node of each of the best zones so far, best first: a node whose zone is
+        // held is kept only if it beats that zone's node. A zone pushed out cannot come
+        // back: every later node of it is worse than the one pushed out.
+        let mut held = [(0u32, Candidate::NONE); MAX_REPLICAS];
+        let mut len = 0usize;
+        for (index, node) in self.nodes.iter().enumerate() {
+            let mixed = mix(key_hash, node.seed);
+            let cand = Candidate {
+                index: index as u32,
+                u53: u53(mixed),
+                score: score(node.weight, mixed),
+            };
+            let zone = zones.of_node[index];
+            let mut pos = match held[..len].iter().position(|(z, _)| *z == zone) {
+                Some(at) if self.better(&cand, &held[at].1) => at,
+                Some(_) => continue,
+                None if len < r => {
+                    len += 1;
+                    len - 1
+                }
+                None if self.better(&cand, &held[r - 1].1) => r - 1,
+                None => continue,
+            };
+            while pos > 0 && self.better(&cand, &held[pos - 1].1) {
+                held[pos] = held[pos - 1];
+                pos -= 1;
+            }
+            held[pos] = (zone, cand);
+        }
+        let mut top = TopR::EMPTY;
+        for (slot, (_, cand)) in top.indices.iter_mut().zip(&held[..len]) {
+            *slot = cand.index;
+        }
+        top.len = len as u8;
+        // Fewer zones than r: every zone is held; the rest come from the ranking. They are
+        // among its first r, which hold at most `len` of the zones' best.
+        if len < r {
+            let chosen = top;
+            for index in self.top_of_ranking(key_hash, r).iter() {
+                if top.len() == r {
+                    break;
+                }
+                if !chosen.as_slice().contains(&(index as u32)) {
+                    top.indices[top.len()] = index as u32;
+                    top.len += 1;
+                }
+            }
+        }
+        top
+    }
+}
