@@ -32,6 +32,16 @@ pub enum RequestError {
     BodyTimeout(u64),
     #[error("an HTTP/1.1 request needs a Host header")]
     MissingHost,
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    #[error("the request head is over the limit of {0} bytes")]
+    HeadTooLarge(usize),
+    #[error("the request has more than the limit of {0} headers")]
+    TooManyHeaders(usize),
+    #[error("transfer coding {0:?} is not supported; send the body as is or chunked")]
+    UnsupportedCoding(String),
+    #[error("the request head did not arrive within {0} ms")]
+    HeadTimeout(u64),
     /// The request came back to a proxy it already passed (a node's URL leads to a proxy
     /// that routes to it again).
     #[error("loop detected: this request already passed through this proxy ({via}); check that no node URL leads back to a proxy")]
@@ -44,7 +54,13 @@ impl RequestError {
             RequestError::NotFound => StatusCode::NOT_FOUND,
             RequestError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             RequestError::KeyTooLong { .. } => StatusCode::URI_TOO_LONG,
-            RequestError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            RequestError::BodyTimeout(_) | RequestError::HeadTimeout(_) => {
+                StatusCode::REQUEST_TIMEOUT
+            }
+            RequestError::HeadTooLarge(_) | RequestError::TooManyHeaders(_) => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
+            RequestError::UnsupportedCoding(_) => StatusCode::NOT_IMPLEMENTED,
             RequestError::ValueTooLarge { .. } | RequestError::BodyTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -55,7 +71,8 @@ impl RequestError {
             | RequestError::BadQuery(_)
             | RequestError::BadTtl(_)
             | RequestError::BadHeader(_)
-            | RequestError::MissingHost => StatusCode::BAD_REQUEST,
+            | RequestError::MissingHost
+            | RequestError::Malformed(_) => StatusCode::BAD_REQUEST,
         }
     }
 

@@ -17,9 +17,31 @@ pub type Ttl = std::num::NonZeroU32;
 pub(crate) const HEADER_TTL: &str = "x-hrw-ttl";
 pub use crate::config::MAX_TTL_SECONDS;
 
+/// A request's body as the data path reads it: from hyper (over TLS), or from the data
+/// listener's own server.
+#[derive(Debug)]
+pub(crate) enum RequestBody<'c> {
+    Hyper(Incoming),
+    Own(super::http1::Body<'c>),
+}
+
 /// Reads a request body of at most `max` bytes within `timeout`; a larger one is refused
 /// before it is read when it declares its length.
 pub(crate) async fn read_body(
+    req: Request<RequestBody<'_>>,
+    max: usize,
+    timeout: Duration,
+) -> Result<Bytes, RequestError> {
+    let (parts, body) = req.into_parts();
+    match body {
+        RequestBody::Own(body) => body.read(max, timeout).await,
+        RequestBody::Hyper(body) => {
+            read_hyper_body(Request::from_parts(parts, body), max, timeout).await
+        }
+    }
+}
+
+async fn read_hyper_body(
     req: Request<Incoming>,
     max: usize,
     timeout: Duration,

@@ -38,23 +38,22 @@ pub(crate) fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
-/// Serves `handler` on `listener` within `limits`, over TLS when `tls` is given, until
-/// `shutdown` resolves; then stops accepting and lets open connections finish their requests
-/// for up to the shutdown grace. Connections are served on `workers` when given, else on the
-/// calling runtime.
-pub(crate) async fn serve_http<H, Fut>(
+/// Accepts connections on `listener` until `shutdown` resolves. Each holds one of
+/// `max_connections` slots while the future `serve` makes of it runs (on `workers` when given,
+/// else on the calling runtime); a client over the limit is told so and closed. Returns the
+/// slots: all of them free again means every connection has ended.
+pub(crate) async fn accept_until<F, Fut>(
     listener: TcpListener,
-    handler: H,
-    limits: Limits,
-    tls: Option<TlsAcceptor>,
-    workers: Option<Workers>,
+    max_connections: usize,
+    workers: Option<&Workers>,
     shutdown: impl Future<Output = ()>,
-) where
-    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<Body>> + Send + 'static,
+    mut serve: F,
+) -> Arc<Semaphore>
+where
+    F: FnMut(std::net::TcpStream) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
 {
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let slots = Arc::new(Semaphore::new(max_connections));
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -74,77 +73,109 @@ pub(crate) async fn serve_http<H, Fut>(
             tokio::spawn(refuse_busy(stream));
             continue;
         };
-        let handler = handler.clone();
-        let service = service_fn(move |req: Request<Incoming>| {
-            // RFC 9112: an HTTP/1.1 request without Host is a 400.
-            let response = if req.version() == Version::HTTP_11
-                && !req.headers().contains_key(http::header::HOST)
-            {
-                Err(rejection(&RequestError::MissingHost))
-            } else {
-                Ok(handler(req))
-            };
-            async move {
-                Ok::<_, Infallible>(match response {
-                    Ok(response) => response.await,
-                    Err(refused) => refused,
-                })
+        // Taken off this runtime's reactor, to join the one of the runtime that serves it.
+        let served = match stream.into_std() {
+            Ok(stream) => serve(stream),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot hand a connection over");
+                continue;
             }
-        });
-        // The timer must be set for the header read timeout, or hyper panics.
-        let mut http = http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .keep_alive(true)
-            .header_read_timeout(limits.header_read_timeout())
-            .max_headers(limits.max_headers)
-            .max_buf_size(limits.max_header_bytes);
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
-        let serve = move |stream: TcpStream| async move {
-            let ended = match tls {
-                None => {
-                    watcher
-                        .watch(http.serve_connection(TokioIo::new(stream), service))
-                        .await
-                }
-                Some(tls) => {
-                    // The handshake gets the same time as the headers that follow it.
-                    let handshake =
-                        tokio::time::timeout(limits.header_read_timeout(), tls.accept(stream));
-                    match handshake.await {
-                        Ok(Ok(stream)) => {
-                            watcher
-                                .watch(http.serve_connection(TokioIo::new(stream), service))
-                                .await
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(error = %e, "TLS handshake failed");
-                            Ok(())
-                        }
-                        Err(_) => Ok(()),
-                    }
-                }
-            };
-            if let Err(e) = ended {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
+        };
+        let task = async move {
+            served.await;
             drop(slot);
         };
-        match &workers {
-            None => drop(tokio::spawn(serve(stream))),
-            // Re-registered with the worker's own reactor.
-            Some(workers) => match stream.into_std() {
-                Ok(stream) => workers.spawn(async move {
-                    match TcpStream::from_std(stream) {
-                        Ok(stream) => serve(stream).await,
-                        Err(e) => tracing::debug!(error = %e, "cannot hand a connection over"),
-                    }
-                }),
-                Err(e) => tracing::debug!(error = %e, "cannot hand a connection over"),
-            },
+        match workers {
+            Some(workers) => workers.spawn(task),
+            None => drop(tokio::spawn(task)),
         }
     }
-    drop(listener);
+    slots
+}
+
+/// Serves `handler` with hyper on `listener` within `limits`, over TLS when `tls` is given,
+/// until `shutdown` resolves; then stops accepting and lets open connections finish their
+/// requests for up to the shutdown grace.
+pub(crate) async fn serve_http<H, Fut>(
+    listener: TcpListener,
+    handler: H,
+    limits: Limits,
+    tls: Option<TlsAcceptor>,
+    workers: Option<&Workers>,
+    shutdown: impl Future<Output = ()>,
+) where
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    accept_until(
+        listener,
+        limits.max_connections,
+        workers,
+        shutdown,
+        |stream| {
+            let handler = handler.clone();
+            let service = service_fn(move |req: Request<Incoming>| {
+                // RFC 9112: an HTTP/1.1 request without Host is a 400.
+                let response = if req.version() == Version::HTTP_11
+                    && !req.headers().contains_key(http::header::HOST)
+                {
+                    Err(rejection(&RequestError::MissingHost))
+                } else {
+                    Ok(handler(req))
+                };
+                async move {
+                    Ok::<_, Infallible>(match response {
+                        Ok(response) => response.await,
+                        Err(refused) => refused,
+                    })
+                }
+            });
+            // The timer must be set for the header read timeout, or hyper panics.
+            let mut http = http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .keep_alive(true)
+                .header_read_timeout(limits.header_read_timeout())
+                .max_headers(limits.max_headers)
+                .max_buf_size(limits.max_header_bytes);
+            let watcher = graceful.watcher();
+            let tls = tls.clone();
+            async move {
+                let stream = match TcpStream::from_std(stream) {
+                    Ok(stream) => stream,
+                    Err(e) => return tracing::debug!(error = %e, "cannot take a connection over"),
+                };
+                let ended = match tls {
+                    None => {
+                        watcher
+                            .watch(http.serve_connection(TokioIo::new(stream), service))
+                            .await
+                    }
+                    Some(tls) => {
+                        // The handshake gets the same time as the headers that follow it.
+                        let handshake =
+                            tokio::time::timeout(limits.header_read_timeout(), tls.accept(stream));
+                        match handshake.await {
+                            Ok(Ok(stream)) => {
+                                watcher
+                                    .watch(http.serve_connection(TokioIo::new(stream), service))
+                                    .await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, "TLS handshake failed");
+                                Ok(())
+                            }
+                            Err(_) => Ok(()),
+                        }
+                    }
+                };
+                if let Err(e) = ended {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            }
+        },
+    )
+    .await;
     if tokio::time::timeout(limits.shutdown_grace(), graceful.shutdown())
         .await
         .is_err()

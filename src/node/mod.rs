@@ -21,7 +21,7 @@ pub(crate) use crate::backend::memory::Store;
 use crate::backend::{Condition, Written};
 use crate::config::Limits;
 use crate::net::key;
-use crate::net::request::{read_body, ttl_of};
+use crate::net::request::{read_body, ttl_of, RequestBody};
 use crate::net::respond::{self, Body};
 use crate::net::{server, RequestError};
 use crate::version::{
@@ -132,7 +132,12 @@ async fn route(
                 .is_some_and(|v| v.as_bytes() == b"*");
             let expires = expires_of(&req)?;
             let limits = Limits::default();
-            let value = read_body(req, max_value_bytes, limits.body_read_timeout()).await?;
+            let value = read_body(
+                req.map(RequestBody::Hyper),
+                max_value_bytes,
+                limits.body_read_timeout(),
+            )
+            .await?;
             let condition = match (version, only_if_absent) {
                 (Some(_), _) => Condition::IfNewer,
                 (None, true) => Condition::IfAbsent,

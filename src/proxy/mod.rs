@@ -19,9 +19,14 @@ mod write;
 use std::future::Future;
 use std::sync::Arc;
 
+use http::{Request, Response};
+use hyper::body::Incoming;
+
 use crate::cluster::Cluster;
-use crate::net::server;
+use crate::net::request::RequestBody;
+use crate::net::respond::Body;
 use crate::net::workers::Workers;
+use crate::net::{http1, server};
 
 /// What the data path keeps for the life of the process besides the cluster.
 #[derive(Debug)]
@@ -57,8 +62,27 @@ pub(crate) async fn serve(
             None
         }
     };
-    let handler = move |req| service::handle(path.clone(), req);
-    server::serve_http(listener, handler, limits, tls, workers, shutdown).await
+    match tls {
+        // TLS streams keep buffers of their own: hyper serves them.
+        Some(tls) => {
+            let handler = move |req: Request<Incoming>| {
+                let path = path.clone();
+                async move { service::handle(&path, req.map(RequestBody::Hyper)).await }
+            };
+            let tls = Some(tls);
+            server::serve_http(listener, handler, limits, tls, workers.as_ref(), shutdown).await
+        }
+        None => http1::serve(listener, path, limits, workers.as_ref(), shutdown).await,
+    }
+}
+
+impl http1::Service for Arc<DataPath> {
+    fn call<'c>(
+        &'c self,
+        req: Request<http1::Body<'c>>,
+    ) -> impl Future<Output = Response<Body>> + Send + 'c {
+        service::handle(self, req.map(RequestBody::Own))
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use http::{HeaderValue, Request, Response};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::coalesce::Coalescer;
@@ -13,13 +12,13 @@ use super::write::{write, WriteOp};
 use super::{respond, DataPath};
 use crate::net::auth;
 use crate::net::context::{self, RequestContext, REQUEST_ID};
-use crate::net::request::read_body;
+use crate::net::request::{read_body, RequestBody};
 use crate::net::respond::Body;
 use crate::net::RequestError;
 
 /// Answers one client request against the snapshot current when it arrived, under its
 /// request id (returned in `x-request-id`, on every log line, sent to HTTP backends).
-pub(crate) async fn handle(path: Arc<DataPath>, req: Request<Incoming>) -> Response<Body> {
+pub(crate) async fn handle(path: &Arc<DataPath>, req: Request<RequestBody<'_>>) -> Response<Body> {
     let received = Instant::now();
     let op = request::op_of(req.method());
     // One load per request: everything below sees this membership, even if a reload lands.
@@ -37,7 +36,7 @@ pub(crate) async fn handle(path: Arc<DataPath>, req: Request<Incoming>) -> Respo
             crate::net::respond::unauthorized()
         }
         Ok(context) => {
-            let answer = context.scope(route(&path, &snap, req)).await;
+            let answer = context.scope(route(path, &snap, req)).await;
             answer.unwrap_or_else(|e| respond::rejection(&e))
         }
     };
@@ -51,7 +50,7 @@ pub(crate) async fn handle(path: Arc<DataPath>, req: Request<Incoming>) -> Respo
 async fn route(
     path: &Arc<DataPath>,
     snap: &Arc<crate::cluster::Snapshot>,
-    req: Request<Incoming>,
+    req: Request<RequestBody<'_>>,
 ) -> Result<Response<Body>, RequestError> {
     let config = &snap.config;
     let parsed = request::parse(&req, config)?;

@@ -393,3 +393,139 @@ fn a_node_that_leads_back_to_the_proxy_is_a_loop_refused_at_once() {
     let log = log.join().unwrap();
     assert!(log.contains("loop detected"), "{log}");
 }
+
+/// The responses on one connection, in order: (status, head, body); a HEAD's has no body.
+fn responses(mut stream: TcpStream, methods: &[&str]) -> Vec<(u16, String, Vec<u8>)> {
+    let mut bytes = Vec::new();
+    let _ = stream.read_to_end(&mut bytes);
+    let mut answers = Vec::new();
+    let mut rest = &bytes[..];
+    for method in methods {
+        let end = rest
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("no response to {method}: {bytes:?}"))
+            + 4;
+        let head = String::from_utf8_lossy(&rest[..end]).to_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .map_or(0, |n| n.trim().parse().unwrap());
+        let length = if *method == "HEAD" { 0 } else { length };
+        answers.push((status_of(&head), head, rest[end..end + length].to_vec()));
+        rest = &rest[end + length..];
+    }
+    assert!(
+        rest.is_empty(),
+        "more than asked for: {:?}",
+        String::from_utf8_lossy(rest)
+    );
+    answers
+}
+
+#[test]
+fn pipelined_chunked_and_head_requests_are_answered_in_order_on_one_connection() {
+    let nodes = start_nodes(&["a"]);
+    let proxy = Proxy::start(&config_yaml(&nodes, ""));
+    let mut stream = TcpStream::connect(proxy.addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream
+        .write_all(concat!(
+            "PUT /kv/a HTTP/1.1\r\nhost: h\r\ncontent-length: 1\r\n\r\n1",
+            "PUT /kv/b HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n2;x=y\r\nbb\r\n1\r\nb\r\n0\r\ntrailer: t\r\n\r\n",
+            "GET /kv/a HTTP/1.1\r\nhost: h\r\n\r\n",
+            "HEAD /kv/b HTTP/1.1\r\nhost: h\r\n\r\n",
+            "GET /kv/missing HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n",
+        ).as_bytes())
+        .unwrap();
+    let answers = responses(stream, &["PUT", "PUT", "GET", "HEAD", "GET"]);
+    let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
+    assert_eq!(statuses, [204, 204, 200, 200, 404]);
+    assert_eq!(answers[2].2, b"1");
+    assert!(
+        answers[3].1.contains("content-length: 3\r\n"),
+        "{}",
+        answers[3].1
+    );
+    assert!(
+        answers[4].1.contains("connection: close"),
+        "{}",
+        answers[4].1
+    );
+    assert_eq!(nodes[0].holds(b"b"), Some(b"bbb".to_vec()));
+}
+
+#[test]
+fn a_body_the_proxy_does_not_read_ends_the_connection_and_smuggles_nothing() {
+    let nodes = start_nodes(&["a"]);
+    let proxy = Proxy::start(&config_yaml(&nodes, ""));
+    let answer = raw(
+        proxy.addr,
+        b"GET /kv/x HTTP/1.1\r\nhost: h\r\ncontent-length: 40\r\n\r\nPUT /kv/y HTTP/1.1\r\nhost: h\r\n\r\n",
+    );
+    assert_eq!(status_of(&answer), 404, "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1").count(), 1, "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    // A body declared too large is refused before it is read, and so ends the connection.
+    let answer = raw(
+        proxy.addr,
+        b"PUT /kv/x HTTP/1.1\r\nhost: h\r\ncontent-length: 999999999\r\n\r\nGET /kv/x HTTP/1.1\r\nhost: h\r\n\r\n",
+    );
+    assert_eq!(status_of(&answer), 413, "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1").count(), 1, "{answer}");
+    assert_eq!(nodes[0].holds(b"y"), None);
+}
+
+#[test]
+fn clients_that_wait_for_continue_trickle_bytes_or_speak_http_1_0_are_served() {
+    let nodes = start_nodes(&["a"]);
+    let proxy = Proxy::start(&config_yaml(&nodes, ""));
+    // Expect: 100-continue, as curl sends for bodies over 1 KiB: the go-ahead, then the answer.
+    let mut stream = TcpStream::connect(proxy.addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream
+        .write_all(
+            b"PUT /kv/c HTTP/1.1\r\nhost: h\r\nexpect: 100-continue\r\ncontent-length: 5\r\n\r\n",
+        )
+        .unwrap();
+    let mut go_ahead = [0; 25];
+    stream.read_exact(&mut go_ahead).unwrap();
+    assert_eq!(&go_ahead, b"HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(b"hello").unwrap();
+    assert_eq!(status_of(&raw_read(&mut stream)), 204);
+    assert_eq!(nodes[0].holds(b"c"), Some(b"hello".to_vec()));
+
+    // One byte per write: the head and body come together across many reads.
+    let mut stream = TcpStream::connect(proxy.addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    for byte in b"PUT /kv/d HTTP/1.1\r\nhost: h\r\ncontent-length: 2\r\n\r\nok" {
+        stream.write_all(&[*byte]).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(status_of(&raw_read(&mut stream)), 204);
+    assert_eq!(nodes[0].holds(b"d"), Some(b"ok".to_vec()));
+
+    // HTTP/1.0 with keep-alive: told it stays, and it does.
+    let mut stream = TcpStream::connect(proxy.addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    for _ in 0..2 {
+        stream
+            .write_all(b"GET /kv/c HTTP/1.0\r\nconnection: keep-alive\r\n\r\n")
+            .unwrap();
+        let answer = raw_read(&mut stream);
+        assert_eq!(status_of(&answer), 200, "{answer}");
+        assert!(
+            answer.to_lowercase().contains("connection: keep-alive"),
+            "{answer}"
+        );
+        assert!(answer.ends_with("hello"), "{answer}");
+    }
+}
+
+/// Reads what one read returns: a whole small response on loopback.
+fn raw_read(stream: &mut TcpStream) -> String {
+    let mut buf = [0; 4096];
+    let n = stream.read(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}

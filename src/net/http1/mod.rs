@@ -1,0 +1,251 @@
+//! The data listener's own HTTP/1.1 server. A connection holds no buffer while it waits for
+//! its next request: it waits for the socket to be readable, reads into a per-thread scratch
+//! buffer and parses the head there, keeping only what is left over (hyper keeps an 8 KiB read
+//! and an 8 KiB write buffer for a connection's whole life). The body is read only when the
+//! handler asks ([`Body::read`]); one that is not read, or a request that gave a length and a
+//! transfer coding, ends the connection after its answer.
+
+mod body;
+mod chunked;
+mod encode;
+mod head;
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response, Version};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+pub(crate) use self::body::Body;
+use self::encode::Persist;
+use self::head::{Framing, Head, HeadLimits};
+use super::respond::{self, Body as ResponseBody};
+use super::server;
+use super::workers::Workers;
+use super::RequestError;
+use crate::config::Limits;
+
+/// Bytes a connection reads at once while waiting for a head; a head that is not complete in
+/// them is kept in the connection's own buffer.
+const SCRATCH: usize = 16 * 1024;
+/// Bodies up to this size go out in the same write as their head.
+const INLINE_BODY: usize = 16 * 1024;
+
+thread_local! {
+    static SCRATCH_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH]);
+}
+
+/// What answers the requests of the data listener.
+pub(crate) trait Service: Clone + Send + Sync + 'static {
+    fn call<'c>(
+        &'c self,
+        req: Request<Body<'c>>,
+    ) -> impl Future<Output = Response<ResponseBody>> + Send + 'c;
+}
+
+/// One client connection.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    stream: TcpStream,
+    /// Bytes received and not yet used: the rest of a head, a body, pipelined requests. Empty
+    /// and unallocated while the connection is idle.
+    buf: Vec<u8>,
+    /// The body of the request being served, until it is read.
+    unread: Option<Framing>,
+    /// The client waits for a `100 Continue` before sending that body.
+    expect_continue: bool,
+}
+
+/// Serves `service` on `listener` within `limits` until `shutdown` resolves; then stops
+/// accepting, closes idle connections and lets the others finish their requests for up to
+/// the shutdown grace.
+pub(crate) async fn serve<S: Service>(
+    listener: TcpListener,
+    service: S,
+    limits: Limits,
+    workers: Option<&Workers>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (stop, stopped) = watch::channel(false);
+    let slots = server::accept_until(listener, limits.max_connections, workers, shutdown, |std| {
+        let (service, stopped) = (service.clone(), stopped.clone());
+        async move {
+            match TcpStream::from_std(std) {
+                Ok(stream) => serve_connection(stream, service, limits, stopped).await,
+                Err(e) => tracing::debug!(error = %e, "cannot take a connection over"),
+            }
+        }
+    })
+    .await;
+    let _ = stop.send(true);
+    drained(&slots, limits).await;
+}
+
+/// Waits for every connection to end, for up to the shutdown grace.
+async fn drained(slots: &Arc<Semaphore>, limits: Limits) {
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(limits.shutdown_grace(), slots.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown grace period; closing them");
+    }
+}
+
+async fn serve_connection<S: Service>(
+    stream: TcpStream,
+    service: S,
+    limits: Limits,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut conn = Conn {
+        stream,
+        buf: Vec::new(),
+        unread: None,
+        expect_continue: false,
+    };
+    let head_limits = HeadLimits {
+        max_headers: limits.max_headers,
+        max_bytes: limits.max_header_bytes,
+    };
+    loop {
+        let timeout = limits.header_read_timeout();
+        let head = match conn.read_head(head_limits, timeout, &mut stopped).await {
+            Ok(Some(head)) => head,
+            Ok(None) => return,
+            Err(refused) => {
+                let _ = conn
+                    .respond(respond::rejection(&refused), false, Persist::Close)
+                    .await;
+                return;
+            }
+        };
+        let head_only = head.request.method() == Method::HEAD;
+        let version = head.request.version();
+        conn.unread = head.framing;
+        conn.expect_continue = head.expect_continue;
+        let (parts, ()) = head.request.into_parts();
+        // Boxed so that an idle connection does not keep the space of a request's state.
+        let resp = Box::pin(service.call(Request::from_parts(parts, Body(&mut conn)))).await;
+        let persist = if !head.keep_alive || conn.unread.is_some() || *stopped.borrow() {
+            Persist::Close
+        } else if version == Version::HTTP_10 {
+            Persist::StayForHttp10
+        } else {
+            Persist::Stay
+        };
+        if conn.respond(resp, head_only, persist).await.is_err() || persist == Persist::Close {
+            return;
+        }
+        if conn.buf.is_empty() {
+            conn.buf = Vec::new();
+        }
+    }
+}
+
+impl Conn {
+    /// The next request's head; `None` when the client closed, the connection stayed idle for
+    /// `timeout`, or the server is stopping while it idles.
+    async fn read_head(
+        &mut self,
+        limits: HeadLimits,
+        timeout: Duration,
+        stopped: &mut watch::Receiver<bool>,
+    ) -> Result<Option<Head>, RequestError> {
+        // A pipelined request may be in already.
+        if !self.buf.is_empty() {
+            if let Some(head) = head::parse(&self.buf, limits)? {
+                self.buf.drain(..head.len);
+                return Ok(Some(head));
+            }
+        }
+        let mut expired = pin!(tokio::time::sleep(timeout));
+        loop {
+            tokio::select! {
+                ready = self.stream.readable() => if ready.is_err() {
+                    return Ok(None);
+                },
+                () = &mut expired => {
+                    return if self.buf.is_empty() {
+                        Ok(None)
+                    } else {
+                        Err(RequestError::HeadTimeout(timeout.as_millis() as u64))
+                    };
+                }
+                _ = stopped.changed(), if self.buf.is_empty() => return Ok(None),
+            }
+            match self.read_into_scratch(limits)? {
+                Scratch::Head(head) => return Ok(Some(head)),
+                Scratch::Closed => return Ok(None),
+                Scratch::More => {}
+            }
+        }
+    }
+
+    /// Reads what the socket has into the thread's scratch buffer and parses a head straight
+    /// from it when nothing is buffered; keeps only what is left over.
+    fn read_into_scratch(&mut self, limits: HeadLimits) -> Result<Scratch, RequestError> {
+        SCRATCH_BUF.with_borrow_mut(|scratch| {
+            let n = match self.stream.try_read(scratch) {
+                Ok(0) => return Ok(Scratch::Closed),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(Scratch::More),
+                Err(_) => return Ok(Scratch::Closed),
+            };
+            let read = &scratch[..n];
+            if self.buf.is_empty() {
+                if let Some(head) = head::parse(read, limits)? {
+                    self.buf.extend_from_slice(&read[head.len..]);
+                    return Ok(Scratch::Head(head));
+                }
+            }
+            self.buf.extend_from_slice(read);
+            if self.buf.len() > n {
+                if let Some(head) = head::parse(&self.buf, limits)? {
+                    self.buf.drain(..head.len);
+                    return Ok(Scratch::Head(head));
+                }
+            }
+            Ok(Scratch::More)
+        })
+    }
+
+    /// Writes a response; a small body goes in the same write as the head.
+    async fn respond(
+        &mut self,
+        resp: Response<ResponseBody>,
+        head_only: bool,
+        persist: Persist,
+    ) -> std::io::Result<()> {
+        let (parts, body) = resp.into_parts();
+        let body = encode::body_bytes(body);
+        let send_body = !head_only && encode::has_body(parts.status) && !body.is_empty();
+        let inline = send_body && body.len() <= INLINE_BODY;
+        let mut out = Vec::with_capacity(256 + if inline { body.len() } else { 0 });
+        encode::head(&parts, body.len(), persist, &mut out);
+        if inline {
+            out.extend_from_slice(&body);
+        }
+        self.stream.write_all(&out).await?;
+        if send_body && !inline {
+            self.stream.write_all(&body).await?;
+        }
+        Ok(())
+    }
+}
+
+/// What one read of the socket gave. Moved once per request, never stored: its size is moot.
+#[allow(clippy::large_enum_variant)]
+enum Scratch {
+    Head(Head),
+    More,
+    Closed,
+}
+
+#[cfg(test)]
+mod tests;
