@@ -8,10 +8,12 @@
 # 3. GETs through the proxy (wrk, medians of ROUNDS runs of 5 s) with 10 built-in nodes, then
 #    with NODES entries spread over the same 10 nodes: requests/s and CPU per request.
 #   bash benches/large.sh
+#   PLACEMENT=consistent bash benches/large.sh   # the same with `placement: consistent`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NODES=${NODES:-10000}
 ROUNDS=${ROUNDS:-5}
+PLACEMENT=${PLACEMENT:-rendezvous}
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 cargo build --release -q
 BIN=$PWD/target/release/hrwproxy
@@ -19,7 +21,7 @@ source benches/common.sh
 ulimit -n "$(ulimit -Hn)"
 
 {
-    printf 'listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nhealth_check_interval_ms: 0\nnodes:\n'
+    printf 'listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nplacement: %s\nhealth_check_interval_ms: 0\nnodes:\n' "$PLACEMENT"
     for ((i = 0; i < NODES + ROUNDS * 2; i++)); do
         printf '  - { id: n%d, url: "http://127.0.0.1:%d" }\n' "$i" $((1 + i % 60000))
     done
@@ -74,7 +76,7 @@ kill "$LAST_PID"
 
 # 2. Memory and scrape size: 3 nodes, NODES, 3 again (after the handoff window closed).
 nodes_yaml() { # count, port of node i
-    printf 'listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nhealth_check_interval_ms: 0\nhandoff_window_s: 2\nnodes:\n'
+    printf 'listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nplacement: %s\nhealth_check_interval_ms: 0\nhandoff_window_s: 2\nnodes:\n' "$PLACEMENT"
     for ((i = 0; i < $1; i++)); do
         printf '  - { id: n%d, url: "http://127.0.0.1:%d" }\n' "$i" $((1 + i % 60000))
     done
@@ -128,7 +130,7 @@ for port in sys.argv[1:]:
         assert response.status == 204, (port, i, response.status)
 PY
 spread_yaml() { # entries
-    printf 'listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nreplicas: 1\nhealth_check_interval_ms: 0\nnodes:\n'
+    printf 'listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nreplicas: 1\nplacement: %s\nhealth_check_interval_ms: 0\nnodes:\n' "$PLACEMENT"
     for ((i = 0; i < $1; i++)); do
         printf '  - { id: n%d, url: "http://127.0.0.1:%d" }\n' "$i" "${NODE_PORTS[i % 10]}"
     done

@@ -2,12 +2,16 @@
 //! equal and mixed weights, against the crates hrw-hash and rendezvous_hash on the same keys
 //! and nodes (equal weights).
 //!
+//! Then top-3 of 1,000 and 10,000 equal nodes by rendezvous and by consistent placement (100
+//! points per unit of weight), over 65,536 keys so that the points' lookups are not all in
+//! cache.
+//!
 //! cargo bench --bench placement
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use hrwproxy::routing::{key_hash, Ring};
+use hrwproxy::routing::{key_hash, Placement, Ring};
 
 const SIZES: [usize; 4] = [3, 10, 100, 1000];
 
@@ -79,5 +83,33 @@ fn placement(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, placement);
+fn large(c: &mut Criterion) {
+    let keys: Vec<u64> = (0..65536u32)
+        .map(|i| key_hash(format!("key-{i}").as_bytes()))
+        .collect();
+    let mut group = c.benchmark_group("top3-large");
+    for n in [1000, 10_000] {
+        let ids = ids(n);
+        let consistent = Placement::Consistent {
+            points_per_weight: 100.0,
+        };
+        for (label, placement) in [
+            ("rendezvous", Placement::Rendezvous),
+            ("consistent", consistent),
+        ] {
+            let nodes = ids.iter().map(|id| (id.as_str(), 1.0, None));
+            let ring = Ring::with_placement(nodes, placement).unwrap();
+            group.bench_with_input(BenchmarkId::new(label, n), &ring, |b, ring| {
+                let mut i = 0;
+                b.iter(|| {
+                    i = (i + 1) & 65535;
+                    ring.top(black_box(keys[i]), 3)
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, placement, large);
 criterion_main!(benches);

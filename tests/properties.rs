@@ -7,7 +7,7 @@
 use hrwproxy::backend::memcache_key;
 use hrwproxy::config::Config;
 use hrwproxy::key;
-use hrwproxy::routing::Ring;
+use hrwproxy::routing::{Placement, Ring};
 use proptest::prelude::*;
 
 const VALID: &str = "listen: 127.0.0.1:8080\nreplicas: 2\nnodes:\n  - { id: a, url: \"http://127.0.0.1:7001\", weight: 1.0 }\n  - { id: b, url: \"redis://:pw@127.0.0.1:6379/1\" }\n  - { id: c, url: \"memcache://127.0.0.1:11211\", weight: 2.5 }\n";
@@ -203,13 +203,28 @@ fn zoned_nodes(at_least: usize) -> impl Strategy<Value = Vec<(String, f64, Optio
     })
 }
 
-fn zoned_ring(nodes: &[(String, f64, Option<String>)]) -> Ring {
-    Ring::with_zones(
+fn zoned_ring(nodes: &[(String, f64, Option<String>)], placement: Placement) -> Ring {
+    Ring::with_placement(
         nodes
             .iter()
             .map(|(id, w, z)| (id.as_str(), *w, z.as_deref())),
+        placement,
     )
     .unwrap()
+}
+
+/// Either placement function; consistent with few points, so that points of different nodes
+/// interleave in every way.
+fn placement() -> impl Strategy<Value = Placement> {
+    prop_oneof![
+        Just(Placement::Rendezvous),
+        Just(Placement::Consistent {
+            points_per_weight: 4.0
+        }),
+        Just(Placement::Consistent {
+            points_per_weight: 100.0
+        }),
+    ]
 }
 
 /// A key's replicas as ids, by `Ring::top`.
@@ -246,8 +261,10 @@ fn zone_rule(ring: &Ring, hash: u64, r: usize) -> Vec<String> {
 
 proptest! {
     #[test]
-    fn zoned_replicas_follow_the_zone_rule(nodes in zoned_nodes(1), r in 1usize..6, seed in any::<u64>()) {
-        let ring = zoned_ring(&nodes);
+    fn zoned_replicas_follow_the_zone_rule(
+        nodes in zoned_nodes(1), r in 1usize..6, seed in any::<u64>(), placement in placement(),
+    ) {
+        let ring = zoned_ring(&nodes, placement);
         for k in 0..64u64 {
             let hash = hrwproxy::routing::mix(seed, k);
             prop_assert_eq!(replica_ids(&ring, hash, r), zone_rule(&ring, hash, r));
@@ -255,13 +272,14 @@ proptest! {
     }
 
     #[test]
-    fn with_zones_removing_a_node_changes_only_the_sets_that_held_it(
+    fn removing_a_node_changes_only_the_sets_that_held_it(
         nodes in zoned_nodes(2), r in 1usize..6, seed in any::<u64>(), gone in any::<prop::sample::Index>(),
+        placement in placement(),
     ) {
-        let before = zoned_ring(&nodes);
+        let before = zoned_ring(&nodes, placement);
         let mut fewer = nodes.clone();
         let (gone_id, _, _) = fewer.remove(gone.index(nodes.len()));
-        let after = zoned_ring(&fewer);
+        let after = zoned_ring(&fewer, placement);
         for k in 0..64u64 {
             let hash = hrwproxy::routing::mix(seed, k);
             let old = replica_ids(&before, hash, r);
@@ -272,13 +290,14 @@ proptest! {
     }
 
     #[test]
-    fn with_zones_adding_a_node_changes_only_the_sets_it_joins(
+    fn adding_a_node_changes_only_the_sets_it_joins(
         nodes in zoned_nodes(1), r in 1usize..6, seed in any::<u64>(), zone in proptest::option::of(0u8..5),
+        placement in placement(),
     ) {
-        let before = zoned_ring(&nodes);
+        let before = zoned_ring(&nodes, placement);
         let mut more = nodes.clone();
         more.push(("new".into(), 1.0, zone.map(|z| format!("z{z}"))));
-        let after = zoned_ring(&more);
+        let after = zoned_ring(&more, placement);
         for k in 0..64u64 {
             let hash = hrwproxy::routing::mix(seed, k);
             let new = replica_ids(&after, hash, r);

@@ -19,7 +19,7 @@ pub use self::schema::{
 pub use self::url::{NodeUrl, Scheme};
 pub use self::yaml::{MAX_CONFIG_BYTES, MAX_DEPTH};
 
-use crate::routing::{Ring, MAX_REPLICAS};
+use crate::routing::{points_of, Placement, Ring, MAX_POINTS, MAX_REPLICAS};
 
 /// The longest `reload_poll_s` and `handoff_window_s` accepted.
 pub const MAX_RELOAD_POLL_S: u64 = 24 * 3600;
@@ -62,6 +62,8 @@ pub struct Config {
     /// this many times the mean over nodes in service, plus one, goes to the next replica
     /// under that bound. `None`: off.
     pub read_load_factor: Option<f64>,
+    /// The placement function (`placement:` and `points_per_weight:`).
+    pub placement: Placement,
     pub hints: HintLimits,
     pub resilience: Resilience,
     pub limits: Limits,
@@ -102,11 +104,12 @@ impl Config {
 
     /// The placement table for these nodes.
     pub fn ring(&self) -> Ring {
-        Ring::with_zones(self.nodes.iter().map(|n| {
+        let nodes = self.nodes.iter().map(|n| {
             let zone = n.zone.as_ref().map(|z| z.as_str());
             (n.id.as_str(), n.weight.get(), zone)
-        }))
-        .expect("a validated config has unique ids and valid weights")
+        });
+        Ring::with_placement(nodes, self.placement)
+            .expect("a validated config has unique ids, valid weights and points")
     }
 }
 
@@ -292,6 +295,8 @@ fn validate(text: &str, file: schema::File) -> Result<Config, ConfigError> {
             "tls: cert_file and key_file go together".into(),
         ));
     }
+    let placement = placement_of(&file.placement, file.points_per_weight, &nodes)
+        .map_err(|message| at_key("placement", message))?;
     Ok(Config {
         listen: file.listen,
         admin: file.admin,
@@ -309,12 +314,50 @@ fn validate(text: &str, file: schema::File) -> Result<Config, ConfigError> {
         metrics_node_limit: file.metrics_node_limit,
         coalesce_reads: file.coalesce_reads,
         read_load_factor: file.read_load_factor,
+        placement,
         hints: file.hints,
         resilience,
         limits: file.limits,
         auth: file.auth,
         tls: file.tls,
         nodes,
+    })
+}
+
+/// The placement function, checked: with `consistent`, every node gets at least one point and
+/// all of them fit in [`MAX_POINTS`].
+fn placement_of(
+    kind: &schema::PlacementKind,
+    per_weight: f64,
+    nodes: &[NodeSpec],
+) -> Result<Placement, String> {
+    if *kind == schema::PlacementKind::Rendezvous {
+        return Ok(Placement::Rendezvous);
+    }
+    if !(per_weight.is_finite() && per_weight >= 1.0) {
+        return Err(format!(
+            "points_per_weight: {per_weight} must be a number of at least 1"
+        ));
+    }
+    let mut total = 0usize;
+    for node in nodes {
+        let points = points_of(node.weight.get(), per_weight);
+        if points == 0 {
+            return Err(format!(
+                "placement: consistent gives node {:?} (weight {}) no point at points_per_weight {per_weight}; raise its weight or points_per_weight",
+                node.id.as_str(),
+                node.weight.get()
+            ));
+        }
+        total = total.saturating_add(points);
+    }
+    if total > MAX_POINTS {
+        return Err(format!(
+            "placement: consistent needs {total} points for these nodes, more than {MAX_POINTS}; lower points_per_weight or the weights"
+        ));
+    }
+    Ok(Placement::Consistent {
+        points_per_weight: per_weight,
     })
 }
 
@@ -374,6 +417,22 @@ mod tests {
     fn rejections_name_field_and_line() {
         let cases: &[(&str, &str)] = &[
             ("nodes: []\n", "line 1 column 1: nodes: at least one node"),
+            (
+                "placement: consistent\nnodes:\n  - { id: a, url: \"http://h:1\" }\n  - { id: tiny, url: \"http://h:2\", weight: 0.001 }\n",
+                "line 1 column 1: placement: consistent gives node \"tiny\" (weight 0.001) no point at points_per_weight 100",
+            ),
+            (
+                "placement: consistent\npoints_per_weight: 0.5\nnodes:\n  - { id: a, url: \"http://h:1\" }\n",
+                "points_per_weight: 0.5 must be a number of at least 1",
+            ),
+            (
+                "placement: consistent\nnodes:\n  - { id: a, url: \"http://h:1\", weight: 1e6 }\n",
+                "needs 100000000 points for these nodes, more than 16777216",
+            ),
+            (
+                "placement: sideways\nnodes:\n  - { id: a, url: \"http://h:1\" }\n",
+                "unknown variant `sideways`, expected `rendezvous` or `consistent`",
+            ),
             ("replicas: 2\n", "missing field `nodes`"),
             (
                 "nodes:\n  - { id: a, url: \"http://h:1\" }\n  - { id: a, url: \"http://h:2\" }\n",

@@ -32,6 +32,8 @@ pub(super) struct File {
     pub metrics_node_limit: usize,
     pub coalesce_reads: bool,
     pub read_load_factor: Option<f64>,
+    pub placement: PlacementKind,
+    pub points_per_weight: f64,
     pub hints: HintLimits,
     // The resilience settings sit at the top level of the file.
     pub eject_after: u32,
@@ -68,6 +70,8 @@ impl Default for File {
             metrics_node_limit: 100,
             coalesce_reads: true,
             read_load_factor: None,
+            placement: PlacementKind::Rendezvous,
+            points_per_weight: 100.0,
             hints: HintLimits::default(),
             eject_after: r.eject_after,
             eject_backoff_ms: r.eject_backoff_ms,
@@ -220,6 +224,15 @@ impl Default for Resilience {
 pub enum Versioning {
     On,
     Off,
+}
+
+/// The placement function: weighted rendezvous (the default), or consistent hashing on points
+/// for memberships so large that scoring every node per key costs too much.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlacementKind {
+    Rendezvous,
+    Consistent,
 }
 
 /// Writes kept for a node that missed them, replayed before it serves again; per node.

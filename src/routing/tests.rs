@@ -233,3 +233,159 @@ fn shares_follow_weights_at_both_ends_of_the_weight_range() {
         );
     }
 }
+
+fn consistent_ring(nodes: &[(&str, f64, Option<&str>)], per_weight: f64) -> Ring {
+    Ring::with_placement(
+        nodes.iter().copied(),
+        Placement::Consistent {
+            points_per_weight: per_weight,
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn consistent_golden_rankings() {
+    assert_eq!(
+        mix(0, node_seed("a")),
+        0x22ef_c1d9_473e_68cc,
+        "point 0 of a"
+    );
+    assert_eq!(
+        mix(1, node_seed("a")),
+        0x20d8_8afc_862b_f749,
+        "point 1 of a"
+    );
+    let equal = consistent_ring(
+        &[("a", 1.0, None), ("b", 1.0, None), ("c", 1.0, None)],
+        100.0,
+    );
+    for (key, expected) in [
+        ("greeting", ["c", "a", "b"]),
+        ("user:42", ["b", "c", "a"]),
+        ("x", ["b", "a", "c"]),
+        ("hello world", ["c", "b", "a"]),
+    ] {
+        assert_eq!(ranking(&equal, key), expected, "equal weights, key {key:?}");
+    }
+    let mixed = [
+        ("a", 1.0, None),
+        ("b", 1.0, None),
+        ("c", 1.0, None),
+        ("d", 2.0, None),
+        ("e", 0.5, None),
+    ];
+    let weighted = consistent_ring(&mixed, 100.0);
+    for (key, expected) in [
+        ("greeting", ["c", "a", "b", "d", "e"]),
+        ("user:42", ["b", "d", "c", "e", "a"]),
+        ("hello world", ["c", "e", "d", "b", "a"]),
+        ("1", ["a", "d", "e", "c", "b"]),
+        ("3", ["b", "d", "c", "a", "e"]),
+    ] {
+        assert_eq!(
+            ranking(&weighted, key),
+            expected,
+            "mixed weights, key {key:?}"
+        );
+    }
+    let zones = [Some("x"), Some("x"), Some("y"), Some("y"), None];
+    let zoned: Vec<_> = mixed
+        .iter()
+        .zip(zones)
+        .map(|(n, z)| (n.0, n.1, z))
+        .collect();
+    let zoned = consistent_ring(&zoned, 100.0);
+    for (key, r, expected) in [
+        ("user:42", 3, &["b", "d", "e"][..]),
+        ("user:42", 4, &["b", "d", "e", "c"]),
+        ("hello world", 5, &["c", "e", "b", "d", "a"]),
+    ] {
+        let top: Vec<&str> = zoned
+            .top(key_hash(key.as_bytes()), r)
+            .iter()
+            .map(|i| zoned.id(i))
+            .collect();
+        assert_eq!(top, expected, "zoned, key {key:?}, r {r}");
+    }
+}
+
+/// The consistent ranking as the README defines it, computed naively: every point, sorted by
+/// position then id, walked clockwise from the key's hash.
+fn naive_consistent_ranking(nodes: &[(&str, f64)], per_weight: f64, hash: u64) -> Vec<String> {
+    let mut points: Vec<(u64, &str)> = Vec::new();
+    for (id, weight) in nodes {
+        for j in 0..points_of(*weight, per_weight) as u64 {
+            points.push((mix(j, node_seed(id)), id));
+        }
+    }
+    points.sort();
+    let start = points.iter().position(|p| p.0 >= hash).unwrap_or(0);
+    let mut order: Vec<String> = Vec::new();
+    for k in 0..points.len() {
+        let id = points[(start + k) % points.len()].1;
+        if !order.iter().any(|o| o == id) {
+            order.push(id.to_owned());
+        }
+    }
+    order
+}
+
+#[test]
+fn consistent_rankings_match_the_definition_and_shares_follow_weights() {
+    let names: Vec<String> = (0..40).map(|i| format!("node-{i}")).collect();
+    let nodes: Vec<(&str, f64)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), [0.5, 1.0, 2.0][i % 3]))
+        .collect();
+    let with_zones: Vec<_> = nodes.iter().map(|&(id, w)| (id, w, None)).collect();
+    let ring = consistent_ring(&with_zones, 100.0);
+    for hash in keys().take(2000).chain([0, u64::MAX]) {
+        let ours: Vec<String> = ring
+            .rank_all(hash)
+            .iter()
+            .map(|r| r.id.to_owned())
+            .collect();
+        assert_eq!(
+            ours,
+            naive_consistent_ranking(&nodes, 100.0, hash),
+            "{hash:#x}"
+        );
+        let top: Vec<usize> = ring.top(hash, 3).iter().collect();
+        let first: Vec<usize> = ring.rank_all(hash)[..3].iter().map(|r| r.index).collect();
+        assert_eq!(top, first);
+    }
+    // 100 points per unit of weight: shares within 30% of weight shares (about 10% spread).
+    let mut owned = vec![0usize; nodes.len()];
+    for hash in keys() {
+        owned[ring.top(hash, 1).as_slice()[0] as usize] += 1;
+    }
+    let total: f64 = nodes.iter().map(|n| n.1).sum();
+    for (i, (id, weight)) in nodes.iter().enumerate() {
+        let share = owned[i] as f64 / KEYS as f64;
+        let expected = weight / total;
+        assert!(
+            (share / expected - 1.0).abs() < 0.3,
+            "{id}: {share} vs {expected}"
+        );
+    }
+}
+
+#[test]
+fn consistent_placement_refuses_nodes_without_points_and_too_many_points() {
+    let consistent = |per_weight| Placement::Consistent {
+        points_per_weight: per_weight,
+    };
+    assert!(matches!(
+        Ring::with_placement([("a", 1.0, None), ("tiny", 0.001, None)], consistent(100.0)),
+        Err(RingError::NoPoints { .. })
+    ));
+    assert!(matches!(
+        Ring::with_placement([("a", 1e9, None)], consistent(100.0)),
+        Err(RingError::TooManyPoints(_))
+    ));
+    let ring = Ring::with_placement([("only", 1.0, None)], consistent(1.0)).unwrap();
+    assert_eq!(ring.top(key_hash(b"k"), 3).as_slice(), [0]);
+    assert_eq!(ring.placement(), consistent(1.0));
+}

@@ -211,12 +211,17 @@ fn misses(proxy: &Proxy, keys: &[String], version: &str) -> usize {
 
 /// Checks that each key is on exactly its top-2 of `owners` and on no other node of `all`.
 fn assert_placed_exactly(all: &[Node], owners: &[&Node], keys: &[String]) {
+    assert_placed_by(all, keys, |key| ranking(owners, key)[..2].to_vec());
+}
+
+/// Checks that each key is on exactly the nodes `replicas` names and on no other of `all`.
+fn assert_placed_by(all: &[Node], keys: &[String], replicas: impl Fn(&[u8]) -> Vec<String>) {
     let held: Vec<(String, Vec<Vec<u8>>)> = all
         .iter()
         .map(|n| (n.id.clone(), node_keys(n.addr)))
         .collect();
     for key in keys {
-        let expected = &ranking(owners, key.as_bytes())[..2];
+        let expected = replicas(key.as_bytes());
         let holders: Vec<&str> = held
             .iter()
             .filter(|(_, keys)| keys.binary_search(&key.as_bytes().to_vec()).is_ok())
@@ -601,4 +606,41 @@ fn three_zones_hold_one_replica_each_and_a_lost_zone_loses_no_key() {
         assert_eq!((get.status, get.text()), (200, key.clone()));
         assert!(!get.header("x-hrw-node").unwrap().starts_with('a'));
     }
+}
+
+#[test]
+fn consistent_placement_puts_keys_where_the_library_says_and_a_removal_moves_only_its_keys() {
+    let nodes = start_nodes(&["a", "b", "c", "d"]);
+    let settings = "replicas: 2\nplacement: consistent\npoints_per_weight: 50";
+    let proxy = Proxy::start(&config_yaml(&nodes, settings));
+    let keys = write_keys(&proxy, "points", 2000, "v1");
+    let top2 = |members: &[Node]| {
+        let ring = hrwproxy::routing::Ring::with_placement(
+            members.iter().map(|n| (n.id.as_str(), 1.0, None)),
+            hrwproxy::routing::Placement::Consistent {
+                points_per_weight: 50.0,
+            },
+        )
+        .unwrap();
+        move |key: &[u8]| -> Vec<String> {
+            let top = ring.top(hrwproxy::routing::key_hash(key), 2);
+            top.iter().map(|i| ring.id(i).to_owned()).collect()
+        }
+    };
+    assert_placed_by(&nodes, &keys, top2(&nodes));
+
+    // Without d: nothing is missed, and a key d did not hold keeps both its replicas.
+    proxy.save_by_rename(&config_yaml(&nodes[..3], settings));
+    proxy.await_generation(2);
+    assert_eq!(misses(&proxy, &keys, "v1"), 0);
+    let (before, after) = (top2(&nodes), top2(&nodes[..3]));
+    let mut kept = 0;
+    for key in &keys {
+        let old = before(key.as_bytes());
+        if !old.contains(&"d".to_owned()) {
+            assert_eq!(after(key.as_bytes()), old, "{key} moved");
+            kept += 1;
+        }
+    }
+    assert!(kept > keys.len() / 3, "{kept} keys without d");
 }

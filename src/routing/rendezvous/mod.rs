@@ -6,8 +6,11 @@ use std::fmt;
 
 use twox_hash::XxHash3_64;
 
+use self::points::Points;
+pub use self::points::{points_of, MAX_POINTS};
 use self::zones::{Zones, ZonesBuilder};
 
+mod points;
 mod zones;
 
 /// Seed of the xxh3-64 hash of a key (the plain, unseeded xxh3-64).
@@ -80,6 +83,25 @@ pub enum RingError {
     EmptyZone(String),
     #[error("more than {} nodes", u32::MAX)]
     TooManyNodes,
+    #[error("node {id:?}: weight {weight} times points_per_weight {per_weight} must give at least one point")]
+    NoPoints {
+        id: String,
+        weight: f64,
+        per_weight: f64,
+    },
+    #[error("{0} points in all; consistent placement holds at most {MAX_POINTS} (lower points_per_weight or the weights)")]
+    TooManyPoints(usize),
+}
+
+/// How keys are placed on nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Placement {
+    /// Weighted rendezvous: every node scored for every key (the default, documented above).
+    #[default]
+    Rendezvous,
+    /// Consistent hashing on points: each node owns `weight * points_per_weight` points on a
+    /// circle; a key's ranking is the order nodes are first met clockwise from its hash.
+    Consistent { points_per_weight: f64 },
 }
 
 /// One node as the placement function sees it: an id and a weight.
@@ -108,6 +130,8 @@ pub struct Ring {
     classes: Box<[WeightClass]>,
     /// With zones: each node's zone number (a node without a zone has one of its own).
     zones: Option<Zones>,
+    /// With consistent placement: every node's points, sorted.
+    points: Option<Points>,
 }
 
 /// A node's place in a key's ranking, as [`Ring::rank_all`] reports it.
@@ -118,7 +142,8 @@ pub struct Ranked<'a> {
     pub id: &'a str,
     pub weight: f64,
     pub zone: Option<&'a str>,
-    /// `weight / -ln(u)`; higher ranks first.
+    /// Higher ranks first. Rendezvous: `weight / -ln(u)`; consistent placement: 1 minus the
+    /// clockwise distance from the key's hash to the node's first point, over 2^64.
     pub score: f64,
 }
 
@@ -254,6 +279,24 @@ impl Ring {
     where
         I: IntoIterator<Item = (&'a str, f64, Option<&'a str>)>,
     {
+        Ring::with_placement(nodes, Placement::Rendezvous)
+    }
+
+    /// Builds a ring from `(id, weight, zone)` triples with the given placement function.
+    ///
+    /// ```
+    /// use hrwproxy::routing::{key_hash, Placement, Ring};
+    ///
+    /// let consistent = Placement::Consistent { points_per_weight: 100.0 };
+    /// let nodes = (0..1000).map(|i| format!("node-{i}")).collect::<Vec<_>>();
+    /// let ring = Ring::with_placement(nodes.iter().map(|id| (id.as_str(), 1.0, None)), consistent)
+    ///     .unwrap();
+    /// assert_eq!(ring.top(key_hash(b"k"), 3).len(), 3);
+    /// ```
+    pub fn with_placement<'a, I>(nodes: I, placement: Placement) -> Result<Ring, RingError>
+    where
+        I: IntoIterator<Item = (&'a str, f64, Option<&'a str>)>,
+    {
         let mut built: Vec<RingNode> = Vec::new();
         let mut zones = ZonesBuilder::default();
         // Hashed, not scanned: tens of thousands of nodes are checked in milliseconds.
@@ -305,11 +348,28 @@ impl Ring {
                 members: members.into(),
             })
             .collect();
+        let points = match placement {
+            Placement::Rendezvous => None,
+            Placement::Consistent { points_per_weight } => {
+                Some(consistent(&built, points_per_weight)?)
+            }
+        };
         Ok(Ring {
             nodes: built.into(),
             classes,
             zones: zones.finish(),
+            points,
         })
+    }
+
+    /// The placement function this ring uses.
+    pub fn placement(&self) -> Placement {
+        match &self.points {
+            None => Placement::Rendezvous,
+            Some(points) => Placement::Consistent {
+                points_per_weight: points.per_weight(),
+            },
+        }
     }
 
     /// The zone of the node at `index`, if it was given one.
@@ -372,9 +432,10 @@ impl Ring {
     /// r, the rest are the best remaining nodes in rank order. The first replica is the best
     /// node either way. One scan, no sort, no allocation.
     pub fn top(&self, key_hash: u64, r: usize) -> TopR {
-        match &self.zones {
-            None => self.top_of_ranking(key_hash, r),
-            Some(zones) => self.top_over_zones(zones, key_hash, r),
+        match (&self.points, &self.zones) {
+            (Some(points), _) => self.top_of_points(points, key_hash, r),
+            (None, None) => self.top_of_ranking(key_hash, r),
+            (None, Some(zones)) => self.top_over_zones(zones, key_hash, r),
         }
     }
 
@@ -459,6 +520,13 @@ impl Ring {
     /// inspection (`hrwproxy locate`), not the request path. Without zones its first `r`
     /// entries are exactly [`Ring::top`]`(key_hash, r)`.
     pub fn rank_all(&self, key_hash: u64) -> Vec<Ranked<'_>> {
+        if let Some(points) = &self.points {
+            let whole = 2f64.powi(64);
+            return points
+                .ranking(key_hash, self.nodes.len())
+                .map(|(index, distance)| self.ranked(index as usize, 1.0 - distance as f64 / whole))
+                .collect();
+        }
         let mut cands: Vec<Candidate> = self
             .nodes
             .iter()
@@ -483,17 +551,19 @@ impl Ring {
         });
         cands
             .into_iter()
-            .map(|c| {
-                let node = &self.nodes[c.index as usize];
-                Ranked {
-                    index: c.index as usize,
-                    id: &node.id,
-                    weight: node.weight,
-                    zone: self.zone(c.index as usize),
-                    score: c.score,
-                }
-            })
+            .map(|c| self.ranked(c.index as usize, c.score))
             .collect()
+    }
+
+    fn ranked(&self, index: usize, score: f64) -> Ranked<'_> {
+        let node = &self.nodes[index];
+        Ranked {
+            index,
+            id: &node.id,
+            weight: node.weight,
+            zone: self.zone(index),
+            score,
+        }
     }
 
     /// Every node for a key hash in the order to show it: the key's `r` replicas as
@@ -509,4 +579,31 @@ impl Ring {
         });
         ranking
     }
+}
+
+/// The points of every node for consistent placement, within [`MAX_POINTS`].
+fn consistent(nodes: &[RingNode], per_weight: f64) -> Result<Points, RingError> {
+    let counts: Vec<usize> = nodes
+        .iter()
+        .map(|n| points_of(n.weight, per_weight))
+        .collect();
+    if let Some(at) = counts.iter().position(|&c| c == 0) {
+        return Err(RingError::NoPoints {
+            id: nodes[at].id.to_string(),
+            weight: nodes[at].weight,
+            per_weight,
+        });
+    }
+    let total = counts.iter().fold(0usize, |sum, &c| sum.saturating_add(c));
+    if total > MAX_POINTS {
+        return Err(RingError::TooManyPoints(total));
+    }
+    let mut by_id: Vec<u32> = (0..nodes.len() as u32).collect();
+    by_id.sort_unstable_by(|&a, &b| nodes[a as usize].id.cmp(&nodes[b as usize].id));
+    let mut id_rank = vec![0u32; nodes.len()];
+    for (rank, &node) in by_id.iter().enumerate() {
+        id_rank[node as usize] = rank as u32;
+    }
+    let seeds: Vec<u64> = nodes.iter().map(|n| n.seed).collect();
+    Ok(Points::build(&seeds, &counts, &id_rank, per_weight))
 }

@@ -20,6 +20,16 @@ impl Zones {
     pub(super) fn name(&self, node: usize) -> Option<&str> {
         self.names[self.of_node[node] as usize].as_deref()
     }
+
+    /// The zone number of a node.
+    pub(super) fn of(&self, node: usize) -> u32 {
+        self.of_node[node]
+    }
+
+    /// How many zones there are (each node without one counts as one).
+    pub(super) fn count(&self) -> usize {
+        self.names.len()
+    }
 }
 
 /// Numbers zones as the ring's nodes are added, in order.

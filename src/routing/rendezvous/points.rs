@@ -1,0 +1,193 @@
+//! `placement: consistent`, the opt-in placement for large memberships: every node owns points
+//! on a circle of 2^64 positions, as many as its weight times `points_per_weight`, and a key's
+//! ranking is the order in which nodes are first met walking clockwise from the key's hash. A
+//! lookup is a table read, a short binary search and a walk of a few points, whatever the
+//! number of nodes, where rendezvous scores every node. Removing a node deletes its points and
+//! so only removes it from rankings; adding one only inserts it: the same minimal movement.
+
+use super::{mix, Ring, TopR, MAX_REPLICAS};
+
+/// The most points a ring may hold (12 bytes each).
+pub const MAX_POINTS: usize = 1 << 24;
+/// The bits of a position that index the lookup table, at most.
+const MAX_INDEX_BITS: u32 = 20;
+
+/// The sorted points of every node, and a table from a position's high bits to the first
+/// point at or after it.
+#[derive(Debug, Clone)]
+pub(super) struct Points {
+    positions: Box<[u64]>,
+    /// The node of each point, beside `positions`.
+    owners: Box<[u32]>,
+    index_bits: u32,
+    per_weight: f64,
+    /// `starts[b]`: the first point whose position's high `index_bits` bits are `b` or more.
+    starts: Box<[u32]>,
+}
+
+/// How many points a node of this weight owns: its weight times `per_weight`, rounded.
+pub fn points_of(weight: f64, per_weight: f64) -> usize {
+    (weight * per_weight).round() as usize
+}
+
+impl Points {
+    /// `counts[i]` points for node i of seed `seeds[i]`; a tie of positions (a chance of about
+    /// n^2 / 2^64) goes to the node whose id sorts first, `id_rank`. Placed by bucket (the
+    /// lookup table's) and then sorted within each bucket, which holds about one point: linear
+    /// time (a comparison sort of a million points took twice as long), and no memory beyond
+    /// the table itself.
+    pub(super) fn build(
+        seeds: &[u64],
+        counts: &[usize],
+        id_rank: &[u32],
+        per_weight: f64,
+    ) -> Points {
+        let total: usize = counts.iter().sum();
+        let index_bits = (usize::BITS - total.leading_zeros()).clamp(1, MAX_INDEX_BITS);
+        let bucket = |position: u64| (position >> (64 - index_bits)) as usize;
+        let each_point = || {
+            seeds
+                .iter()
+                .zip(counts)
+                .enumerate()
+                .flat_map(|(node, (&seed, &count))| {
+                    (0..count as u64).map(move |j| (mix(j, seed), node as u32))
+                })
+        };
+        // starts[b + 1] counts bucket b's points, then becomes where bucket b + 1 begins.
+        let mut starts = vec![0u32; (1 << index_bits) + 1];
+        for (position, _) in each_point() {
+            starts[bucket(position) + 1] += 1;
+        }
+        for b in 1..starts.len() {
+            starts[b] += starts[b - 1];
+        }
+        let mut positions = vec![0u64; total];
+        let mut owners = vec![0u32; total];
+        let mut next: Vec<u32> = starts[..starts.len() - 1].to_vec();
+        for (position, owner) in each_point() {
+            let at = &mut next[bucket(position)];
+            positions[*at as usize] = position;
+            owners[*at as usize] = owner;
+            *at += 1;
+        }
+        drop(next);
+        let key = |at: usize, positions: &[u64], owners: &[u32]| {
+            (positions[at], id_rank[owners[at] as usize])
+        };
+        for b in 0..starts.len() - 1 {
+            let (lo, hi) = (starts[b] as usize, starts[b + 1] as usize);
+            for i in lo + 1..hi {
+                let mut at = i;
+                while at > lo && key(at - 1, &positions, &owners) > key(at, &positions, &owners) {
+                    positions.swap(at - 1, at);
+                    owners.swap(at - 1, at);
+                    at -= 1;
+                }
+            }
+        }
+        Points {
+            positions: positions.into(),
+            owners: owners.into(),
+            index_bits,
+            per_weight,
+            starts: starts.into(),
+        }
+    }
+
+    pub(super) fn per_weight(&self) -> f64 {
+        self.per_weight
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.positions.len()
+    }
+
+    /// The first point at or after `position`, wrapping past the last to the first.
+    fn first_from(&self, position: u64) -> usize {
+        let bucket = (position >> (64 - self.index_bits)) as usize;
+        let (lo, hi) = (
+            self.starts[bucket] as usize,
+            self.starts[bucket + 1] as usize,
+        );
+        let at = lo + self.positions[lo..hi].partition_point(|&p| p < position);
+        if at == self.positions.len() {
+            0
+        } else {
+            at
+        }
+    }
+
+    /// The nodes in the key's ranking order: each node once, where it is first met.
+    pub(super) fn ranking(
+        &self,
+        key_hash: u64,
+        nodes: usize,
+    ) -> impl Iterator<Item = (u32, u64)> + '_ {
+        let start = self.first_from(key_hash);
+        let mut seen = vec![false; nodes];
+        (0..self.len())
+            .map(move |k| (start + k) % self.len())
+            .filter_map(move |i| {
+                let owner = self.owners[i];
+                let first = !std::mem::replace(&mut seen[owner as usize], true);
+                first.then(|| (owner, self.positions[i].wrapping_sub(key_hash)))
+            })
+    }
+
+    /// The key's best `r` nodes: the first `r` distinct owners clockwise. No allocation.
+    pub(super) fn top(&self, key_hash: u64, r: usize) -> TopR {
+        let mut top = TopR::EMPTY;
+        let start = self.first_from(key_hash);
+        for k in 0..self.len() {
+            if top.len() == r {
+                break;
+            }
+            let owner = self.owners[(start + k) % self.len()];
+            if !top.as_slice().contains(&owner) {
+                top.indices[top.len()] = owner;
+                top.len += 1;
+            }
+        }
+        top
+    }
+}
+
+impl Ring {
+    /// The consistent-placement top `r`, over zones when the ring has them: the same rule as
+    /// rendezvous, walked over this ranking.
+    pub(super) fn top_of_points(&self, points: &Points, key_hash: u64, r: usize) -> TopR {
+        let r = r.min(MAX_REPLICAS).min(self.nodes.len());
+        let Some(zones) = &self.zones else {
+            return points.top(key_hash, r);
+        };
+        let mut top = TopR::EMPTY;
+        let mut used = Vec::with_capacity(r);
+        let zone_count = zones.count();
+        for (node, _) in points.ranking(key_hash, self.nodes.len()) {
+            if top.len() == r || used.len() == zone_count {
+                break;
+            }
+            let zone = zones.of(node as usize);
+            if !used.contains(&zone) {
+                used.push(zone);
+                top.indices[top.len()] = node;
+                top.len += 1;
+            }
+        }
+        // Fewer zones than r: the rest are the best remaining nodes in rank order.
+        if top.len() < r {
+            let chosen = top;
+            for node in points.top(key_hash, r).as_slice() {
+                if top.len() == r {
+                    break;
+                }
+                if !chosen.as_slice().contains(node) {
+                    top.indices[top.len()] = *node;
+                    top.len += 1;
+                }
+            }
+        }
+        top
+    }
+}
