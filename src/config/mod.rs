@@ -137,6 +137,9 @@ fn parse_error(text: &str, e: &serde_yaml::Error) -> ConfigError {
     ConfigError::at(message, position.map(|p| p.0), position.map(|p| p.1))
 }
 
+/// The most headers a request may be allowed (`limits.max_headers`); more is no real client.
+const MAX_HEADERS: usize = 1000;
+
 fn validate(text: &str, file: schema::File) -> Result<Config, ConfigError> {
     let at_key = |key: &str, message: String| {
         let line = yaml::top_level_key_line(text, key);
@@ -279,14 +282,14 @@ fn validate(text: &str, file: schema::File) -> Result<Config, ConfigError> {
     }
     let l = file.limits;
     if l.max_connections == 0
-        || l.max_headers == 0
+        || !(1..=MAX_HEADERS).contains(&l.max_headers)
         || l.max_header_bytes < 8192
         || l.header_read_timeout_ms == 0
         || l.body_read_timeout_ms == 0
     {
         return Err(at_key(
             "limits",
-            "limits: max_connections, max_headers and the timeouts must be above 0, max_header_bytes at least 8192".into(),
+            format!("limits: max_connections and the timeouts must be above 0, max_headers from 1 to {MAX_HEADERS}, max_header_bytes at least 8192"),
         ));
     }
     if file.tls.cert_file.is_some() != file.tls.key_file.is_some() {

@@ -11,8 +11,11 @@ use super::head::Framing;
 use super::Conn;
 use crate::net::RequestError;
 
-/// Bytes read from the socket at a time while decoding a chunked body.
+/// Bytes read from the socket at a time while decoding a chunked body, and the first
+/// allocation for a body of declared length.
 const READ_CHUNK: usize = 8192;
+/// How much a body of declared length grows at a time as its bytes arrive.
+const GROW_CHUNK: usize = 256 * 1024;
 
 /// The body of the request a connection is serving.
 #[derive(Debug)]
@@ -46,21 +49,19 @@ impl Conn {
         }
         let body = match framing {
             Framing::Length(len) => {
-                // Within `max`, which is a usize.
-                let mut body = vec![0; len as usize];
-                let buffered = body.len().min(self.buf.len());
-                body[..buffered].copy_from_slice(&self.buf[..buffered]);
+                // Within `max`, which is a usize. Grown as bytes arrive, not all at once: a
+                // head that declares the limit and sends nothing costs nothing.
+                let len = len as usize;
+                let buffered = len.min(self.buf.len());
+                let mut body = Vec::with_capacity(buffered.max(len.min(READ_CHUNK)));
+                body.extend_from_slice(&self.buf[..buffered]);
                 self.buf.drain(..buffered);
-                let mut filled = buffered;
-                while filled < body.len() {
-                    match self
-                        .stream
-                        .read(&mut body[filled..])
-                        .await
-                        .map_err(failed)?
-                    {
-                        0 => return Err(ended_early()),
-                        n => filled += n,
+                while body.len() < len {
+                    let want = len - body.len();
+                    body.reserve(want.min(GROW_CHUNK));
+                    let mut limited = (&mut self.stream).take(want as u64);
+                    if limited.read_buf(&mut body).await.map_err(failed)? == 0 {
+                        return Err(ended_early());
                     }
                 }
                 body

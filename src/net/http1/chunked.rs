@@ -1,8 +1,9 @@
 //! A chunked request body (RFC 9112, section 7.1), decoded as its bytes arrive: strict about
 //! line endings, bounded in every line it skips, and never past the value limit.
 
-/// The longest chunk extension or trailer line taken (both are skipped).
-const MAX_LINE: usize = 4096;
+/// The most bytes of chunk extensions and trailers taken in one body (all skipped), as hyper
+/// allows.
+const MAX_SKIPPED: usize = 16 * 1024;
 /// Hex digits in a chunk size: 15 keep it below 2^60.
 const MAX_SIZE_DIGITS: u8 = 15;
 
@@ -21,6 +22,8 @@ enum State {
         size: u64,
         digits: u8,
     },
+    /// In whitespace after the size, before an extension or the line's end.
+    SizeSpace(u64),
     /// In a chunk extension (skipped), after the size.
     Extension(u64),
     /// After the size line's CR.
@@ -42,8 +45,8 @@ enum State {
 pub(crate) struct Decoder {
     state: State,
     max: usize,
-    /// Length of the extension or trailer line being skipped.
-    line: usize,
+    /// Bytes of extensions and trailers skipped so far.
+    skipped: usize,
 }
 
 impl Decoder {
@@ -52,7 +55,7 @@ impl Decoder {
         Decoder {
             state: State::Size { size: 0, digits: 0 },
             max,
-            line: 0,
+            skipped: 0,
         }
     }
 
@@ -98,19 +101,19 @@ impl Decoder {
                 }
             }
             (State::Size { digits: 0, .. }, _) => return Err(Malformed("chunk size missing")),
-            (State::Size { size, .. }, b';' | b' ' | b'\t') => {
-                self.line = 0;
-                State::Extension(size)
+            (State::Size { size, .. } | State::SizeSpace(size), b' ' | b'\t') => {
+                self.skip_byte()?;
+                State::SizeSpace(size)
             }
-            (State::Size { size, .. } | State::Extension(size), b'\r') => State::SizeLf(size),
+            (State::Size { size, .. } | State::SizeSpace(size), b';') => State::Extension(size),
+            (State::Size { size, .. } | State::SizeSpace(size) | State::Extension(size), b'\r') => {
+                State::SizeLf(size)
+            }
             (State::Extension(size), _) if byte != b'\n' => {
-                self.skip_line_byte()?;
+                self.skip_byte()?;
                 State::Extension(size)
             }
-            (State::SizeLf(0), b'\n') => {
-                self.line = 0;
-                State::LineStart
-            }
+            (State::SizeLf(0), b'\n') => State::LineStart,
             (State::SizeLf(size), b'\n') => {
                 if (decoded as u64).saturating_add(size) > self.max as u64 {
                     return Err(ChunkError::TooLarge);
@@ -122,23 +125,20 @@ impl Decoder {
             (State::LineStart, b'\r') => State::EndLf,
             (State::Trailer, b'\r') => State::TrailerLf,
             (State::LineStart | State::Trailer, _) if byte != b'\n' => {
-                self.skip_line_byte()?;
+                self.skip_byte()?;
                 State::Trailer
             }
-            (State::TrailerLf, b'\n') => {
-                self.line = 0;
-                State::LineStart
-            }
+            (State::TrailerLf, b'\n') => State::LineStart,
             (State::EndLf, b'\n') => State::Done,
             _ => return Err(Malformed("chunk lines must end in CRLF")),
         })
     }
 
-    fn skip_line_byte(&mut self) -> Result<(), ChunkError> {
-        self.line += 1;
-        if self.line > MAX_LINE {
+    fn skip_byte(&mut self) -> Result<(), ChunkError> {
+        self.skipped += 1;
+        if self.skipped > MAX_SKIPPED {
             return Err(ChunkError::Malformed(
-                "chunk extension or trailer line too long",
+                "chunk extensions and trailers too long",
             ));
         }
         Ok(())
@@ -196,6 +196,7 @@ mod tests {
             b"0\r\nt: v\n\r\n",
             b"-1\r\n",
             b"1111111111111111\r\n",
+            b"5 garbage\r\nabcde\r\n0\r\n\r\n",
         ] {
             assert!(
                 matches!(decode(bad, 100), Err(ChunkError::Malformed(_))),
@@ -211,9 +212,22 @@ mod tests {
             decode(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n", 4),
             Err(ChunkError::TooLarge)
         );
-        let long_extension = format!("1;{}\r\n", "e".repeat(MAX_LINE + 1));
+        assert_eq!(decode(b"1 \t;x\r\na\r\n0\r\n\r\n", 100).unwrap().0, b"a");
+        let long_extension = format!("1;{}\r\n", "e".repeat(MAX_SKIPPED + 1));
         assert!(matches!(
             decode(long_extension.as_bytes(), 100),
+            Err(ChunkError::Malformed(_))
+        ));
+        // Many short extensions and trailers add up to the same limit.
+        let mut many = "1;e\r\na\r\n".repeat(MAX_SKIPPED + 1);
+        many.push_str("0\r\n\r\n");
+        assert!(matches!(
+            decode(many.as_bytes(), 1 << 20),
+            Err(ChunkError::Malformed(_))
+        ));
+        let trailers = format!("0\r\n{}\r\n", "t: v\r\n".repeat(MAX_SKIPPED / 4 + 1));
+        assert!(matches!(
+            decode(trailers.as_bytes(), 100),
             Err(ChunkError::Malformed(_))
         ));
     }

@@ -93,14 +93,9 @@ fn parse_into<'b>(
         0 | 1 => {}
         _ => return Err(malformed("more than one Host header")),
     }
-    let mut keep_alive = version == Version::HTTP_11;
-    for token in tokens(&headers, &CONNECTION) {
-        if token.eq_ignore_ascii_case("close") {
-            keep_alive = false;
-        } else if token.eq_ignore_ascii_case("keep-alive") && version == Version::HTTP_10 {
-            keep_alive = true;
-        }
-    }
+    let has = |token: &str| tokens(&headers, &CONNECTION).any(|t| t.eq_ignore_ascii_case(token));
+    // `close` wins wherever it is in the list.
+    let mut keep_alive = !has("close") && (version == Version::HTTP_11 || has("keep-alive"));
     let expect_continue = version == Version::HTTP_11
         && headers
             .get(EXPECT)
@@ -217,6 +212,9 @@ mod tests {
         ));
         assert!(!keeps("GET / HTTP/1.0\r\n\r\n"));
         assert!(keeps("GET / HTTP/1.0\r\nconnection: Keep-Alive\r\n\r\n"));
+        assert!(!keeps(
+            "GET / HTTP/1.0\r\nconnection: close, keep-alive\r\n\r\n"
+        ));
         assert!(
             complete("PUT / HTTP/1.1\r\nhost: h\r\nexpect: 100-Continue\r\n\r\n").expect_continue
         );

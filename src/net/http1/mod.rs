@@ -33,6 +33,9 @@ use crate::config::Limits;
 /// Bytes a connection reads at once while waiting for a head; a head that is not complete in
 /// them is kept in the connection's own buffer.
 const SCRATCH: usize = 16 * 1024;
+/// How long, and for how many bytes, a refused request's rest is read and dropped at close.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1 << 20;
 /// Bodies up to this size go out in the same write as their head.
 const INLINE_BODY: usize = 16 * 1024;
 
@@ -119,9 +122,14 @@ async fn serve_connection<S: Service>(
             Ok(Some(head)) => head,
             Ok(None) => return,
             Err(refused) => {
-                let _ = conn
-                    .respond(respond::rejection(&refused), false, Persist::Close)
-                    .await;
+                let refusal = respond::rejection(&refused);
+                if conn
+                    .respond(refusal, false, Persist::Close, &limits)
+                    .await
+                    .is_ok()
+                {
+                    conn.linger().await;
+                }
                 return;
             }
         };
@@ -139,7 +147,17 @@ async fn serve_connection<S: Service>(
         } else {
             Persist::Stay
         };
-        if conn.respond(resp, head_only, persist).await.is_err() || persist == Persist::Close {
+        if conn
+            .respond(resp, head_only, persist, &limits)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        if persist == Persist::Close {
+            if conn.unread.is_some() {
+                conn.linger().await;
+            }
             return;
         }
         if conn.buf.is_empty() {
@@ -215,8 +233,22 @@ impl Conn {
         })
     }
 
-    /// Writes a response; a small body goes in the same write as the head.
+    /// Writes a response, within the body timeout (a client that does not read its answers
+    /// loses the connection); a small body goes in the same write as the head.
     async fn respond(
+        &mut self,
+        resp: Response<ResponseBody>,
+        head_only: bool,
+        persist: Persist,
+        limits: &Limits,
+    ) -> std::io::Result<()> {
+        let timeout = limits.body_read_timeout();
+        tokio::time::timeout(timeout, self.write_response(resp, head_only, persist))
+            .await
+            .map_err(|_| std::io::ErrorKind::TimedOut)?
+    }
+
+    async fn write_response(
         &mut self,
         resp: Response<ResponseBody>,
         head_only: bool,
@@ -236,6 +268,30 @@ impl Conn {
             self.stream.write_all(&body).await?;
         }
         Ok(())
+    }
+}
+
+impl Conn {
+    /// Closes after a refusal with bytes of the request possibly still coming: the write side
+    /// first, then what arrives is read and dropped for a moment, so that the kernel does not
+    /// answer those bytes with a reset that can destroy the answer before the client reads it
+    /// (RFC 9112, section 9.6).
+    async fn linger(&mut self) {
+        use tokio::io::AsyncReadExt;
+        if self.stream.shutdown().await.is_err() {
+            return;
+        }
+        let drain = async {
+            let mut dropped = [0u8; 4096];
+            let mut total = 0;
+            while total < LINGER_BYTES {
+                match self.stream.read(&mut dropped).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, drain).await;
     }
 }
 
