@@ -234,25 +234,15 @@ impl Conn {
     }
 
     /// Writes a response, within the body timeout (a client that does not read its answers
-    /// loses the connection); a small body goes in the same write as the head.
+    /// loses the connection); a small body goes in the same write as the head. Written at once
+    /// when the socket takes it all, as it nearly always does: the timer and the state of a
+    /// waiting write are only for the rest.
     async fn respond(
         &mut self,
         resp: Response<ResponseBody>,
         head_only: bool,
         persist: Persist,
         limits: &Limits,
-    ) -> std::io::Result<()> {
-        let timeout = limits.body_read_timeout();
-        tokio::time::timeout(timeout, self.write_response(resp, head_only, persist))
-            .await
-            .map_err(|_| std::io::ErrorKind::TimedOut)?
-    }
-
-    async fn write_response(
-        &mut self,
-        resp: Response<ResponseBody>,
-        head_only: bool,
-        persist: Persist,
     ) -> std::io::Result<()> {
         let (parts, body) = resp.into_parts();
         let body = encode::body_bytes(body);
@@ -263,11 +253,23 @@ impl Conn {
         if inline {
             out.extend_from_slice(&body);
         }
-        self.stream.write_all(&out).await?;
-        if send_body && !inline {
-            self.stream.write_all(&body).await?;
+        let written = match self.stream.try_write(&out) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        };
+        let rest_of_body = if send_body && !inline { &body[..] } else { &[] };
+        if written == out.len() && rest_of_body.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let stream = &mut self.stream;
+        let rest = Box::pin(async move {
+            stream.write_all(&out[written..]).await?;
+            stream.write_all(rest_of_body).await
+        });
+        tokio::time::timeout(limits.body_read_timeout(), rest)
+            .await
+            .map_err(|_| std::io::ErrorKind::TimedOut)?
     }
 }
 
@@ -282,7 +284,8 @@ impl Conn {
             return;
         }
         let drain = async {
-            let mut dropped = [0u8; 4096];
+            // On the heap: an array here would grow every connection's task, idle or not.
+            let mut dropped = vec![0u8; 4096];
             let mut total = 0;
             while total < LINGER_BYTES {
                 match self.stream.read(&mut dropped).await {
