@@ -14,8 +14,9 @@ use crate::cluster::reload::Reloader;
 pub use crate::cluster::reload::{ReloadStatus, Reloaded, Trigger};
 use crate::cluster::{probes, triggers};
 use crate::config::{Config, ConfigError};
+use crate::net::workers::Workers;
 use crate::proxy::hot_keys::HotKeys;
-use crate::proxy::{self, DataPath};
+use crate::proxy::{self, resp, DataPath};
 use crate::repair::BackgroundRepair;
 
 /// A loaded proxy: its config serving, ready to [`Proxy::start`]. Clones share everything.
@@ -98,6 +99,7 @@ impl Proxy {
             proxy: self.clone(),
             listener,
             admin_listener,
+            resp_listener: None,
         })
     }
 }
@@ -118,13 +120,21 @@ pub struct Running {
     proxy: Proxy,
     listener: TcpListener,
     admin_listener: TcpListener,
+    resp_listener: Option<TcpListener>,
     _triggers: Background,
     _probes: Background,
 }
 
 impl Running {
-    /// Serves requests and the admin API until `shutdown` resolves; then stops accepting,
-    /// lets requests in flight finish within the shutdown grace, and stops everything.
+    /// Also serves Redis clients on `listener` (already bound, as the others).
+    pub fn with_resp(mut self, listener: TcpListener) -> Running {
+        self.resp_listener = Some(listener);
+        self
+    }
+
+    /// Serves requests (HTTP, and RESP when given) and the admin API until `shutdown`
+    /// resolves; then stops accepting, lets requests in flight finish within the shutdown
+    /// grace, and stops everything.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
         let admin = tokio::spawn(admin::serve(
@@ -134,7 +144,38 @@ impl Running {
                 let _ = admin_stopped.await;
             },
         ));
-        proxy::serve(self.listener, self.proxy.data.clone(), shutdown).await;
+        // Both doors share one set of per-core workers, and so their backend pools.
+        let workers = match Workers::start("hrwproxy-worker") {
+            Ok(workers) => Some(workers),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start worker threads; serving on the main runtime");
+                None
+            }
+        };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let http = async {
+            let shutdown = async {
+                shutdown.await;
+                let _ = stop.send(true);
+            };
+            proxy::serve(
+                self.listener,
+                self.proxy.data.clone(),
+                workers.as_ref(),
+                shutdown,
+            )
+            .await
+        };
+        let resp = async {
+            if let Some(listener) = self.resp_listener {
+                let mut stopped = stopped.clone();
+                let stopped = async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                };
+                resp::serve(listener, self.proxy.data.clone(), workers.as_ref(), stopped).await
+            }
+        };
+        tokio::join!(http, resp);
         let _ = stop_admin.send(());
         let _ = admin.await;
     }

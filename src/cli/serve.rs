@@ -32,10 +32,20 @@ pub async fn serve(path: &Path, demo: bool) -> anyhow::Result<ExitCode> {
             config.admin
         )
     })?;
+    let resp_listener = match config.resp_listen {
+        Some(at) => {
+            Some(server::bind(at).with_context(|| format!("cannot listen on {at} (resp_listen)"))?)
+        }
+        None => None,
+    };
     let (addr, admin_addr) = (listener.local_addr()?, admin_listener.local_addr()?);
-    let running = proxy
+    let resp_addr = resp_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+    let mut running = proxy
         .start(listener, admin_listener, StartOptions { sighup: true })
         .with_context(|| format!("cannot watch {}", path.display()))?;
+    if let Some(resp_listener) = resp_listener {
+        running = running.with_resp(resp_listener);
+    }
     tracing::info!(
         %addr,
         %admin_addr,
@@ -49,6 +59,9 @@ pub async fn serve(path: &Path, demo: bool) -> anyhow::Result<ExitCode> {
     // A closed stdout is no reason to stop serving.
     let _ = writeln!(out, "hrwproxy listening on http://{addr}");
     let _ = writeln!(out, "hrwproxy admin listening on http://{admin_addr}");
+    if let Some(resp_addr) = resp_addr {
+        let _ = writeln!(out, "hrwproxy RESP listening on redis://{resp_addr}");
+    }
     let _ = out.flush();
     drop(out);
     running.serve(super::shutdown_signal()).await;

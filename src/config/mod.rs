@@ -34,6 +34,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The admin listener (reload, config, repair); loopback by default.
     pub admin: SocketAddr,
+    /// The Redis (RESP) listener, when set.
+    pub resp_listen: Option<SocketAddr>,
     /// r: each key lives on its top-r nodes; by default 2, or 1 with a single node.
     pub replicas: usize,
     /// Acks a PUT or DELETE needs before it is answered 2xx; by default a majority of r.
@@ -303,6 +305,7 @@ fn validate(text: &str, file: schema::File) -> Result<Config, ConfigError> {
     Ok(Config {
         listen: file.listen,
         admin: file.admin,
+        resp_listen: file.resp_listen,
         replicas,
         write_quorum,
         timeouts: file.timeouts,

@@ -18,6 +18,7 @@ use crate::routing::{MAX_WEIGHT, MIN_WEIGHT};
 pub(super) struct File {
     pub listen: SocketAddr,
     pub admin: SocketAddr,
+    pub resp_listen: Option<SocketAddr>,
     pub replicas: Option<usize>,
     pub write_quorum: Option<usize>,
     pub timeouts: Timeouts,
@@ -56,6 +57,7 @@ impl Default for File {
         File {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            resp_listen: None,
             replicas: None,
             write_quorum: None,
             timeouts: Timeouts::default(),

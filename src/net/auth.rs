@@ -67,6 +67,13 @@ pub(crate) fn allows(required: Option<&Secret>, headers: &HeaderMap) -> bool {
     constant_time_eq(given, expected)
 }
 
+impl Secret {
+    /// Whether `given` is this secret, in the same time wherever the first difference is.
+    pub(crate) fn matches(&self, given: &[u8]) -> bool {
+        constant_time_eq(given, &self.0)
+    }
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut differ = a.len() ^ b.len();
     for i in 0..a.len().max(b.len()) {

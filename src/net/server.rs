@@ -93,6 +93,17 @@ where
     slots
 }
 
+/// Waits for every connection to end (all `slots` free again), for up to the shutdown grace.
+pub(crate) async fn drained(slots: &Arc<Semaphore>, limits: Limits) {
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(limits.shutdown_grace(), slots.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown grace period; closing them");
+    }
+}
+
 /// Serves `handler` with hyper on `listener` within `limits`, over TLS when `tls` is given,
 /// until `shutdown` resolves; then stops accepting and lets open connections finish their
 /// requests for up to the shutdown grace.

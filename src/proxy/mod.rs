@@ -12,6 +12,7 @@ pub(crate) mod hot_keys;
 mod outcome;
 mod read;
 mod request;
+pub(crate) mod resp;
 mod respond;
 mod service;
 mod write;
@@ -47,6 +48,7 @@ pub(crate) struct DataPath {
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     path: Arc<DataPath>,
+    workers: Option<&Workers>,
     shutdown: impl Future<Output = ()>,
 ) {
     let tls = path
@@ -55,13 +57,6 @@ pub(crate) async fn serve(
         .clone()
         .map(crate::net::tls::acceptor);
     let limits = path.cluster.snapshot().config.limits;
-    let workers = match Workers::start("hrwproxy-worker") {
-        Ok(workers) => Some(workers),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot start worker threads; serving on the main runtime");
-            None
-        }
-    };
     match tls {
         // TLS streams keep buffers of their own: hyper serves them.
         Some(tls) => {
@@ -70,9 +65,9 @@ pub(crate) async fn serve(
                 async move { service::handle(&path, req.map(RequestBody::Hyper)).await }
             };
             let tls = Some(tls);
-            server::serve_http(listener, handler, limits, tls, workers.as_ref(), shutdown).await
+            server::serve_http(listener, handler, limits, tls, workers, shutdown).await
         }
-        None => http1::serve(listener, path, limits, workers.as_ref(), shutdown).await,
+        None => http1::serve(listener, path, limits, workers, shutdown).await,
     }
 }
 

@@ -10,6 +10,7 @@ mod observe;
 mod proxy;
 mod relay;
 mod reload;
+mod resp;
 mod servers;
 mod support;
 mod tls;

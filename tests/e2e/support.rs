@@ -45,7 +45,7 @@ pub fn spawn_listening_all(args: &[&str], lines: usize) -> (ChildGuard, Vec<Sock
         stdout.read_line(&mut line).expect("read stdout");
         let addr = line
             .trim()
-            .rsplit("http://")
+            .rsplit("://")
             .next()
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("hrwproxy {args:?} printed {line:?}, not its address"));

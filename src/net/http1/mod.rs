@@ -13,13 +13,12 @@ mod head;
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, Request, Response, Version};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 pub(crate) use self::body::Body;
 use self::encode::Persist;
@@ -86,18 +85,7 @@ pub(crate) async fn serve<S: Service>(
     })
     .await;
     let _ = stop.send(true);
-    drained(&slots, limits).await;
-}
-
-/// Waits for every connection to end, for up to the shutdown grace.
-async fn drained(slots: &Arc<Semaphore>, limits: Limits) {
-    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    if tokio::time::timeout(limits.shutdown_grace(), slots.acquire_many(all))
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after the shutdown grace period; closing them");
-    }
+    server::drained(&slots, limits).await;
 }
 
 async fn serve_connection<S: Service>(

@@ -1,0 +1,438 @@
+//! What each Redis command does: the data commands go through the same reads and writes as
+//! the HTTP API (placement, replicas and ack level, fallback and hedging, versions, handoff),
+//! with each failure as an error naming what the replicas did.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use tokio::time::Instant;
+
+use super::reply::Replies;
+use crate::cluster::Snapshot;
+use crate::net::Ttl;
+use crate::proxy::coalesce::Coalescer;
+use crate::proxy::outcome::{Attempted, Failure, ReadOutcome, WriteOutcome};
+use crate::proxy::write::{write, WriteOp};
+use crate::proxy::DataPath;
+
+/// Whether the connection goes on after a command.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Close,
+}
+
+/// One client connection's state: its protocol, whether it authenticated, its replies.
+#[derive(Debug)]
+pub(crate) struct Session {
+    path: Arc<DataPath>,
+    authenticated: bool,
+    pub replies: Replies,
+}
+
+/// A read as a command sees it: the value, none, or why it failed.
+enum Read {
+    Value(Bytes),
+    Absent,
+    Failed(String),
+}
+
+impl Session {
+    pub(crate) fn new(path: Arc<DataPath>) -> Session {
+        Session {
+            path,
+            authenticated: false,
+            replies: Replies::default(),
+        }
+    }
+
+    /// Runs one command, its reply appended to [`Session::replies`].
+    pub(crate) async fn run(&mut self, args: Vec<Bytes>) -> Flow {
+        let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+        let snap = self.path.cluster.snapshot();
+        let r = &mut self.replies;
+        let open = snap.tokens.data.is_none() || self.authenticated;
+        let arity = |ok: bool, r: &mut Replies| {
+            if !ok {
+                r.error(&format!(
+                    "ERR wrong number of arguments for '{}' command",
+                    name.to_lowercase()
+                ));
+            }
+            ok
+        };
+        match name.as_str() {
+            "QUIT" => {
+                r.ok();
+                return Flow::Close;
+            }
+            "AUTH" if arity(args.len() == 2 || args.len() == 3, r) => {
+                self.auth(&snap, &args[args.len() - 1]);
+            }
+            "HELLO" => self.hello(&snap, &args),
+            _ if !open => r.error("NOAUTH Authentication required."),
+            "PING" if arity(args.len() <= 2, r) => match args.get(1) {
+                Some(message) => r.bulk(message),
+                None => r.simple("PONG"),
+            },
+            "ECHO" if arity(args.len() == 2, r) => r.bulk(&args[1]),
+            "SELECT" if arity(args.len() == 2, r) => {
+                if &args[1][..] == b"0" {
+                    r.ok();
+                } else {
+                    r.error("ERR DB index is out of range (hrwproxy has database 0 only)");
+                }
+            }
+            // Client libraries ask for the command table on connect; an empty one is allowed.
+            "COMMAND" => r.array(0),
+            "CLIENT" if arity(args.len() >= 2, r) => {
+                match String::from_utf8_lossy(&args[1])
+                    .to_ascii_uppercase()
+                    .as_str()
+                {
+                    "SETNAME" | "SETINFO" => r.ok(),
+                    "GETNAME" => r.null(),
+                    "ID" => r.integer(1),
+                    other => r.error(&format!("ERR unknown subcommand '{other}' for 'client'")),
+                }
+            }
+            "GET" if arity(args.len() == 2, r) => {
+                let read = self.read(&snap, &args[1]).await;
+                self.reply_value(read);
+            }
+            "GETDEL" if arity(args.len() == 2, r) => {
+                let read = self.read(&snap, &args[1]).await;
+                if let Read::Value(_) = read {
+                    let deleted = self.write(&snap, &args[1], WriteOp::Delete).await;
+                    if let Err(why) = deleted {
+                        self.replies.error(&why);
+                        return Flow::Continue;
+                    }
+                }
+                self.reply_value(read);
+            }
+            "SET" if arity(args.len() >= 3, r) => {
+                self.set(&snap, &args).await;
+            }
+            "MGET" if arity(args.len() >= 2, r) => {
+                let reads = join_all(args[1..].iter().map(|key| self.read(&snap, key))).await;
+                self.replies.array(reads.len());
+                for read in reads {
+                    // A key that cannot be read is a nil, as Redis Cluster proxies answer.
+                    match read {
+                        Read::Value(value) => self.replies.bulk(&value),
+                        Read::Absent | Read::Failed(_) => self.replies.null(),
+                    }
+                }
+            }
+            "MSET" if arity(args.len() >= 3 && args.len() % 2 == 1, r) => {
+                let pairs = args[1..].chunks(2);
+                let writes =
+                    pairs.map(|kv| self.write(&snap, &kv[0], WriteOp::Put(kv[1].clone(), None)));
+                let failed: Vec<String> = join_all(writes)
+                    .await
+                    .into_iter()
+                    .filter_map(Result::err)
+                    .collect();
+                match failed.first() {
+                    None => self.replies.ok(),
+                    Some(first) => self.replies.error(&format!(
+                        "{first} ({} of {} keys not written)",
+                        failed.len(),
+                        args.len() / 2
+                    )),
+                }
+            }
+            "DEL" | "UNLINK" | "EXISTS" if arity(args.len() >= 2, r) => {
+                self.count_and_delete(&snap, &args[1..], name != "EXISTS")
+                    .await;
+            }
+            "GET" | "GETDEL" | "SET" | "MGET" | "MSET" | "DEL" | "UNLINK" | "EXISTS" | "PING"
+            | "ECHO" | "SELECT" | "CLIENT" | "AUTH" => {} // arity error already written
+            _ => {
+                let shown: Vec<String> = args[1..]
+                    .iter()
+                    .take(3)
+                    .map(|a| format!("'{}'", String::from_utf8_lossy(&a[..a.len().min(64)])))
+                    .collect();
+                r.error(&format!(
+                    "ERR unknown command '{}', with args beginning with: {}",
+                    String::from_utf8_lossy(&args[0]),
+                    shown.join(" ")
+                ));
+            }
+        }
+        Flow::Continue
+    }
+
+    fn auth(&mut self, snap: &Snapshot, given: &[u8]) {
+        match &snap.tokens.data {
+            None => self.replies.error(
+                "ERR AUTH <password> called without any password configured (hrwproxy has no data token)",
+            ),
+            Some(secret) if secret.matches(given) => {
+                self.authenticated = true;
+                self.replies.ok();
+            }
+            Some(_) => {
+                self.authenticated = false;
+                self.replies.error("WRONGPASS invalid username-password pair or user is disabled.");
+            }
+        }
+    }
+
+    /// `HELLO [protover [AUTH username password] [SETNAME name]]`.
+    fn hello(&mut self, snap: &Snapshot, args: &[Bytes]) {
+        let mut at = 1;
+        let mut resp3 = self.replies.resp3;
+        if let Some(version) = args.get(1) {
+            match &version[..] {
+                b"2" => resp3 = false,
+                b"3" => resp3 = true,
+                _ => return self.replies.error("NOPROTO unsupported protocol version"),
+            }
+            at = 2;
+        }
+        while at < args.len() {
+            match String::from_utf8_lossy(&args[at])
+                .to_ascii_uppercase()
+                .as_str()
+            {
+                "AUTH" if at + 2 < args.len() => {
+                    let before = self.replies.out.len();
+                    self.auth(snap, &args[at + 2]);
+                    if !self.authenticated {
+                        return;
+                    }
+                    // HELLO answers with its map, not AUTH's +OK.
+                    self.replies.out.truncate(before);
+                    at += 3;
+                }
+                "SETNAME" if at + 1 < args.len() => at += 2,
+                _ => return self.replies.error("ERR syntax error in HELLO option"),
+            }
+        }
+        if snap.tokens.data.is_some() && !self.authenticated {
+            return self
+                .replies
+                .error("NOAUTH HELLO must be called with the client's AUTH when a token is set");
+        }
+        self.replies.resp3 = resp3;
+        let r = &mut self.replies;
+        r.map(7);
+        r.bulk(b"server");
+        r.bulk(b"hrwproxy");
+        r.bulk(b"version");
+        r.bulk(env!("CARGO_PKG_VERSION").as_bytes());
+        r.bulk(b"proto");
+        r.integer(if resp3 { 3 } else { 2 });
+        r.bulk(b"id");
+        r.integer(1);
+        r.bulk(b"mode");
+        r.bulk(b"standalone");
+        r.bulk(b"role");
+        r.bulk(b"master");
+        r.bulk(b"modules");
+        r.array(0);
+    }
+
+    /// `SET key value [EX s | PX ms] [NX | XX] [GET]`. NX, XX and GET read the key first:
+    /// they are not atomic against another client's write in between.
+    async fn set(&mut self, snap: &Arc<Snapshot>, args: &[Bytes]) {
+        let (mut ttl, mut only, mut get) = (None::<u64>, None::<bool>, false);
+        let mut at = 3;
+        while at < args.len() {
+            let option = String::from_utf8_lossy(&args[at]).to_ascii_uppercase();
+            let number = || {
+                args.get(at + 1)
+                    .and_then(|n| std::str::from_utf8(n).ok())
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .filter(|n| *n > 0)
+            };
+            match option.as_str() {
+                "EX" | "PX" if ttl.is_none() => {
+                    let Some(n) = number() else {
+                        return self
+                            .replies
+                            .error("ERR invalid expire time in 'set' command");
+                    };
+                    // Whole seconds are what the nodes keep: milliseconds round up.
+                    ttl = Some(if option == "EX" { n } else { n.div_ceil(1000) });
+                    at += 2;
+                }
+                "NX" | "XX" if only.is_none() => {
+                    only = Some(option == "NX");
+                    at += 1;
+                }
+                "GET" if !get => {
+                    get = true;
+                    at += 1;
+                }
+                _ => return self.replies.error("ERR syntax error"),
+            }
+        }
+        let ttl = match ttl {
+            None => None,
+            Some(seconds) => match u32::try_from(seconds)
+                .ok()
+                .filter(|s| *s <= crate::net::request::MAX_TTL_SECONDS)
+                .and_then(Ttl::new)
+            {
+                Some(ttl) => Some(ttl),
+                None => {
+                    return self
+                        .replies
+                        .error("ERR invalid expire time in 'set' command")
+                }
+            },
+        };
+        let before = if only.is_some() || get {
+            match self.read(snap, &args[1]).await {
+                Read::Failed(why) => return self.replies.error(&why),
+                read => Some(read),
+            }
+        } else {
+            None
+        };
+        let exists = matches!(before, Some(Read::Value(_)));
+        if only.is_some_and(|nx| nx == exists) {
+            return match before {
+                Some(Read::Value(old)) if get => self.replies.bulk(&old),
+                _ => self.replies.null(),
+            };
+        }
+        if let Err(why) = self
+            .write(snap, &args[1], WriteOp::Put(args[2].clone(), ttl))
+            .await
+        {
+            return self.replies.error(&why);
+        }
+        match before {
+            Some(Read::Value(old)) if get => self.replies.bulk(&old),
+            _ if get => self.replies.null(),
+            _ => self.replies.ok(),
+        }
+    }
+
+    /// `EXISTS` counts the keys found; `DEL` and `UNLINK` count them and delete every key.
+    async fn count_and_delete(&mut self, snap: &Arc<Snapshot>, keys: &[Bytes], delete: bool) {
+        let reads = join_all(keys.iter().map(|key| self.read(snap, key))).await;
+        if let Some(Read::Failed(why)) = reads.iter().find(|r| matches!(r, Read::Failed(_))) {
+            return self.replies.error(why);
+        }
+        let found = reads.iter().filter(|r| matches!(r, Read::Value(_))).count();
+        if delete {
+            let deletes = keys
+                .iter()
+                .map(|key| self.write(snap, key, WriteOp::Delete));
+            if let Some(Err(why)) = join_all(deletes).await.into_iter().find(Result::is_err) {
+                return self.replies.error(&why);
+            }
+        }
+        self.replies.integer(found as i64);
+    }
+
+    fn reply_value(&mut self, read: Read) {
+        match read {
+            Read::Value(value) => self.replies.bulk(&value),
+            Read::Absent => self.replies.null(),
+            Read::Failed(why) => self.replies.error(&why),
+        }
+    }
+
+    async fn read(&self, snap: &Arc<Snapshot>, key: &Bytes) -> Read {
+        let config = &snap.config;
+        if let Err(why) = check_key(key, config.max_key_bytes) {
+            return Read::Failed(why);
+        }
+        self.path.hot_keys.offer(key);
+        let deadline = Instant::now() + config.timeouts.deadline();
+        let outcome = Coalescer::read(&self.path, snap, key, config.read_quorum, deadline).await;
+        match outcome {
+            ReadOutcome::Found { value, .. } => Read::Value(value),
+            ReadOutcome::Missing { .. } => Read::Absent,
+            ReadOutcome::Failed { why, attempts } => Read::Failed(format!(
+                "{} the read failed: {}",
+                code(why),
+                replicas(&attempts)
+            )),
+        }
+    }
+
+    /// A write at the configured ack level; the error names what each failed replica did.
+    async fn write(&self, snap: &Arc<Snapshot>, key: &Bytes, op: WriteOp) -> Result<(), String> {
+        let config = &snap.config;
+        check_key(key, config.max_key_bytes)?;
+        if let WriteOp::Put(value, _) = &op {
+            if value.len() > config.max_value_bytes {
+                return Err(format!(
+                    "ERR value is {} bytes; the limit is {}",
+                    value.len(),
+                    config.max_value_bytes
+                ));
+            }
+        }
+        let deadline = Instant::now() + config.timeouts.deadline();
+        let outcome: WriteOutcome = write(
+            &self.path,
+            snap,
+            key.clone(),
+            op,
+            config.write_quorum,
+            None,
+            deadline,
+        )
+        .await;
+        match outcome.failure() {
+            None => Ok(()),
+            Some(why) => Err(format!(
+                "{} the write was acknowledged by {} of {} replicas, {} needed: {}",
+                code(why),
+                outcome.acks,
+                outcome.replicas,
+                outcome.required,
+                replicas(&outcome.failures)
+            )),
+        }
+    }
+}
+
+/// The error code that starts a failure's reply: `TRYAGAIN` where a retry may succeed soon.
+fn code(why: Failure) -> &'static str {
+    match why {
+        Failure::Deadline | Failure::AllTimedOut => "TIMEOUT",
+        Failure::AllEjected | Failure::AckLevelMissed => "TRYAGAIN",
+        Failure::Unanswered => "ERR",
+        Failure::Loop => "ERR loop detected:",
+    }
+}
+
+fn check_key(key: &[u8], max: usize) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("ERR empty key".into());
+    }
+    if key.len() > max {
+        return Err(format!(
+            "ERR key is {} bytes; the limit is {max}",
+            key.len()
+        ));
+    }
+    Ok(())
+}
+
+/// What each replica asked did, for an error line.
+fn replicas(attempts: &[Attempted]) -> String {
+    let each: Vec<String> = attempts
+        .iter()
+        .map(|a| match &a.result {
+            Ok(what) => format!("{} {what}", a.node),
+            Err(e) => format!("{} {} ({e})", a.node, e.kind()),
+        })
+        .collect();
+    if each.is_empty() {
+        "no replica answered in time".into()
+    } else {
+        each.join("; ")
+    }
+}
