@@ -23,12 +23,51 @@ pub(crate) enum Flow {
     Close,
 }
 
-/// One client connection's state: its protocol, whether it authenticated, its replies.
+/// One client connection's state: its protocol and whether it authenticated.
 #[derive(Debug)]
 pub(crate) struct Session {
     path: Arc<DataPath>,
     authenticated: bool,
-    pub replies: Replies,
+    pub resp3: bool,
+}
+
+/// What a command touches, for running the commands of a pipeline together: commands on
+/// different keys run at once; one that writes a key another touches waits for it.
+#[derive(Debug)]
+pub(crate) enum Touches<'a> {
+    /// It changes the connection (QUIT, AUTH, HELLO): it runs alone.
+    Connection,
+    Keys {
+        keys: Vec<&'a [u8]>,
+        writes: bool,
+    },
+}
+
+/// What `args` touch.
+pub(crate) fn touches(args: &[Bytes]) -> Touches<'_> {
+    let name = &args[0];
+    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+    let keys = |writes: bool, step: usize| Touches::Keys {
+        keys: args.iter().skip(1).step_by(step).map(|k| &k[..]).collect(),
+        writes,
+    };
+    if is("QUIT") || is("AUTH") || is("HELLO") {
+        Touches::Connection
+    } else if is("GET") || is("MGET") || is("EXISTS") {
+        keys(false, 1)
+    } else if is("SET") || is("GETDEL") {
+        // The options after SET's key are no keys, but only make conflicts more likely.
+        keys(true, 1)
+    } else if is("DEL") || is("UNLINK") {
+        keys(true, 1)
+    } else if is("MSET") {
+        keys(true, 2)
+    } else {
+        Touches::Keys {
+            keys: Vec::new(),
+            writes: false,
+        }
+    }
 }
 
 /// A read as a command sees it: the value, none, or why it failed.
@@ -43,15 +82,41 @@ impl Session {
         Session {
             path,
             authenticated: false,
-            replies: Replies::default(),
+            resp3: false,
         }
     }
 
-    /// Runs one command, its reply appended to [`Session::replies`].
-    pub(crate) async fn run(&mut self, args: Vec<Bytes>) -> Flow {
+    /// Replies in this connection's protocol.
+    pub(crate) fn replies(&self) -> Replies {
+        Replies {
+            out: Vec::new(),
+            resp3: self.resp3,
+        }
+    }
+
+    /// Runs a command that changes the connection (see [`touches`]), its reply in `r`.
+    pub(crate) fn run_alone(&mut self, args: &[Bytes], r: &mut Replies) -> Flow {
+        let snap = self.path.cluster.snapshot();
+        if args[0].eq_ignore_ascii_case(b"QUIT") {
+            r.ok();
+            return Flow::Close;
+        }
+        if args[0].eq_ignore_ascii_case(b"AUTH") {
+            if args.len() == 2 || args.len() == 3 {
+                self.auth(&snap, &args[args.len() - 1], r);
+            } else {
+                r.error("ERR wrong number of arguments for 'auth' command");
+            }
+        } else {
+            self.hello(&snap, args, r);
+        }
+        Flow::Continue
+    }
+
+    /// Runs any other command, its reply in `r`.
+    pub(crate) async fn run(&self, args: &[Bytes], r: &mut Replies) {
         let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
         let snap = self.path.cluster.snapshot();
-        let r = &mut self.replies;
         let open = snap.tokens.data.is_none() || self.authenticated;
         let arity = |ok: bool, r: &mut Replies| {
             if !ok {
@@ -63,14 +128,6 @@ impl Session {
             ok
         };
         match name.as_str() {
-            "QUIT" => {
-                r.ok();
-                return Flow::Close;
-            }
-            "AUTH" if arity(args.len() == 2 || args.len() == 3, r) => {
-                self.auth(&snap, &args[args.len() - 1]);
-            }
-            "HELLO" => self.hello(&snap, &args),
             _ if !open => r.error("NOAUTH Authentication required."),
             "PING" if arity(args.len() <= 2, r) => match args.get(1) {
                 Some(message) => r.bulk(message),
@@ -99,30 +156,27 @@ impl Session {
             }
             "GET" if arity(args.len() == 2, r) => {
                 let read = self.read(&snap, &args[1]).await;
-                self.reply_value(read);
+                reply_value(read, r);
             }
             "GETDEL" if arity(args.len() == 2, r) => {
                 let read = self.read(&snap, &args[1]).await;
                 if let Read::Value(_) = read {
                     let deleted = self.write(&snap, &args[1], WriteOp::Delete).await;
                     if let Err(why) = deleted {
-                        self.replies.error(&why);
-                        return Flow::Continue;
+                        return r.error(&why);
                     }
                 }
-                self.reply_value(read);
+                reply_value(read, r);
             }
-            "SET" if arity(args.len() >= 3, r) => {
-                self.set(&snap, &args).await;
-            }
+            "SET" if arity(args.len() >= 3, r) => self.set(&snap, args, r).await,
             "MGET" if arity(args.len() >= 2, r) => {
                 let reads = join_all(args[1..].iter().map(|key| self.read(&snap, key))).await;
-                self.replies.array(reads.len());
+                r.array(reads.len());
                 for read in reads {
                     // A key that cannot be read is a nil, as Redis Cluster proxies answer.
                     match read {
-                        Read::Value(value) => self.replies.bulk(&value),
-                        Read::Absent | Read::Failed(_) => self.replies.null(),
+                        Read::Value(value) => r.bulk(&value),
+                        Read::Absent | Read::Failed(_) => r.null(),
                     }
                 }
             }
@@ -136,8 +190,8 @@ impl Session {
                     .filter_map(Result::err)
                     .collect();
                 match failed.first() {
-                    None => self.replies.ok(),
-                    Some(first) => self.replies.error(&format!(
+                    None => r.ok(),
+                    Some(first) => r.error(&format!(
                         "{first} ({} of {} keys not written)",
                         failed.len(),
                         args.len() / 2
@@ -145,7 +199,7 @@ impl Session {
                 }
             }
             "DEL" | "UNLINK" | "EXISTS" if arity(args.len() >= 2, r) => {
-                self.count_and_delete(&snap, &args[1..], name != "EXISTS")
+                self.count_and_delete(&snap, &args[1..], name != "EXISTS", r)
                     .await;
             }
             "GET" | "GETDEL" | "SET" | "MGET" | "MSET" | "DEL" | "UNLINK" | "EXISTS" | "PING"
@@ -163,34 +217,33 @@ impl Session {
                 ));
             }
         }
-        Flow::Continue
     }
 
-    fn auth(&mut self, snap: &Snapshot, given: &[u8]) {
+    fn auth(&mut self, snap: &Snapshot, given: &[u8], r: &mut Replies) {
         match &snap.tokens.data {
-            None => self.replies.error(
+            None => r.error(
                 "ERR AUTH <password> called without any password configured (hrwproxy has no data token)",
             ),
             Some(secret) if secret.matches(given) => {
                 self.authenticated = true;
-                self.replies.ok();
+                r.ok();
             }
             Some(_) => {
                 self.authenticated = false;
-                self.replies.error("WRONGPASS invalid username-password pair or user is disabled.");
+                r.error("WRONGPASS invalid username-password pair or user is disabled.");
             }
         }
     }
 
     /// `HELLO [protover [AUTH username password] [SETNAME name]]`.
-    fn hello(&mut self, snap: &Snapshot, args: &[Bytes]) {
+    fn hello(&mut self, snap: &Snapshot, args: &[Bytes], r: &mut Replies) {
         let mut at = 1;
-        let mut resp3 = self.replies.resp3;
+        let mut resp3 = self.resp3;
         if let Some(version) = args.get(1) {
             match &version[..] {
                 b"2" => resp3 = false,
                 b"3" => resp3 = true,
-                _ => return self.replies.error("NOPROTO unsupported protocol version"),
+                _ => return r.error("NOPROTO unsupported protocol version"),
             }
             at = 2;
         }
@@ -200,26 +253,25 @@ impl Session {
                 .as_str()
             {
                 "AUTH" if at + 2 < args.len() => {
-                    let before = self.replies.out.len();
-                    self.auth(snap, &args[at + 2]);
+                    let before = r.out.len();
+                    self.auth(snap, &args[at + 2], r);
                     if !self.authenticated {
                         return;
                     }
                     // HELLO answers with its map, not AUTH's +OK.
-                    self.replies.out.truncate(before);
+                    r.out.truncate(before);
                     at += 3;
                 }
                 "SETNAME" if at + 1 < args.len() => at += 2,
-                _ => return self.replies.error("ERR syntax error in HELLO option"),
+                _ => return r.error("ERR syntax error in HELLO option"),
             }
         }
         if snap.tokens.data.is_some() && !self.authenticated {
-            return self
-                .replies
+            return r
                 .error("NOAUTH HELLO must be called with the client's AUTH when a token is set");
         }
-        self.replies.resp3 = resp3;
-        let r = &mut self.replies;
+        self.resp3 = resp3;
+        r.resp3 = resp3;
         r.map(7);
         r.bulk(b"server");
         r.bulk(b"hrwproxy");
@@ -239,7 +291,7 @@ impl Session {
 
     /// `SET key value [EX s | PX ms] [NX | XX] [GET]`. NX, XX and GET read the key first:
     /// they are not atomic against another client's write in between.
-    async fn set(&mut self, snap: &Arc<Snapshot>, args: &[Bytes]) {
+    async fn set(&self, snap: &Arc<Snapshot>, args: &[Bytes], r: &mut Replies) {
         let (mut ttl, mut only, mut get) = (None::<u64>, None::<bool>, false);
         let mut at = 3;
         while at < args.len() {
@@ -253,9 +305,7 @@ impl Session {
             match option.as_str() {
                 "EX" | "PX" if ttl.is_none() => {
                     let Some(n) = number() else {
-                        return self
-                            .replies
-                            .error("ERR invalid expire time in 'set' command");
+                        return r.error("ERR invalid expire time in 'set' command");
                     };
                     // Whole seconds are what the nodes keep: milliseconds round up.
                     ttl = Some(if option == "EX" { n } else { n.div_ceil(1000) });
@@ -269,7 +319,7 @@ impl Session {
                     get = true;
                     at += 1;
                 }
-                _ => return self.replies.error("ERR syntax error"),
+                _ => return r.error("ERR syntax error"),
             }
         }
         let ttl = match ttl {
@@ -280,16 +330,12 @@ impl Session {
                 .and_then(Ttl::new)
             {
                 Some(ttl) => Some(ttl),
-                None => {
-                    return self
-                        .replies
-                        .error("ERR invalid expire time in 'set' command")
-                }
+                None => return r.error("ERR invalid expire time in 'set' command"),
             },
         };
         let before = if only.is_some() || get {
             match self.read(snap, &args[1]).await {
-                Read::Failed(why) => return self.replies.error(&why),
+                Read::Failed(why) => return r.error(&why),
                 read => Some(read),
             }
         } else {
@@ -298,28 +344,34 @@ impl Session {
         let exists = matches!(before, Some(Read::Value(_)));
         if only.is_some_and(|nx| nx == exists) {
             return match before {
-                Some(Read::Value(old)) if get => self.replies.bulk(&old),
-                _ => self.replies.null(),
+                Some(Read::Value(old)) if get => r.bulk(&old),
+                _ => r.null(),
             };
         }
         if let Err(why) = self
             .write(snap, &args[1], WriteOp::Put(args[2].clone(), ttl))
             .await
         {
-            return self.replies.error(&why);
+            return r.error(&why);
         }
         match before {
-            Some(Read::Value(old)) if get => self.replies.bulk(&old),
-            _ if get => self.replies.null(),
-            _ => self.replies.ok(),
+            Some(Read::Value(old)) if get => r.bulk(&old),
+            _ if get => r.null(),
+            _ => r.ok(),
         }
     }
 
     /// `EXISTS` counts the keys found; `DEL` and `UNLINK` count them and delete every key.
-    async fn count_and_delete(&mut self, snap: &Arc<Snapshot>, keys: &[Bytes], delete: bool) {
+    async fn count_and_delete(
+        &self,
+        snap: &Arc<Snapshot>,
+        keys: &[Bytes],
+        delete: bool,
+        r: &mut Replies,
+    ) {
         let reads = join_all(keys.iter().map(|key| self.read(snap, key))).await;
         if let Some(Read::Failed(why)) = reads.iter().find(|r| matches!(r, Read::Failed(_))) {
-            return self.replies.error(why);
+            return r.error(why);
         }
         let found = reads.iter().filter(|r| matches!(r, Read::Value(_))).count();
         if delete {
@@ -327,18 +379,10 @@ impl Session {
                 .iter()
                 .map(|key| self.write(snap, key, WriteOp::Delete));
             if let Some(Err(why)) = join_all(deletes).await.into_iter().find(Result::is_err) {
-                return self.replies.error(&why);
+                return r.error(&why);
             }
         }
-        self.replies.integer(found as i64);
-    }
-
-    fn reply_value(&mut self, read: Read) {
-        match read {
-            Read::Value(value) => self.replies.bulk(&value),
-            Read::Absent => self.replies.null(),
-            Read::Failed(why) => self.replies.error(&why),
-        }
+        r.integer(found as i64);
     }
 
     async fn read(&self, snap: &Arc<Snapshot>, key: &Bytes) -> Read {
@@ -405,6 +449,14 @@ fn code(why: Failure) -> &'static str {
         Failure::AllEjected | Failure::AckLevelMissed => "TRYAGAIN",
         Failure::Unanswered => "ERR",
         Failure::Loop => "ERR loop detected:",
+    }
+}
+
+fn reply_value(read: Read, r: &mut Replies) {
+    match read {
+        Read::Value(value) => r.bulk(&value),
+        Read::Absent => r.null(),
+        Read::Failed(why) => r.error(&why),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The Redis front door (`resp_listen:`): Redis clients speak RESP2 or RESP3 to the proxy and
-//! get the same data path as the HTTP API. Pipelined commands run in order, their replies
-//! written together. Like the HTTP listener, a connection holds no buffer while it waits.
+//! get the same data path as the HTTP API. The commands of a pipeline run together where they
+//! touch different keys (see [`run_batch`]), their replies written together and in order.
+//! Like the HTTP listener, a connection holds no buffer while it waits.
 
 mod commands;
 mod parse;
@@ -9,19 +10,22 @@ mod reply;
 use std::future::Future;
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
+use futures_util::future::join_all;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use self::commands::{Flow, Session};
+use self::commands::{Flow, Session, Touches};
 use self::parse::{Parsed, Parser};
 use super::DataPath;
 use crate::net::server;
 use crate::net::workers::Workers;
 
-/// Replies are written once this much is waiting, even if more commands are buffered.
+/// A reply buffer larger than this is let go of after it is written.
 const FLUSH_AT: usize = 64 * 1024;
+/// The most commands run as one batch before their replies are written.
+const MAX_BATCH: usize = 1024;
 /// Bytes read at a time.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -65,26 +69,44 @@ async fn connection(
     });
     let mut session = Session::new(path);
     let mut buf = BytesMut::new();
+    let mut out = Vec::new();
     loop {
+        // Every complete command buffered, in order; a parse error ends the batch and the
+        // connection after the replies before it.
+        let mut batch = Vec::new();
         let mut close = false;
-        while !close {
+        let mut full = false;
+        while !full {
             match parser.next(&mut buf) {
-                Ok(Some(Parsed::Command(args))) => close = session.run(args).await == Flow::Close,
-                Ok(Some(Parsed::Refused(why))) => session.replies.error(&format!("ERR {why}")),
+                Ok(Some(parsed)) => {
+                    batch.push(parsed);
+                    full = batch.len() == MAX_BATCH;
+                }
                 Ok(None) => break,
                 Err(e) => {
-                    session.replies.error(&format!("ERR {e}"));
+                    batch.push(Parsed::Refused(e.to_string()));
                     close = true;
+                    break;
                 }
             }
-            if session.replies.out.len() >= FLUSH_AT
-                && flush(&mut stream, &mut session).await.is_err()
-            {
+        }
+        if run_batch(&mut session, batch, &mut out).await == Flow::Close {
+            close = true;
+        }
+        if !out.is_empty() {
+            if stream.write_all(&out).await.is_err() {
                 return;
             }
+            out.clear();
+            if out.capacity() > FLUSH_AT {
+                out = Vec::new();
+            }
         }
-        if flush(&mut stream, &mut session).await.is_err() || close {
+        if close {
             return;
+        }
+        if full {
+            continue;
         }
         let idle = buf.is_empty() && !parser.in_command();
         if idle {
@@ -104,15 +126,80 @@ async fn connection(
     }
 }
 
-async fn flush(stream: &mut TcpStream, session: &mut Session) -> std::io::Result<()> {
-    let out = &mut session.replies.out;
-    if out.is_empty() {
-        return Ok(());
+/// Runs a pipeline's commands, replies in order in `out`. Commands run together in waves:
+/// a wave ends before a command that changes the connection, or that touches a key a command
+/// of the wave touches where either of them writes it, so every command sees the effects of
+/// the ones before it, as if they ran one by one.
+async fn run_batch(session: &mut Session, batch: Vec<Parsed>, out: &mut Vec<u8>) -> Flow {
+    let mut wave = Wave::default();
+    for parsed in &batch {
+        let args = match parsed {
+            Parsed::Command(args) => args,
+            Parsed::Refused(why) => {
+                wave.run(session, out).await;
+                let mut r = session.replies();
+                r.error(&format!("ERR {why}"));
+                out.extend_from_slice(&r.out);
+                continue;
+            }
+        };
+        match commands::touches(args) {
+            Touches::Connection => {
+                wave.run(session, out).await;
+                let mut r = session.replies();
+                let flow = session.run_alone(args, &mut r);
+                out.extend_from_slice(&r.out);
+                if flow == Flow::Close {
+                    return Flow::Close;
+                }
+            }
+            Touches::Keys { keys, writes } => {
+                let conflicts = keys
+                    .iter()
+                    .any(|k| wave.written.contains(k) || (writes && wave.read.contains(k)));
+                if conflicts {
+                    wave.run(session, out).await;
+                }
+                if writes {
+                    wave.written.extend(keys);
+                } else {
+                    wave.read.extend(keys);
+                }
+                wave.commands.push(args);
+            }
+        }
     }
-    stream.write_all(out).await?;
-    out.clear();
-    if out.capacity() > FLUSH_AT {
-        *out = Vec::new();
+    wave.run(session, out).await;
+    Flow::Continue
+}
+
+/// Commands that run at once, and the keys they read and write.
+#[derive(Default)]
+struct Wave<'a> {
+    commands: Vec<&'a [Bytes]>,
+    read: Vec<&'a [u8]>,
+    written: Vec<&'a [u8]>,
+}
+
+impl Wave<'_> {
+    /// Runs the wave's commands at once, their replies to `out` in order; empties the wave.
+    async fn run(&mut self, session: &Session, out: &mut Vec<u8>) {
+        if let [one] = self.commands[..] {
+            let mut r = session.replies();
+            session.run(one, &mut r).await;
+            out.extend_from_slice(&r.out);
+        } else if !self.commands.is_empty() {
+            let runs = self.commands.iter().map(|args| async {
+                let mut r = session.replies();
+                session.run(args, &mut r).await;
+                r.out
+            });
+            for reply in join_all(runs).await {
+                out.extend_from_slice(&reply);
+            }
+        }
+        self.commands.clear();
+        self.read.clear();
+        self.written.clear();
     }
-    Ok(())
 }
