@@ -271,10 +271,7 @@ impl Reloader {
             &self.cluster.metrics,
             &files::connect,
         ));
-        self.cluster.store(new.clone(), &files);
-        seen.applied = inputs;
-        seen.rejected = None;
-        drop(seen);
+        // The status first: whoever sees the new generation sees what applied it.
         {
             let mut status = lock(&self.status);
             *status = ReloadStatus {
@@ -285,6 +282,10 @@ impl Reloader {
                 checks: status.checks,
             };
         }
+        self.cluster.store(new.clone(), &files);
+        seen.applied = inputs;
+        seen.rejected = None;
+        drop(seen);
         // After the swap and on a thread of its own: requests already use the new membership,
         // and the reload is answered, while the summary (seconds at 10,000 nodes) is worked out.
         let logged = new.clone();
