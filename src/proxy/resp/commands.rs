@@ -56,8 +56,10 @@ pub(crate) fn touches(args: &[Bytes]) -> Touches<'_> {
     } else if is("GET") || is("MGET") || is("EXISTS") {
         keys(false, 1)
     } else if is("SET") || is("GETDEL") {
-        // The options after SET's key are no keys, but only make conflicts more likely.
-        keys(true, 1)
+        Touches::Keys {
+            keys: args.get(1).map(|k| &k[..]).into_iter().collect(),
+            writes: true,
+        }
     } else if is("DEL") || is("UNLINK") {
         keys(true, 1)
     } else if is("MSET") {
@@ -486,5 +488,44 @@ fn replicas(attempts: &[Attempted]) -> String {
         "no replica answered in time".into()
     } else {
         each.join("; ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys_of(words: &[&str]) -> Option<(Vec<String>, bool)> {
+        let args: Vec<Bytes> = words
+            .iter()
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect();
+        match touches(&args) {
+            Touches::Connection => None,
+            Touches::Keys { keys, writes } => Some((
+                keys.iter()
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+                    .collect(),
+                writes,
+            )),
+        }
+    }
+
+    #[test]
+    fn what_each_command_touches() {
+        let owned =
+            |keys: &[&str], writes| Some((keys.iter().map(|k| k.to_string()).collect(), writes));
+        assert_eq!(keys_of(&["get", "k"]), owned(&["k"], false));
+        assert_eq!(keys_of(&["MGET", "a", "b"]), owned(&["a", "b"], false));
+        assert_eq!(keys_of(&["SET", "k", "v", "EX", "5"]), owned(&["k"], true));
+        assert_eq!(
+            keys_of(&["MSET", "a", "1", "b", "2"]),
+            owned(&["a", "b"], true)
+        );
+        assert_eq!(keys_of(&["DEL", "a", "b"]), owned(&["a", "b"], true));
+        assert_eq!(keys_of(&["PING"]), owned(&[], false));
+        for alone in ["QUIT", "auth", "HELLO"] {
+            assert_eq!(keys_of(&[alone]), None, "{alone}");
+        }
     }
 }
