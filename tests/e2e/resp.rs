@@ -206,3 +206,63 @@ fn the_resp_door_asks_for_the_data_token() {
         "-NOAUTH Authentication required.\r\n-WRONGPASS invalid username-password pair or user is disabled.\r\n+OK\r\n+OK\r\n$1\r\nv\r\n+OK\r\n"
     );
 }
+
+#[test]
+fn the_resp_door_fronts_a_mixed_cluster_of_builtin_redis_and_memcached_nodes() {
+    use crate::servers::{Kind, Server};
+    let builtin = Node::start("b");
+    let mut redis = Server::start(Kind::Redis);
+    let memcached = Server::start(Kind::Memcached);
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nresp_listen: 127.0.0.1:0\nreplicas: 3\nhealth_check_interval_ms: 0\nnodes:\n  - {{ id: b, url: \"http://{}\" }}\n  - {{ id: r, url: \"{}\" }}\n  - {{ id: m, url: \"{}\" }}\n",
+        builtin.addr,
+        redis.url(),
+        memcached.url()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(CONFIG_NAME);
+    write_file(&path, &yaml);
+    let (_proxy, addrs) = spawn_listening_all(&["serve", "--config", path.to_str().unwrap()], 3);
+    let mut con = connect(addrs[2]);
+    let keys: Vec<String> = (0..20).map(|i| format!("mixed-{i}")).collect();
+    let mut mset: Vec<&[u8]> = vec![b"MSET"];
+    for key in &keys {
+        mset.extend([key.as_bytes(), key.as_bytes()]);
+    }
+    assert_eq!(cmd(&mut con, &mset).unwrap(), redis::Value::Okay);
+    // r = 3 of 3 nodes: every node of every kind holds every key, in its own form.
+    for key in &keys {
+        let k = key.as_bytes();
+        assert_eq!(builtin.holds(k).as_deref(), Some(k), "built-in {key}");
+        assert_eq!(
+            redis.holds(k).and_then(|s| s.value).as_deref(),
+            Some(k),
+            "redis {key}"
+        );
+        assert_eq!(
+            memcached.holds(k).and_then(|s| s.value).as_deref(),
+            Some(k),
+            "memcached {key}"
+        );
+    }
+    // Redis gone: reads (R = 2) are answered by the other two kinds.
+    redis.stop();
+    let mut mget: Vec<&[u8]> = vec![b"MGET"];
+    mget.extend(keys.iter().map(|k| k.as_bytes()));
+    let expected: Vec<redis::Value> = keys.iter().map(|k| bulk(k.as_bytes())).collect();
+    assert_eq!(cmd(&mut con, &mget).unwrap(), redis::Value::Array(expected));
+    // A delete at the ack level (2 of 3) reaches the nodes still up.
+    assert_eq!(
+        cmd(&mut con, &[b"DEL", keys[0].as_bytes()]).unwrap(),
+        redis::Value::Int(1)
+    );
+    assert_eq!(
+        cmd(&mut con, &[b"GET", keys[0].as_bytes()]).unwrap(),
+        redis::Value::Nil
+    );
+    assert_eq!(
+        memcached.holds(keys[0].as_bytes()).map(|s| s.value),
+        Some(None),
+        "a tombstone"
+    );
+}
