@@ -19,7 +19,7 @@ pub use self::schema::{
 pub use self::url::{NodeUrl, Scheme};
 pub use self::yaml::{MAX_CONFIG_BYTES, MAX_DEPTH};
 
-use crate::routing::{points_of, Placement, Ring, MAX_POINTS, MAX_REPLICAS};
+use crate::routing::{point_counts, Placement, Ring, RingError, MAX_POINTS, MAX_REPLICAS};
 
 /// The longest `reload_poll_s` and `handoff_window_s` accepted.
 pub const MAX_RELOAD_POLL_S: u64 = 24 * 3600;
@@ -345,22 +345,20 @@ fn placement_of(
             "points_per_weight: {per_weight} must be a number of at least 1"
         ));
     }
-    let mut total = 0usize;
-    for node in nodes {
-        let points = points_of(node.weight.get(), per_weight);
-        if points == 0 {
+    let weights = nodes.iter().map(|n| (n.id.as_str(), n.weight.get()));
+    match point_counts(weights, per_weight) {
+        Ok(_) => {}
+        Err(RingError::NoPoints { id, weight, .. }) => {
             return Err(format!(
-                "placement: consistent gives node {:?} (weight {}) no point at points_per_weight {per_weight}; raise its weight or points_per_weight",
-                node.id.as_str(),
-                node.weight.get()
-            ));
+                "placement: consistent gives node {id:?} (weight {weight}) no point at points_per_weight {per_weight}; raise its weight or points_per_weight"
+            ))
         }
-        total = total.saturating_add(points);
-    }
-    if total > MAX_POINTS {
-        return Err(format!(
-            "placement: consistent needs {total} points for these nodes, more than {MAX_POINTS}; lower points_per_weight or the weights"
-        ));
+        Err(RingError::TooManyPoints(total)) => {
+            return Err(format!(
+                "placement: consistent needs {total} points for these nodes, more than {MAX_POINTS}; lower points_per_weight or the weights"
+            ))
+        }
+        Err(other) => return Err(other.to_string()),
     }
     Ok(Placement::Consistent {
         points_per_weight: per_weight,

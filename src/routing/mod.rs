@@ -18,8 +18,8 @@ mod rendezvous;
 
 pub use plan::misses_to_stop;
 pub use rendezvous::{
-    key_hash, mix, node_seed, points_of, score, Placement, Ranked, Ring, RingError, TopR, KEY_SEED,
-    MAX_POINTS, MAX_REPLICAS, MAX_WEIGHT, MIN_WEIGHT, NODE_SEED,
+    key_hash, mix, node_seed, point_counts, points_of, score, Placement, Ranked, Ring, RingError,
+    TopR, KEY_SEED, MAX_POINTS, MAX_REPLICAS, MAX_WEIGHT, MIN_WEIGHT, NODE_SEED,
 };
 
 #[cfg(test)]

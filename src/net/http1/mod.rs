@@ -165,8 +165,7 @@ impl Conn {
     ) -> Result<Option<Head>, RequestError> {
         // A pipelined request may be in already.
         if !self.buf.is_empty() {
-            if let Some(head) = head::parse(&self.buf, limits)? {
-                self.buf.drain(..head.len);
+            if let Some(head) = self.take_head(limits)? {
                 return Ok(Some(head));
             }
         }
@@ -212,13 +211,44 @@ impl Conn {
             }
             self.buf.extend_from_slice(read);
             if self.buf.len() > n {
-                if let Some(head) = head::parse(&self.buf, limits)? {
-                    self.buf.drain(..head.len);
+                if let Some(head) = self.take_head(limits)? {
                     return Ok(Scratch::Head(head));
                 }
             }
             Ok(Scratch::More)
         })
+    }
+
+    /// A complete head at the start of the connection's buffer, taken out of it.
+    fn take_head(&mut self, limits: HeadLimits) -> Result<Option<Head>, RequestError> {
+        let head = head::parse(&self.buf, limits)?;
+        if let Some(head) = &head {
+            self.buf.drain(..head.len);
+        }
+        Ok(head)
+    }
+
+    /// Closes after a refusal with bytes of the request possibly still coming: the write side
+    /// first, then what arrives is read and dropped for a moment, so that the kernel does not
+    /// answer those bytes with a reset that can destroy the answer before the client reads it
+    /// (RFC 9112, section 9.6).
+    async fn linger(&mut self) {
+        use tokio::io::AsyncReadExt;
+        if self.stream.shutdown().await.is_err() {
+            return;
+        }
+        let drain = async {
+            // On the heap: an array here would grow every connection's task, idle or not.
+            let mut dropped = vec![0u8; 4096];
+            let mut total = 0;
+            while total < LINGER_BYTES {
+                match self.stream.read(&mut dropped).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, drain).await;
     }
 
     /// Writes a response, within the body timeout (a client that does not read its answers
@@ -258,31 +288,6 @@ impl Conn {
         tokio::time::timeout(limits.body_read_timeout(), rest)
             .await
             .map_err(|_| std::io::ErrorKind::TimedOut)?
-    }
-}
-
-impl Conn {
-    /// Closes after a refusal with bytes of the request possibly still coming: the write side
-    /// first, then what arrives is read and dropped for a moment, so that the kernel does not
-    /// answer those bytes with a reset that can destroy the answer before the client reads it
-    /// (RFC 9112, section 9.6).
-    async fn linger(&mut self) {
-        use tokio::io::AsyncReadExt;
-        if self.stream.shutdown().await.is_err() {
-            return;
-        }
-        let drain = async {
-            // On the heap: an array here would grow every connection's task, idle or not.
-            let mut dropped = vec![0u8; 4096];
-            let mut total = 0;
-            while total < LINGER_BYTES {
-                match self.stream.read(&mut dropped).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => total += n,
-                }
-            }
-        };
-        let _ = tokio::time::timeout(LINGER, drain).await;
     }
 }
 

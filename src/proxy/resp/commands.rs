@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::reply::Replies;
 use crate::cluster::Snapshot;
-use crate::net::Ttl;
+use crate::net::{RequestError, Ttl};
 use crate::proxy::coalesce::Coalescer;
 use crate::proxy::outcome::{Attempted, Failure, ReadOutcome, WriteOutcome};
 use crate::proxy::write::{write, WriteOp};
@@ -29,47 +29,6 @@ pub(crate) struct Session {
     path: Arc<DataPath>,
     authenticated: bool,
     pub resp3: bool,
-}
-
-/// What a command touches, for running the commands of a pipeline together: commands on
-/// different keys run at once; one that writes a key another touches waits for it.
-#[derive(Debug)]
-pub(crate) enum Touches<'a> {
-    /// It changes the connection (QUIT, AUTH, HELLO): it runs alone.
-    Connection,
-    Keys {
-        keys: Vec<&'a [u8]>,
-        writes: bool,
-    },
-}
-
-/// What `args` touch.
-pub(crate) fn touches(args: &[Bytes]) -> Touches<'_> {
-    let name = &args[0];
-    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-    let keys = |writes: bool, step: usize| Touches::Keys {
-        keys: args.iter().skip(1).step_by(step).map(|k| &k[..]).collect(),
-        writes,
-    };
-    if is("QUIT") || is("AUTH") || is("HELLO") {
-        Touches::Connection
-    } else if is("GET") || is("MGET") || is("EXISTS") {
-        keys(false, 1)
-    } else if is("SET") || is("GETDEL") {
-        Touches::Keys {
-            keys: args.get(1).map(|k| &k[..]).into_iter().collect(),
-            writes: true,
-        }
-    } else if is("DEL") || is("UNLINK") {
-        keys(true, 1)
-    } else if is("MSET") {
-        keys(true, 2)
-    } else {
-        Touches::Keys {
-            keys: Vec::new(),
-            writes: false,
-        }
-    }
 }
 
 /// A read as a command sees it: the value, none, or why it failed.
@@ -412,11 +371,8 @@ impl Session {
         check_key(key, config.max_key_bytes)?;
         if let WriteOp::Put(value, _) = &op {
             if value.len() > config.max_value_bytes {
-                return Err(format!(
-                    "ERR value is {} bytes; the limit is {}",
-                    value.len(),
-                    config.max_value_bytes
-                ));
+                let (len, max) = (value.len() as u64, config.max_value_bytes);
+                return Err(format!("ERR {}", RequestError::ValueTooLarge { len, max }));
             }
         }
         let deadline = Instant::now() + config.timeouts.deadline();
@@ -462,15 +418,14 @@ fn reply_value(read: Read, r: &mut Replies) {
     }
 }
 
+/// The key limits of the HTTP API, with its messages (an empty key has no path to name).
 fn check_key(key: &[u8], max: usize) -> Result<(), String> {
     if key.is_empty() {
         return Err("ERR empty key".into());
     }
     if key.len() > max {
-        return Err(format!(
-            "ERR key is {} bytes; the limit is {max}",
-            key.len()
-        ));
+        let len = key.len();
+        return Err(format!("ERR {}", RequestError::KeyTooLong { len, max }));
     }
     Ok(())
 }
@@ -488,44 +443,5 @@ fn replicas(attempts: &[Attempted]) -> String {
         "no replica answered in time".into()
     } else {
         each.join("; ")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn keys_of(words: &[&str]) -> Option<(Vec<String>, bool)> {
-        let args: Vec<Bytes> = words
-            .iter()
-            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
-            .collect();
-        match touches(&args) {
-            Touches::Connection => None,
-            Touches::Keys { keys, writes } => Some((
-                keys.iter()
-                    .map(|k| String::from_utf8_lossy(k).into_owned())
-                    .collect(),
-                writes,
-            )),
-        }
-    }
-
-    #[test]
-    fn what_each_command_touches() {
-        let owned =
-            |keys: &[&str], writes| Some((keys.iter().map(|k| k.to_string()).collect(), writes));
-        assert_eq!(keys_of(&["get", "k"]), owned(&["k"], false));
-        assert_eq!(keys_of(&["MGET", "a", "b"]), owned(&["a", "b"], false));
-        assert_eq!(keys_of(&["SET", "k", "v", "EX", "5"]), owned(&["k"], true));
-        assert_eq!(
-            keys_of(&["MSET", "a", "1", "b", "2"]),
-            owned(&["a", "b"], true)
-        );
-        assert_eq!(keys_of(&["DEL", "a", "b"]), owned(&["a", "b"], true));
-        assert_eq!(keys_of(&["PING"]), owned(&[], false));
-        for alone in ["QUIT", "auth", "HELLO"] {
-            assert_eq!(keys_of(&[alone]), None, "{alone}");
-        }
     }
 }

@@ -1,22 +1,22 @@
 //! The Redis front door (`resp_listen:`): Redis clients speak RESP2 or RESP3 to the proxy and
 //! get the same data path as the HTTP API. The commands of a pipeline run together where they
-//! touch different keys (see [`run_batch`]), their replies written together and in order.
+//! touch different keys (see [`pipeline`]), their replies written together and in order.
 //! Like the HTTP listener, a connection holds no buffer while it waits.
 
 mod commands;
 mod parse;
+mod pipeline;
 mod reply;
 
 use std::future::Future;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use futures_util::future::join_all;
+use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use self::commands::{Flow, Session, Touches};
+use self::commands::{Flow, Session};
 use self::parse::{Parsed, Parser};
 use super::DataPath;
 use crate::net::server;
@@ -90,7 +90,7 @@ async fn connection(
                 }
             }
         }
-        if run_batch(&mut session, batch, &mut out).await == Flow::Close {
+        if pipeline::run(&mut session, batch, &mut out).await == Flow::Close {
             close = true;
         }
         if !out.is_empty() {
@@ -123,83 +123,5 @@ async fn connection(
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(_) => return,
         }
-    }
-}
-
-/// Runs a pipeline's commands, replies in order in `out`. Commands run together in waves:
-/// a wave ends before a command that changes the connection, or that touches a key a command
-/// of the wave touches where either of them writes it, so every command sees the effects of
-/// the ones before it, as if they ran one by one.
-async fn run_batch(session: &mut Session, batch: Vec<Parsed>, out: &mut Vec<u8>) -> Flow {
-    let mut wave = Wave::default();
-    for parsed in &batch {
-        let args = match parsed {
-            Parsed::Command(args) => args,
-            Parsed::Refused(why) => {
-                wave.run(session, out).await;
-                let mut r = session.replies();
-                r.error(&format!("ERR {why}"));
-                out.extend_from_slice(&r.out);
-                continue;
-            }
-        };
-        match commands::touches(args) {
-            Touches::Connection => {
-                wave.run(session, out).await;
-                let mut r = session.replies();
-                let flow = session.run_alone(args, &mut r);
-                out.extend_from_slice(&r.out);
-                if flow == Flow::Close {
-                    return Flow::Close;
-                }
-            }
-            Touches::Keys { keys, writes } => {
-                let conflicts = keys
-                    .iter()
-                    .any(|k| wave.written.contains(k) || (writes && wave.read.contains(k)));
-                if conflicts {
-                    wave.run(session, out).await;
-                }
-                if writes {
-                    wave.written.extend(keys);
-                } else {
-                    wave.read.extend(keys);
-                }
-                wave.commands.push(args);
-            }
-        }
-    }
-    wave.run(session, out).await;
-    Flow::Continue
-}
-
-/// Commands that run at once, and the keys they read and write.
-#[derive(Default)]
-struct Wave<'a> {
-    commands: Vec<&'a [Bytes]>,
-    read: Vec<&'a [u8]>,
-    written: Vec<&'a [u8]>,
-}
-
-impl Wave<'_> {
-    /// Runs the wave's commands at once, their replies to `out` in order; empties the wave.
-    async fn run(&mut self, session: &Session, out: &mut Vec<u8>) {
-        if let [one] = self.commands[..] {
-            let mut r = session.replies();
-            session.run(one, &mut r).await;
-            out.extend_from_slice(&r.out);
-        } else if !self.commands.is_empty() {
-            let runs = self.commands.iter().map(|args| async {
-                let mut r = session.replies();
-                session.run(args, &mut r).await;
-                r.out
-            });
-            for reply in join_all(runs).await {
-                out.extend_from_slice(&reply);
-            }
-        }
-        self.commands.clear();
-        self.read.clear();
-        self.written.clear();
     }
 }

@@ -7,7 +7,7 @@ use std::fmt;
 use twox_hash::XxHash3_64;
 
 use self::points::Points;
-pub use self::points::{points_of, MAX_POINTS};
+pub use self::points::{point_counts, points_of, MAX_POINTS};
 use self::zones::{Zones, ZonesBuilder};
 
 mod points;
@@ -176,6 +176,27 @@ impl TopR {
 
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
         self.as_slice().iter().map(|&i| i as usize)
+    }
+
+    fn push(&mut self, index: u32) {
+        self.indices[self.len as usize] = index;
+        self.len += 1;
+    }
+
+    /// With zones, when there are fewer zones than r: these replicas (one per zone), then the
+    /// best other nodes of the ranking, up to `r`. They are among the ranking's first r
+    /// (`best`), which hold at most `self.len()` of the nodes already taken.
+    fn filled_from(self, best: TopR, r: usize) -> TopR {
+        let mut top = self;
+        for &index in best.as_slice() {
+            if top.len() == r {
+                break;
+            }
+            if !self.as_slice().contains(&index) {
+                top.push(index);
+            }
+        }
+        top
     }
 }
 
@@ -351,7 +372,7 @@ impl Ring {
         let points = match placement {
             Placement::Rendezvous => None,
             Placement::Consistent { points_per_weight } => {
-                Some(consistent(&built, points_per_weight)?)
+                Some(Points::of_nodes(&built, points_per_weight)?)
             }
         };
         Ok(Ring {
@@ -579,31 +600,4 @@ impl Ring {
         });
         ranking
     }
-}
-
-/// The points of every node for consistent placement, within [`MAX_POINTS`].
-fn consistent(nodes: &[RingNode], per_weight: f64) -> Result<Points, RingError> {
-    let counts: Vec<usize> = nodes
-        .iter()
-        .map(|n| points_of(n.weight, per_weight))
-        .collect();
-    if let Some(at) = counts.iter().position(|&c| c == 0) {
-        return Err(RingError::NoPoints {
-            id: nodes[at].id.to_string(),
-            weight: nodes[at].weight,
-            per_weight,
-        });
-    }
-    let total = counts.iter().fold(0usize, |sum, &c| sum.saturating_add(c));
-    if total > MAX_POINTS {
-        return Err(RingError::TooManyPoints(total));
-    }
-    let mut by_id: Vec<u32> = (0..nodes.len() as u32).collect();
-    by_id.sort_unstable_by(|&a, &b| nodes[a as usize].id.cmp(&nodes[b as usize].id));
-    let mut id_rank = vec![0u32; nodes.len()];
-    for (rank, &node) in by_id.iter().enumerate() {
-        id_rank[node as usize] = rank as u32;
-    }
-    let seeds: Vec<u64> = nodes.iter().map(|n| n.seed).collect();
-    Ok(Points::build(&seeds, &counts, &id_rank, per_weight))
 }

@@ -5,7 +5,7 @@
 //! number of nodes, where rendezvous scores every node. Removing a node deletes its points and
 //! so only removes it from rankings; adding one only inserts it: the same minimal movement.
 
-use super::{mix, Ring, TopR, MAX_REPLICAS};
+use super::{mix, Ring, RingError, RingNode, TopR, MAX_REPLICAS};
 
 /// The most points a ring may hold (12 bytes each).
 pub const MAX_POINTS: usize = 1 << 24;
@@ -30,18 +30,52 @@ pub fn points_of(weight: f64, per_weight: f64) -> usize {
     (weight * per_weight).round() as usize
 }
 
+/// Every node's point count, checked: each node at least one, all of them within
+/// [`MAX_POINTS`]. What building a ring checks, without building it.
+pub fn point_counts<'a>(
+    nodes: impl IntoIterator<Item = (&'a str, f64)>,
+    per_weight: f64,
+) -> Result<Vec<usize>, RingError> {
+    let mut counts = Vec::new();
+    let mut total = 0usize;
+    for (id, weight) in nodes {
+        let count = points_of(weight, per_weight);
+        if count == 0 {
+            return Err(RingError::NoPoints {
+                id: id.to_owned(),
+                weight,
+                per_weight,
+            });
+        }
+        total = total.saturating_add(count);
+        counts.push(count);
+    }
+    if total > MAX_POINTS {
+        return Err(RingError::TooManyPoints(total));
+    }
+    Ok(counts)
+}
+
 impl Points {
+    /// The points of `nodes` at `per_weight` points per unit of weight.
+    pub(super) fn of_nodes(nodes: &[RingNode], per_weight: f64) -> Result<Points, RingError> {
+        let counts = point_counts(nodes.iter().map(|n| (&*n.id, n.weight)), per_weight)?;
+        let mut by_id: Vec<u32> = (0..nodes.len() as u32).collect();
+        by_id.sort_unstable_by(|&a, &b| nodes[a as usize].id.cmp(&nodes[b as usize].id));
+        let mut id_rank = vec![0u32; nodes.len()];
+        for (rank, &node) in by_id.iter().enumerate() {
+            id_rank[node as usize] = rank as u32;
+        }
+        let seeds: Vec<u64> = nodes.iter().map(|n| n.seed).collect();
+        Ok(Points::build(&seeds, &counts, &id_rank, per_weight))
+    }
+
     /// `counts[i]` points for node i of seed `seeds[i]`; a tie of positions (a chance of about
     /// n^2 / 2^64) goes to the node whose id sorts first, `id_rank`. Placed by bucket (the
     /// lookup table's) and then sorted within each bucket, which holds about one point: linear
     /// time (a comparison sort of a million points took twice as long), and no memory beyond
     /// the table itself.
-    pub(super) fn build(
-        seeds: &[u64],
-        counts: &[usize],
-        id_rank: &[u32],
-        per_weight: f64,
-    ) -> Points {
+    fn build(seeds: &[u64], counts: &[usize], id_rank: &[u32], per_weight: f64) -> Points {
         let total: usize = counts.iter().sum();
         let index_bits = (usize::BITS - total.leading_zeros()).clamp(1, MAX_INDEX_BITS);
         let bucket = |position: u64| (position >> (64 - index_bits)) as usize;
@@ -145,8 +179,7 @@ impl Points {
             }
             let owner = self.owners[(start + k) % self.len()];
             if !top.as_slice().contains(&owner) {
-                top.indices[top.len()] = owner;
-                top.len += 1;
+                top.push(owner);
             }
         }
         top
@@ -171,22 +204,12 @@ impl Ring {
             let zone = zones.of(node as usize);
             if !used.contains(&zone) {
                 used.push(zone);
-                top.indices[top.len()] = node;
-                top.len += 1;
+                top.push(node);
             }
         }
         // Fewer zones than r: the rest are the best remaining nodes in rank order.
         if top.len() < r {
-            let chosen = top;
-            for node in points.top(key_hash, r).as_slice() {
-                if top.len() == r {
-                    break;
-                }
-                if !chosen.as_slice().contains(node) {
-                    top.indices[top.len()] = *node;
-                    top.len += 1;
-                }
-            }
+            top = top.filled_from(points.top(key_hash, r), r);
         }
         top
     }

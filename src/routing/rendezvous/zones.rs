@@ -103,19 +103,9 @@ impl Ring {
             *slot = cand.index;
         }
         top.len = len as u8;
-        // Fewer zones than r: every zone is held; the rest come from the ranking. They are
-        // among its first r, which hold at most `len` of the zones' best.
+        // Fewer zones than r: every zone is held; the rest come from the ranking.
         if len < r {
-            let chosen = top;
-            for index in self.top_of_ranking(key_hash, r).iter() {
-                if top.len() == r {
-                    break;
-                }
-                if !chosen.as_slice().contains(&(index as u32)) {
-                    top.indices[top.len()] = index as u32;
-                    top.len += 1;
-                }
-            }
+            top = top.filled_from(self.top_of_ranking(key_hash, r), r);
         }
         top
     }
