@@ -15,8 +15,11 @@ pub use crate::cluster::reload::{ReloadStatus, Reloaded, Trigger};
 use crate::cluster::{probes, triggers};
 use crate::config::{Config, ConfigError};
 use crate::net::workers::Workers;
+use crate::proxy::door::{self, Protocol};
 use crate::proxy::hot_keys::HotKeys;
-use crate::proxy::{self, resp, DataPath};
+use crate::proxy::memcache::Memcache;
+use crate::proxy::resp::Resp;
+use crate::proxy::{self, DataPath};
 use crate::repair::BackgroundRepair;
 
 /// A loaded proxy: its config serving, ready to [`Proxy::start`]. Clones share everything.
@@ -100,6 +103,7 @@ impl Proxy {
             listener,
             admin_listener,
             resp_listener: None,
+            memcache_listener: None,
         })
     }
 }
@@ -121,18 +125,25 @@ pub struct Running {
     listener: TcpListener,
     admin_listener: TcpListener,
     resp_listener: Option<TcpListener>,
+    memcache_listener: Option<TcpListener>,
     _triggers: Background,
     _probes: Background,
 }
 
 impl Running {
-    /// Also serves Redis clients on `listener` (already bound, as the others).
-    pub fn with_resp(mut self, listener: TcpListener) -> Running {
-        self.resp_listener = Some(listener);
+    /// Also serves Redis and memcached clients on these listeners (already bound, as the
+    /// others), where given.
+    pub fn with_doors(
+        mut self,
+        resp: Option<TcpListener>,
+        memcache: Option<TcpListener>,
+    ) -> Running {
+        self.resp_listener = resp;
+        self.memcache_listener = memcache;
         self
     }
 
-    /// Serves requests (HTTP, and RESP when given) and the admin API until `shutdown`
+    /// Serves requests (HTTP, and Redis and memcached when given) and the admin API until `shutdown`
     /// resolves; then stops accepting, lets requests in flight finish within the shutdown
     /// grace, and stops everything.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
@@ -166,17 +177,36 @@ impl Running {
             )
             .await
         };
-        let resp = async {
-            if let Some(listener) = self.resp_listener {
-                let mut stopped = stopped.clone();
-                let stopped = async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                };
-                resp::serve(listener, self.proxy.data.clone(), workers.as_ref(), stopped).await
-            }
-        };
-        tokio::join!(http, resp);
+        let (data, workers) = (&self.proxy.data, workers.as_ref());
+        tokio::join!(
+            http,
+            serve_door(self.resp_listener, data, workers, &stopped, Resp::start),
+            serve_door(
+                self.memcache_listener,
+                data,
+                workers,
+                &stopped,
+                Memcache::start
+            )
+        );
         let _ = stop_admin.send(());
         let _ = admin.await;
+    }
+}
+
+/// Serves a cache-protocol door on `listener`, if given, until `stopped` says stop.
+async fn serve_door<P: Protocol>(
+    listener: Option<TcpListener>,
+    path: &Arc<DataPath>,
+    workers: Option<&Workers>,
+    stopped: &tokio::sync::watch::Receiver<bool>,
+    start: fn(Arc<DataPath>) -> P,
+) {
+    if let Some(listener) = listener {
+        let mut stopped = stopped.clone();
+        let stopped = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        door::serve(listener, path.clone(), workers, stopped, start).await
     }
 }

@@ -4,8 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use hrwproxy::cli::{self, RepairArgs};
+use hrwproxy::config;
 
 #[derive(Parser)]
 #[command(
@@ -17,7 +18,9 @@ use hrwproxy::cli::{self, RepairArgs};
         answered after write_quorum acks, reads fall back down the ranking, and edits of the YAML\n\
         node list apply live, moving only the keys of nodes that changed.\n\n\
         Try it: hrwproxy demo, then curl -X PUT --data-binary hello localhost:8080/kv/greeting\n\
-        Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to change how much."
+        and open the status page at http://127.0.0.1:9090/.\n\
+        Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to change how much, and\n\
+        log_format: json in the config for one JSON object per line."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -111,12 +114,29 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print a shell completion script, e.g. `hrwproxy completions bash > /etc/bash_completion.d/hrwproxy`.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), e.g. `hrwproxy man > hrwproxy.1 && man -l hrwproxy.1`.
+    Man,
 }
 
 fn main() -> ExitCode {
     let args = Cli::parse();
-    cli::init_logging();
+    // The proxy's config may ask for JSON logs; every other command logs text.
+    cli::init_logging(match &args.command {
+        Command::Serve { config } | Command::Demo { config } => config::log_format_of(config),
+        _ => config::LogFormat::Text,
+    });
     let result = match args.command {
+        Command::Completions { shell } => {
+            let mut out = std::io::stdout();
+            clap_complete::generate(shell, &mut Cli::command(), "hrwproxy", &mut out);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
         Command::Check { config } => cli::check(&config),
         Command::Locate {
             config,
@@ -139,8 +159,8 @@ fn main() -> ExitCode {
             restart,
         })),
         Command::Status { admin, token_file } => cli::run_async(cli::status(admin, token_file)),
-        Command::Serve { config } => cli::run_async(cli::serve(&config, false)),
-        Command::Demo { config } => cli::run_async(cli::serve(&config, true)),
+        Command::Serve { config: path } => cli::run_async(cli::serve(&path, false)),
+        Command::Demo { config: path } => cli::run_async(cli::serve(&path, true)),
         Command::Node {
             listen,
             max_value_bytes,

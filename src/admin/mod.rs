@@ -18,6 +18,7 @@ use self::types::{
 use crate::cluster::reload::{Reloaded, Reloader, Trigger};
 use crate::cluster::Snapshot;
 use crate::config::Limits;
+use crate::health::Phase;
 use crate::metrics::{NodeState, ScrapeState};
 use crate::net::respond::{self, Body};
 use crate::net::{auth, key, server, RequestError};
@@ -49,7 +50,14 @@ pub(crate) async fn serve(
     server::serve_http(listener, handler, Limits::default(), None, None, shutdown).await
 }
 
+/// The status page (`GET /`): it holds no data, so it is served without the token, which
+/// it asks for and sends with the API calls it makes.
+const STATUS_PAGE: &str = include_str!("status.html");
+
 async fn handle(admin: &Arc<Admin>, req: Request<Incoming>) -> Response<Body> {
+    if req.uri().path() == "/" && req.method() == Method::GET {
+        return status_page();
+    }
     let snap = admin.reloader.cluster().snapshot();
     if !auth::allows(snap.tokens.admin.as_ref(), req.headers()) {
         return respond::unauthorized();
@@ -71,7 +79,7 @@ async fn handle(admin: &Arc<Admin>, req: Request<Incoming>) -> Response<Body> {
         _ => {
             return respond::text(
                 StatusCode::NOT_FOUND,
-                "no such admin path; try /metrics, /admin/config, /admin/nodes, /admin/locate/<key>, /admin/hotkeys, /admin/reload or /admin/repair",
+                "no such admin path; try / (the status page), /metrics, /admin/config, /admin/nodes, /admin/locate/<key>, /admin/hotkeys, /admin/reload or /admin/repair",
             )
         }
     };
@@ -107,6 +115,26 @@ async fn handle(admin: &Arc<Admin>, req: Request<Incoming>) -> Response<Body> {
             allow,
         }),
     }
+}
+
+fn status_page() -> Response<Body> {
+    let mut resp = respond::text(StatusCode::OK, STATUS_PAGE);
+    let headers = resp.headers_mut();
+    let set = |headers: &mut http::HeaderMap, name, value| {
+        headers.insert(name, http::HeaderValue::from_static(value));
+    };
+    set(
+        headers,
+        http::header::CONTENT_TYPE,
+        "text/html; charset=utf-8",
+    );
+    set(headers, http::header::CACHE_CONTROL, "no-store");
+    set(
+        headers,
+        http::header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:",
+    );
+    resp
 }
 
 fn metrics(admin: &Admin, snap: &Snapshot) -> Response<Body> {
@@ -198,6 +226,7 @@ fn config(admin: &Admin, snap: &Snapshot) -> Response<Body> {
                 closes_in_s: (w.until - now).as_secs(),
             })
             .collect(),
+        recent_reloads: admin.reloader.recent_changes(),
     };
     respond::json(StatusCode::OK, &view)
 }
@@ -213,15 +242,23 @@ fn total_weight(snap: &Snapshot) -> f64 {
 /// Each node with its weight, share of primaries, health and last error.
 fn nodes(snap: &Snapshot) -> Vec<NodeView> {
     let total = total_weight(snap);
+    let now = Instant::now();
     snap.placement
         .members
         .iter()
         .map(|m| NodeView {
             id: m.id().to_owned(),
+            zone: m.spec.zone.as_ref().map(|z| z.as_str().to_owned()),
             url: m.spec.url.base.clone(),
             weight: m.spec.weight.get(),
             share: m.spec.weight.get() / total,
             health: m.health.phase().name().to_owned(),
+            ejected_for_ms: match m.health.phase() {
+                Phase::Ejected { until } => {
+                    Some(until.saturating_duration_since(now).as_millis() as u64)
+                }
+                _ => None,
+            },
             consecutive_failures: m.health.consecutive_failures(),
             in_flight: m.in_flight.load(std::sync::atomic::Ordering::Relaxed),
             hints: m.hints.counts().queued,

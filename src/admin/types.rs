@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::change_log::Change;
+
 /// `GET /admin/config`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ConfigView {
@@ -22,6 +24,9 @@ pub(crate) struct ConfigView {
     pub nodes: Vec<NodeView>,
     /// The handoff windows open, newest first.
     pub handoff_from: Vec<WindowView>,
+    /// The last applied reloads (up to 10), newest first.
+    #[serde(default)]
+    pub recent_reloads: Vec<Change>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,12 +39,17 @@ pub(crate) struct ErrorView {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct NodeView {
     pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub zone: Option<String>,
     pub url: String,
     pub weight: f64,
     /// Its share of primaries: weight over the sum of weights.
     pub share: f64,
     /// up, ejected or probing.
     pub health: String,
+    /// While ejected: how long until it is probed again.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ejected_for_ms: Option<u64>,
     pub consecutive_failures: u32,
     /// Attempts on it not yet answered.
     pub in_flight: u64,

@@ -16,6 +16,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use crate::config::LogFormat;
+
 pub use self::check::check;
 pub use self::locate::locate;
 pub use self::node::{node, DEFAULT_NODE_MAX_VALUE_BYTES};
@@ -24,16 +26,21 @@ pub use self::repair::{repair, RepairArgs};
 pub use self::serve::serve;
 pub use self::status::status;
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging() {
-    tracing_subscriber::fmt()
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`): as text, or one JSON object per
+/// line with the event's fields (the request id among them) at the top level.
+pub fn init_logging(format: LogFormat) {
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(io::stderr)
-        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
-        .init();
+        .with_writer(io::stderr);
+    match format {
+        LogFormat::Text => logs
+            .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
 }
 
 /// Runs an async command on a multi-threaded runtime.

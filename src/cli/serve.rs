@@ -32,20 +32,24 @@ pub async fn serve(path: &Path, demo: bool) -> anyhow::Result<ExitCode> {
             config.admin
         )
     })?;
-    let resp_listener = match config.resp_listen {
-        Some(at) => {
-            Some(server::bind(at).with_context(|| format!("cannot listen on {at} (resp_listen)"))?)
-        }
-        None => None,
+    let door = |at: Option<std::net::SocketAddr>, setting: &str| match at {
+        Some(at) => server::bind(at)
+            .with_context(|| format!("cannot listen on {at} ({setting})"))
+            .map(Some),
+        None => Ok(None),
     };
+    let resp_listener = door(config.resp_listen, "resp_listen")?;
+    let memcache_listener = door(config.memcache_listen, "memcache_listen")?;
     let (addr, admin_addr) = (listener.local_addr()?, admin_listener.local_addr()?);
     let resp_addr = resp_listener.as_ref().map(|l| l.local_addr()).transpose()?;
-    let mut running = proxy
+    let memcache_addr = memcache_listener
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()?;
+    let running = proxy
         .start(listener, admin_listener, StartOptions { sighup: true })
-        .with_context(|| format!("cannot watch {}", path.display()))?;
-    if let Some(resp_listener) = resp_listener {
-        running = running.with_resp(resp_listener);
-    }
+        .with_context(|| format!("cannot watch {}", path.display()))?
+        .with_doors(resp_listener, memcache_listener);
     tracing::info!(
         %addr,
         %admin_addr,
@@ -61,6 +65,12 @@ pub async fn serve(path: &Path, demo: bool) -> anyhow::Result<ExitCode> {
     let _ = writeln!(out, "hrwproxy admin listening on http://{admin_addr}");
     if let Some(resp_addr) = resp_addr {
         let _ = writeln!(out, "hrwproxy RESP listening on redis://{resp_addr}");
+    }
+    if let Some(memcache_addr) = memcache_addr {
+        let _ = writeln!(
+            out,
+            "hrwproxy memcached listening on memcache://{memcache_addr}"
+        );
     }
     let _ = out.flush();
     drop(out);

@@ -1,10 +1,63 @@
 //! The line logged for every applied reload: the generation, what changed in the membership,
 //! and what the change does to placement (a sampled summary), plus a warning for settings that
-//! need a restart.
+//! need a restart. The last few are kept for the admin API's status page.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
 
 use super::reload::Trigger;
 use super::Snapshot;
 use crate::routing::change::ChangeSummary;
+
+/// How many applied reloads [`Changes`] keeps.
+const KEPT: usize = 10;
+
+/// An applied reload: what changed and what it did to placement (in `GET /admin/config`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Change {
+    pub generation: u64,
+    /// RFC 3339, to the second.
+    pub at: String,
+    /// What triggered it, as in `applied_by`.
+    pub trigger: String,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// `id:old->new` weights.
+    pub reweighted: Vec<String>,
+    /// `id:old->new` URLs.
+    pub moved: Vec<String>,
+    /// Shares of sampled keys whose replica set, or primary, changed.
+    pub replica_sets_changed: f64,
+    pub primaries_changed: f64,
+}
+
+/// The last applied reloads, newest first.
+#[derive(Debug, Default)]
+pub(crate) struct Changes(Mutex<VecDeque<Change>>);
+
+impl Changes {
+    pub(crate) fn recent(&self) -> Vec<Change> {
+        lock(&self.0).iter().cloned().collect()
+    }
+
+    fn push(&self, change: Change) {
+        let mut kept = lock(&self.0);
+        // Summaries are worked out on threads of their own: keep generation order.
+        let at = kept
+            .iter()
+            .position(|c| c.generation < change.generation)
+            .unwrap_or(kept.len());
+        kept.insert(at, change);
+        kept.truncate(KEPT);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Keys sampled for the change summary logged at each reload: 20,000, fewer for large
 /// memberships so that the sampling costs about the same whatever the size (each key is
@@ -14,8 +67,8 @@ fn summary_keys(nodes: usize) -> usize {
 }
 
 /// One line per applied reload: the generation, what changed in the membership, and what the
-/// change does to placement.
-pub(super) fn log_change(old: &Snapshot, new: &Snapshot, trigger: Trigger) {
+/// change does to placement; kept in `changes`.
+pub(super) fn log_change(old: &Snapshot, new: &Snapshot, trigger: Trigger, changes: &Changes) {
     let (old_cfg, new_cfg) = (&old.config, &new.config);
     let (old_p, new_p) = (&old.placement, &new.placement);
     let added: Vec<&str> = new_p
@@ -67,6 +120,9 @@ pub(super) fn log_change(old: &Snapshot, new: &Snapshot, trigger: Trigger) {
     );
     if old_cfg.listen != new_cfg.listen
         || old_cfg.admin != new_cfg.admin
+        || old_cfg.resp_listen != new_cfg.resp_listen
+        || old_cfg.memcache_listen != new_cfg.memcache_listen
+        || old_cfg.log_format != new_cfg.log_format
         || old_cfg.tls.serves_https() != new_cfg.tls.serves_https()
         || old_cfg.limits != new_cfg.limits
     {
@@ -75,7 +131,19 @@ pub(super) fn log_change(old: &Snapshot, new: &Snapshot, trigger: Trigger) {
             new_listen = %new_cfg.listen,
             old_admin = %old_cfg.admin,
             new_admin = %new_cfg.admin,
-            "listen, admin, HTTPS on or off, or limits changed; restart hrwproxy to apply them (the listeners keep their old settings)"
+            "listen, admin, resp_listen, memcache_listen, log_format, HTTPS on or off, or limits changed; restart hrwproxy to apply them (the listeners keep their old settings)"
         );
     }
+    let owned = |ids: Vec<&str>| ids.into_iter().map(str::to_owned).collect();
+    changes.push(Change {
+        generation: new.generation,
+        at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        trigger: trigger.name().to_owned(),
+        added: owned(added),
+        removed: owned(removed),
+        reweighted,
+        moved,
+        replica_sets_changed: summary.replica_sets_changed,
+        primaries_changed: summary.primaries_changed,
+    });
 }

@@ -4,7 +4,7 @@
 //! on a node feeds the node's health and metrics, the reload of the config and everything
 //! that triggers one, and the driver that owns every health probe.
 
-mod change_log;
+pub(crate) mod change_log;
 mod files;
 mod hints;
 mod log_budget;

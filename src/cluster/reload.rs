@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 use twox_hash::XxHash3_64;
 
-use super::change_log::log_change;
+use super::change_log::{log_change, Change, Changes};
 use super::files::{self, Files};
 use super::{Cluster, Snapshot};
 use crate::config::{Config, ConfigError};
@@ -103,6 +103,7 @@ pub(crate) struct Reloader {
     seen: Mutex<Seen>,
     status: Mutex<ReloadStatus>,
     on_applied: Mutex<Option<AppliedHook>>,
+    changes: Arc<Changes>,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -163,6 +164,7 @@ impl Reloader {
                 checks: 0,
             }),
             on_applied: Mutex::new(None),
+            changes: Arc::default(),
         }))
     }
 
@@ -176,6 +178,11 @@ impl Reloader {
 
     pub(crate) fn status(&self) -> ReloadStatus {
         lock(&self.status).clone()
+    }
+
+    /// The last applied reloads, newest first, once their summaries are worked out.
+    pub(crate) fn recent_changes(&self) -> Vec<Change> {
+        self.changes.recent()
     }
 
     /// Calls `hook` after each applied reload (the demo starts nodes for new loopback URLs).
@@ -288,8 +295,8 @@ impl Reloader {
         drop(seen);
         // After the swap and on a thread of its own: requests already use the new membership,
         // and the reload is answered, while the summary (seconds at 10,000 nodes) is worked out.
-        let logged = new.clone();
-        std::thread::spawn(move || log_change(&old, &logged, trigger));
+        let (logged, changes) = (new.clone(), self.changes.clone());
+        std::thread::spawn(move || log_change(&old, &logged, trigger, &changes));
         if let Some(hook) = &*lock(&self.on_applied) {
             hook(&new);
         }

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 pub use self::error::ConfigError;
 pub use self::schema::{
-    AuthConfig, HintLimits, Limits, NodeId, NodeSpec, Resilience, Store, Timeouts, TlsConfig,
-    Versioning, Weight, Zone,
+    AuthConfig, HintLimits, Limits, LogFormat, NodeId, NodeSpec, Resilience, Store, Timeouts,
+    TlsConfig, Versioning, Weight, Zone,
 };
 pub use self::url::{NodeUrl, Scheme};
 pub use self::yaml::{MAX_CONFIG_BYTES, MAX_DEPTH};
@@ -36,6 +36,8 @@ pub struct Config {
     pub admin: SocketAddr,
     /// The Redis (RESP) listener, when set.
     pub resp_listen: Option<SocketAddr>,
+    /// The memcached (text protocol) listener, when set.
+    pub memcache_listen: Option<SocketAddr>,
     /// r: each key lives on its top-r nodes; by default 2, or 1 with a single node.
     pub replicas: usize,
     /// Acks a PUT or DELETE needs before it is answered 2xx; by default a majority of r.
@@ -66,6 +68,8 @@ pub struct Config {
     pub read_load_factor: Option<f64>,
     /// The placement function (`placement:` and `points_per_weight:`).
     pub placement: Placement,
+    /// How log lines are written (read once, at start).
+    pub log_format: LogFormat,
     pub hints: HintLimits,
     pub resilience: Resilience,
     pub limits: Limits,
@@ -77,6 +81,16 @@ pub struct Config {
 /// The text of a config file, refused if larger than [`MAX_CONFIG_BYTES`] or not UTF-8.
 pub fn read_file(path: &Path) -> Result<String, ConfigError> {
     yaml::read_bounded(path)
+}
+
+/// The `log_format:` of a config file, read before logging starts: `Text` when the file
+/// cannot be read or says nothing valid (loading it then reports why).
+pub fn log_format_of(path: &Path) -> LogFormat {
+    read_file(path)
+        .ok()
+        .and_then(|text| serde_yaml::from_str::<serde_yaml::Value>(&text).ok())
+        .and_then(|yaml| serde_yaml::from_value(yaml.get("log_format")?.clone()).ok())
+        .unwrap_or(LogFormat::Text)
 }
 
 impl Config {
@@ -306,6 +320,8 @@ fn validate(text: &str, file: schema::File) -> Result<Config, ConfigError> {
         listen: file.listen,
         admin: file.admin,
         resp_listen: file.resp_listen,
+        memcache_listen: file.memcache_listen,
+        log_format: file.log_format,
         replicas,
         write_quorum,
         timeouts: file.timeouts,

@@ -19,6 +19,7 @@ pub(super) struct File {
     pub listen: SocketAddr,
     pub admin: SocketAddr,
     pub resp_listen: Option<SocketAddr>,
+    pub memcache_listen: Option<SocketAddr>,
     pub replicas: Option<usize>,
     pub write_quorum: Option<usize>,
     pub timeouts: Timeouts,
@@ -36,6 +37,7 @@ pub(super) struct File {
     pub placement: PlacementKind,
     pub points_per_weight: f64,
     pub hints: HintLimits,
+    pub log_format: LogFormat,
     // The resilience settings sit at the top level of the file.
     pub eject_after: u32,
     pub eject_backoff_ms: u64,
@@ -58,6 +60,7 @@ impl Default for File {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin: SocketAddr::from(([127, 0, 0, 1], 9090)),
             resp_listen: None,
+            memcache_listen: None,
             replicas: None,
             write_quorum: None,
             timeouts: Timeouts::default(),
@@ -75,6 +78,7 @@ impl Default for File {
             placement: PlacementKind::Rendezvous,
             points_per_weight: 100.0,
             hints: HintLimits::default(),
+            log_format: LogFormat::Text,
             eject_after: r.eject_after,
             eject_backoff_ms: r.eject_backoff_ms,
             eject_backoff_max_ms: r.eject_backoff_max_ms,
@@ -235,6 +239,15 @@ pub enum Versioning {
 pub enum PlacementKind {
     Rendezvous,
     Consistent,
+}
+
+/// How log lines are written to stderr: for people, or one JSON object per line for log
+/// pipelines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Writes kept for a node that missed them, replayed before it serves again; per node.

@@ -7,8 +7,10 @@
 
 mod budget;
 mod coalesce;
+pub(crate) mod door;
 mod hedge;
 pub(crate) mod hot_keys;
+pub(crate) mod memcache;
 mod outcome;
 mod read;
 mod request;

@@ -80,6 +80,8 @@ pub(crate) enum ReadOutcome {
     Found {
         value: Bytes,
         version: Version,
+        /// Seconds since the Unix epoch when it expires; `None` for never.
+        expires: Option<u64>,
         node: Arc<Member>,
         /// The generation the node was a replica in, when it answered for handoff.
         handoff_from: Option<u64>,

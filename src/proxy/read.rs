@@ -144,6 +144,7 @@ pub(crate) async fn read(
             ReadOutcome::Found {
                 value,
                 version: stored.version,
+                expires: stored.expires,
                 node: winner.member.clone(),
                 handoff_from: winner.from.earlier(),
             }

@@ -44,6 +44,7 @@ pub(crate) fn read(outcome: ReadOutcome) -> Response<Body> {
             version,
             node,
             handoff_from,
+            ..
         } => {
             let mut resp = with_version(respond::value(value), Some(version));
             if let Some(generation) = handoff_from {

@@ -112,6 +112,8 @@ fn help_explains_every_subcommand() {
         "plan",
         "repair",
         "alias: rebalance",
+        "completions",
+        "man",
     ] {
         assert!(help.contains(sub), "--help lacks {sub}: {help}");
     }
@@ -286,4 +288,105 @@ fn repair_resumes_where_it_was_interrupted_and_can_start_over() {
             "{log}"
         );
     }
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_the_request_id_as_a_field() {
+    let mut nodes = start_nodes(&["a"]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(CONFIG_NAME);
+    // No probes: the request's failure is the node's first, the one logged in full.
+    write_file(
+        &path,
+        &config_yaml(&nodes, "log_format: json\nhealth_check_interval_ms: 0"),
+    );
+    let log = dir.path().join("stderr.log");
+    let mut child = std::process::Command::new(BIN)
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr: std::net::SocketAddr = line.trim().rsplit("://").next().unwrap().parse().unwrap();
+    let _proxy = ChildGuard(child);
+    nodes[0].kill();
+    let failed = request_with_header(addr, "GET", "/kv/k", "x-request-id: trace-json-7", b"");
+    assert!(failed.status >= 500, "{} {}", failed.status, failed.text());
+    let mut lines = Vec::new();
+    wait_until("the failure logged", || {
+        lines = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .unwrap_or_else(|e| panic!("{l:?}: {e}"))
+            })
+            .collect();
+        lines.iter().any(|l| l["request_id"] == "trace-json-7")
+    });
+    for l in &lines {
+        assert!(
+            l["timestamp"].is_string() && l["level"].is_string() && l["message"].is_string(),
+            "{l}"
+        );
+    }
+    let failure = lines
+        .iter()
+        .find(|l| l["request_id"] == "trace-json-7")
+        .unwrap();
+    assert_eq!(
+        (failure["level"].as_str(), failure["node"].as_str()),
+        (Some("WARN"), Some("a")),
+        "{failure}"
+    );
+    assert!(
+        lines.iter().any(|l| l["message"] == "hrwproxy serving"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn completions_and_the_man_page_describe_every_command() {
+    let (ok, bash) = run(&["completions", "bash"]);
+    assert!(ok, "{bash}");
+    let script = tempfile::NamedTempFile::new().unwrap();
+    write_file(script.path(), &bash);
+    // Sourced by bash, it registers completion for hrwproxy, and knows the subcommands.
+    let registered = Command::new("bash")
+        .args([
+            "-c",
+            &format!("source {} && complete -p hrwproxy", script.path().display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(registered.status.success(), "{registered:?}");
+    assert!(String::from_utf8_lossy(&registered.stdout).contains("hrwproxy"));
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let (ok, text) = run(&["completions", shell]);
+        assert!(ok && text.contains("hrwproxy"), "{shell}: {text}");
+    }
+    let (ok, man) = run(&["man"]);
+    assert!(ok, "{man}");
+    assert!(man.contains(".TH hrwproxy 1"), "{man}");
+    for command in [
+        "serve",
+        "demo",
+        "locate",
+        "plan",
+        "repair",
+        "status",
+        "check",
+        "completions",
+    ] {
+        assert!(bash.contains(command) && man.contains(command), "{command}");
+    }
+    let (ok, unknown) = run(&["completions", "tcsh"]);
+    assert!(!ok && unknown.contains("possible values"), "{unknown}");
 }

@@ -167,6 +167,21 @@ fn redis_clients_read_and_write_through_the_resp_door() {
         "RESP3 null, then QUIT's OK: {answer}"
     );
 
+    // Expiry: TTL reports it, EXPIRE sets it, EXPIRE 0 deletes.
+    assert_eq!(cmd(&mut con, &[b"SET", b"ttl", b"v"]).unwrap(), Okay);
+    assert_eq!(cmd(&mut con, &[b"TTL", b"ttl"]).unwrap(), Int(-1));
+    assert_eq!(cmd(&mut con, &[b"TTL", b"no-such"]).unwrap(), Int(-2));
+    assert_eq!(cmd(&mut con, &[b"EXPIRE", b"ttl", b"100"]).unwrap(), Int(1));
+    let left = cmd(&mut con, &[b"TTL", b"ttl"]).unwrap();
+    assert!(matches!(left, Int(99 | 100)), "{left:?}");
+    assert_eq!(cmd(&mut con, &[b"GET", b"ttl"]).unwrap(), bulk(b"v"));
+    assert_eq!(
+        cmd(&mut con, &[b"EXPIRE", b"no-such", b"5"]).unwrap(),
+        Int(0)
+    );
+    assert_eq!(cmd(&mut con, &[b"EXPIRE", b"ttl", b"0"]).unwrap(), Int(1));
+    assert_eq!(cmd(&mut con, &[b"GET", b"ttl"]).unwrap(), Nil);
+
     // With a node killed, every key is still read from its other replica.
     let keys: Vec<String> = (0..50).map(|i| format!("spread-{i}")).collect();
     for key in &keys {
@@ -208,13 +223,13 @@ fn the_resp_door_asks_for_the_data_token() {
 }
 
 #[test]
-fn the_resp_door_fronts_a_mixed_cluster_of_builtin_redis_and_memcached_nodes() {
+fn both_doors_front_a_mixed_cluster_of_builtin_redis_and_memcached_nodes() {
     use crate::servers::{Kind, Server};
     let builtin = Node::start("b");
     let mut redis = Server::start(Kind::Redis);
     let memcached = Server::start(Kind::Memcached);
     let yaml = format!(
-        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nresp_listen: 127.0.0.1:0\nreplicas: 3\nhealth_check_interval_ms: 0\nnodes:\n  - {{ id: b, url: \"http://{}\" }}\n  - {{ id: r, url: \"{}\" }}\n  - {{ id: m, url: \"{}\" }}\n",
+        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nresp_listen: 127.0.0.1:0\nmemcache_listen: 127.0.0.1:0\nreplicas: 3\nhealth_check_interval_ms: 0\nnodes:\n  - {{ id: b, url: \"http://{}\" }}\n  - {{ id: r, url: \"{}\" }}\n  - {{ id: m, url: \"{}\" }}\n",
         builtin.addr,
         redis.url(),
         memcached.url()
@@ -222,28 +237,23 @@ fn the_resp_door_fronts_a_mixed_cluster_of_builtin_redis_and_memcached_nodes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(CONFIG_NAME);
     write_file(&path, &yaml);
-    let (_proxy, addrs) = spawn_listening_all(&["serve", "--config", path.to_str().unwrap()], 3);
-    let mut con = connect(addrs[2]);
+    let (_proxy, addrs) = spawn_listening_all(&["serve", "--config", path.to_str().unwrap()], 4);
+    let (mut con, memcache) = (connect(addrs[2]), addrs[3]);
     let keys: Vec<String> = (0..20).map(|i| format!("mixed-{i}")).collect();
     let mut mset: Vec<&[u8]> = vec![b"MSET"];
     for key in &keys {
         mset.extend([key.as_bytes(), key.as_bytes()]);
     }
     assert_eq!(cmd(&mut con, &mset).unwrap(), redis::Value::Okay);
-    // r = 3 of 3 nodes: every node of every kind holds every key, in its own form.
+    // r = 3 of 3 nodes: every node of every kind holds every key, in its own form (the
+    // third write may still be on its way after the answer at W = 2).
     for key in &keys {
         let k = key.as_bytes();
-        assert_eq!(builtin.holds(k).as_deref(), Some(k), "built-in {key}");
-        assert_eq!(
-            redis.holds(k).and_then(|s| s.value).as_deref(),
-            Some(k),
-            "redis {key}"
-        );
-        assert_eq!(
-            memcached.holds(k).and_then(|s| s.value).as_deref(),
-            Some(k),
-            "memcached {key}"
-        );
+        wait_until(&format!("every node holds {key}"), || {
+            builtin.holds(k).as_deref() == Some(k)
+                && redis.holds(k).and_then(|s| s.value).as_deref() == Some(k)
+                && memcached.holds(k).and_then(|s| s.value).as_deref() == Some(k)
+        });
     }
     // Redis gone: reads (R = 2) are answered by the other two kinds.
     redis.stop();
@@ -251,6 +261,19 @@ fn the_resp_door_fronts_a_mixed_cluster_of_builtin_redis_and_memcached_nodes() {
     mget.extend(keys.iter().map(|k| k.as_bytes()));
     let expected: Vec<redis::Value> = keys.iter().map(|k| bulk(k.as_bytes())).collect();
     assert_eq!(cmd(&mut con, &mget).unwrap(), redis::Value::Array(expected));
+    // The memcached door reads the same keys, and what it writes Redis clients read.
+    let get = format!("get {} {}\r\nset from-mc 0 0 2\r\nmc\r\n", keys[1], keys[2]);
+    assert_eq!(
+        crate::memcache::session(memcache, get.as_bytes()),
+        format!(
+            "VALUE {a} 0 {}\r\n{a}\r\nVALUE {b} 0 {}\r\n{b}\r\nEND\r\nSTORED\r\n",
+            keys[1].len(),
+            keys[2].len(),
+            a = keys[1],
+            b = keys[2]
+        )
+    );
+    assert_eq!(cmd(&mut con, &[b"GET", b"from-mc"]).unwrap(), bulk(b"mc"));
     // A delete at the ack level (2 of 3) reaches the nodes still up.
     assert_eq!(
         cmd(&mut con, &[b"DEL", keys[0].as_bytes()]).unwrap(),

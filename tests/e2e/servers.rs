@@ -12,34 +12,18 @@ use std::time::{Duration, Instant};
 use hrwproxy::backend::memcache_key;
 use hrwproxy::version::Stored;
 
-use crate::support::{reserved_port, ChildGuard, PATIENCE};
+use crate::support::{install_if_missing, reserved_port, ChildGuard, PATIENCE};
 
 /// nginx, where Debian puts it (not on every user's PATH).
 const NGINX: &str = "/usr/sbin/nginx";
 
-/// Installs redis-server, memcached and nginx once per test run if they are missing.
-fn ensure_installed() {
+/// Installs redis-server, memcached, libmemcached's clients and nginx once per test run if
+/// they are missing.
+pub fn ensure_installed() {
     static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
-    let result = INSTALLED.get_or_init(|| {
-        let have = |bin: &str| Command::new("sh").args(["-c", &format!("command -v {bin}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
-        let have_all = || have("redis-server") && have("memcached") && have(NGINX);
-        if have_all() {
-            return Ok(());
-        }
-        // Bounded: a registry that does not answer fails the tests in minutes, not hours.
-        let script = "timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq redis-server memcached nginx-light";
-        let installed = Command::new("sh")
-            .args(["-c", script])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if installed && have_all() {
-            Ok(())
-        } else {
-            Err(format!("redis-server, memcached and nginx are needed; install them (as root: {script})"))
-        }
-    });
-    if let Err(e) = result {
+    let bins = ["redis-server", "memcached", "memccat", NGINX];
+    let packages = "redis-server memcached libmemcached-tools nginx-light";
+    if let Err(e) = INSTALLED.get_or_init(|| install_if_missing(&bins, packages)) {
         panic!("{e}");
     }
 }

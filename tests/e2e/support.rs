@@ -512,3 +512,34 @@ pub fn capture_one_request() -> (std::net::SocketAddr, std::thread::JoinHandle<S
     });
     (addr, handle)
 }
+
+/// Installs Debian's `packages` unless every one of `bins` is there already; the error says
+/// what to run when that fails (not root, no registry).
+pub fn install_if_missing(bins: &[&str], packages: &str) -> Result<(), String> {
+    let have = |bin: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {bin}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if bins.iter().all(|bin| have(bin)) {
+        return Ok(());
+    }
+    // Bounded: a registry that does not answer fails the tests in minutes, not hours.
+    let script = format!(
+        "timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq {packages}"
+    );
+    let installed = Command::new("sh")
+        .args(["-c", &script])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if installed && bins.iter().all(|bin| have(bin)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{packages} are needed; install them (as root: {script})"
+        ))
+    }
+}

@@ -1,27 +1,20 @@
 //! What each Redis command does: the data commands go through the same reads and writes as
-//! the HTTP API (placement, replicas and ack level, fallback and hedging, versions, handoff),
-//! with each failure as an error naming what the replicas did.
+//! the HTTP API ([`data`]), with each failure as an error naming what the replicas did.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::join_all;
-use tokio::time::Instant;
 
 use super::reply::Replies;
 use crate::cluster::Snapshot;
-use crate::net::{RequestError, Ttl};
-use crate::proxy::coalesce::Coalescer;
-use crate::proxy::outcome::{Attempted, Failure, ReadOutcome, WriteOutcome};
-use crate::proxy::write::{write, WriteOp};
+use crate::net::Ttl;
+use crate::proxy::door::data::{self, Failed, Read};
+use crate::proxy::door::Flow;
+use crate::proxy::outcome::Failure;
+use crate::proxy::write::WriteOp;
 use crate::proxy::DataPath;
-
-/// Whether the connection goes on after a command.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Flow {
-    Continue,
-    Close,
-}
+use crate::version::expiry_after;
 
 /// One client connection's state: its protocol and whether it authenticated.
 #[derive(Debug)]
@@ -29,13 +22,6 @@ pub(crate) struct Session {
     path: Arc<DataPath>,
     authenticated: bool,
     pub resp3: bool,
-}
-
-/// A read as a command sees it: the value, none, or why it failed.
-enum Read {
-    Value(Bytes),
-    Absent,
-    Failed(String),
 }
 
 impl Session {
@@ -136,7 +122,7 @@ impl Session {
                 for read in reads {
                     // A key that cannot be read is a nil, as Redis Cluster proxies answer.
                     match read {
-                        Read::Value(value) => r.bulk(&value),
+                        Read::Value(found) => r.bulk(&found.value),
                         Read::Absent | Read::Failed(_) => r.null(),
                     }
                 }
@@ -159,12 +145,18 @@ impl Session {
                     )),
                 }
             }
+            "EXPIRE" if arity(args.len() == 3, r) => self.expire(&snap, args, r).await,
+            "TTL" if arity(args.len() == 2, r) => match self.read(&snap, &args[1]).await {
+                Read::Value(found) => r.integer(seconds_left(&found)),
+                Read::Absent => r.integer(-2),
+                Read::Failed(failed) => r.error(&error_line(&failed)),
+            },
             "DEL" | "UNLINK" | "EXISTS" if arity(args.len() >= 2, r) => {
                 self.count_and_delete(&snap, &args[1..], name != "EXISTS", r)
                     .await;
             }
-            "GET" | "GETDEL" | "SET" | "MGET" | "MSET" | "DEL" | "UNLINK" | "EXISTS" | "PING"
-            | "ECHO" | "SELECT" | "CLIENT" | "AUTH" => {} // arity error already written
+            "GET" | "GETDEL" | "SET" | "MGET" | "MSET" | "DEL" | "UNLINK" | "EXISTS" | "EXPIRE"
+            | "TTL" | "PING" | "ECHO" | "SELECT" | "CLIENT" | "AUTH" => {} // arity error written
             _ => {
                 let shown: Vec<String> = args[1..]
                     .iter()
@@ -296,7 +288,7 @@ impl Session {
         };
         let before = if only.is_some() || get {
             match self.read(snap, &args[1]).await {
-                Read::Failed(why) => return r.error(&why),
+                Read::Failed(failed) => return r.error(&error_line(&failed)),
                 read => Some(read),
             }
         } else {
@@ -305,7 +297,7 @@ impl Session {
         let exists = matches!(before, Some(Read::Value(_)));
         if only.is_some_and(|nx| nx == exists) {
             return match before {
-                Some(Read::Value(old)) if get => r.bulk(&old),
+                Some(Read::Value(old)) if get => r.bulk(&old.value),
                 _ => r.null(),
             };
         }
@@ -316,9 +308,41 @@ impl Session {
             return r.error(&why);
         }
         match before {
-            Some(Read::Value(old)) if get => r.bulk(&old),
+            Some(Read::Value(old)) if get => r.bulk(&old.value),
             _ if get => r.null(),
             _ => r.ok(),
+        }
+    }
+
+    /// `EXPIRE key seconds`: the value written again with the new time to live (not atomic
+    /// against another client's write in between, as SET's NX); 0 or less deletes it.
+    async fn expire(&self, snap: &Arc<Snapshot>, args: &[Bytes], r: &mut Replies) {
+        let Some(seconds) = std::str::from_utf8(&args[2])
+            .ok()
+            .and_then(|n| n.parse::<i64>().ok())
+        else {
+            return r.error("ERR value is not an integer or out of range");
+        };
+        let found = match self.read(snap, &args[1]).await {
+            Read::Value(found) => found,
+            Read::Absent => return r.integer(0),
+            Read::Failed(failed) => return r.error(&error_line(&failed)),
+        };
+        let op = if seconds <= 0 {
+            WriteOp::Delete
+        } else {
+            let ttl = u32::try_from(seconds)
+                .ok()
+                .filter(|s| *s <= crate::net::request::MAX_TTL_SECONDS)
+                .and_then(Ttl::new);
+            match ttl {
+                Some(ttl) => WriteOp::Put(found.value, Some(ttl)),
+                None => return r.error("ERR invalid expire time in 'expire' command"),
+            }
+        };
+        match self.write(snap, &args[1], op).await {
+            Ok(()) => r.integer(1),
+            Err(why) => r.error(&why),
         }
     }
 
@@ -331,8 +355,8 @@ impl Session {
         r: &mut Replies,
     ) {
         let reads = join_all(keys.iter().map(|key| self.read(snap, key))).await;
-        if let Some(Read::Failed(why)) = reads.iter().find(|r| matches!(r, Read::Failed(_))) {
-            return r.error(why);
+        if let Some(Read::Failed(failed)) = reads.iter().find(|r| matches!(r, Read::Failed(_))) {
+            return r.error(&error_line(failed));
         }
         let found = reads.iter().filter(|r| matches!(r, Read::Value(_))).count();
         if delete {
@@ -347,101 +371,42 @@ impl Session {
     }
 
     async fn read(&self, snap: &Arc<Snapshot>, key: &Bytes) -> Read {
-        let config = &snap.config;
-        if let Err(why) = check_key(key, config.max_key_bytes) {
-            return Read::Failed(why);
-        }
-        self.path.hot_keys.offer(key);
-        let deadline = Instant::now() + config.timeouts.deadline();
-        let outcome = Coalescer::read(&self.path, snap, key, config.read_quorum, deadline).await;
-        match outcome {
-            ReadOutcome::Found { value, .. } => Read::Value(value),
-            ReadOutcome::Missing { .. } => Read::Absent,
-            ReadOutcome::Failed { why, attempts } => Read::Failed(format!(
-                "{} the read failed: {}",
-                code(why),
-                replicas(&attempts)
-            )),
-        }
+        data::read(&self.path, snap, key).await
     }
 
     /// A write at the configured ack level; the error names what each failed replica did.
     async fn write(&self, snap: &Arc<Snapshot>, key: &Bytes, op: WriteOp) -> Result<(), String> {
-        let config = &snap.config;
-        check_key(key, config.max_key_bytes)?;
-        if let WriteOp::Put(value, _) = &op {
-            if value.len() > config.max_value_bytes {
-                let (len, max) = (value.len() as u64, config.max_value_bytes);
-                return Err(format!("ERR {}", RequestError::ValueTooLarge { len, max }));
-            }
-        }
-        let deadline = Instant::now() + config.timeouts.deadline();
-        let outcome: WriteOutcome = write(
-            &self.path,
-            snap,
-            key.clone(),
-            op,
-            config.write_quorum,
-            None,
-            deadline,
-        )
-        .await;
-        match outcome.failure() {
-            None => Ok(()),
-            Some(why) => Err(format!(
-                "{} the write was acknowledged by {} of {} replicas, {} needed: {}",
-                code(why),
-                outcome.acks,
-                outcome.replicas,
-                outcome.required,
-                replicas(&outcome.failures)
-            )),
-        }
+        data::write(&self.path, snap, key, op)
+            .await
+            .map_err(|failed| error_line(&failed))
     }
 }
 
-/// The error code that starts a failure's reply: `TRYAGAIN` where a retry may succeed soon.
-fn code(why: Failure) -> &'static str {
-    match why {
-        Failure::Deadline | Failure::AllTimedOut => "TIMEOUT",
-        Failure::AllEjected | Failure::AckLevelMissed => "TRYAGAIN",
-        Failure::Unanswered => "ERR",
-        Failure::Loop => "ERR loop detected:",
+/// A failure as an error reply: `TRYAGAIN` where a retry may succeed soon.
+fn error_line(failed: &Failed) -> String {
+    let code = match failed.replicas {
+        None | Some(Failure::Unanswered) => "ERR",
+        Some(Failure::Deadline | Failure::AllTimedOut) => "TIMEOUT",
+        Some(Failure::AllEjected | Failure::AckLevelMissed) => "TRYAGAIN",
+        Some(Failure::Loop) => "ERR loop detected:",
+    };
+    format!("{code} {}", failed.message)
+}
+
+/// `TTL`'s answer for a value: whole seconds left, at least 1, or -1 when it never expires.
+fn seconds_left(found: &data::Found) -> i64 {
+    // Expiry times are rounded up to a whole second (see `expiry_after`): count from the
+    // next second, so that `EXPIRE k 100` then `TTL k` answers 100.
+    match found.expires {
+        None => -1,
+        Some(at) => at.saturating_sub(expiry_after(0)).max(1) as i64,
     }
 }
 
 fn reply_value(read: Read, r: &mut Replies) {
     match read {
-        Read::Value(value) => r.bulk(&value),
+        Read::Value(found) => r.bulk(&found.value),
         Read::Absent => r.null(),
-        Read::Failed(why) => r.error(&why),
-    }
-}
-
-/// The key limits of the HTTP API, with its messages (an empty key has no path to name).
-fn check_key(key: &[u8], max: usize) -> Result<(), String> {
-    if key.is_empty() {
-        return Err("ERR empty key".into());
-    }
-    if key.len() > max {
-        let len = key.len();
-        return Err(format!("ERR {}", RequestError::KeyTooLong { len, max }));
-    }
-    Ok(())
-}
-
-/// What each replica asked did, for an error line.
-fn replicas(attempts: &[Attempted]) -> String {
-    let each: Vec<String> = attempts
-        .iter()
-        .map(|a| match &a.result {
-            Ok(what) => format!("{} {what}", a.node),
-            Err(e) => format!("{} {} ({e})", a.node, e.kind()),
-        })
-        .collect();
-    if each.is_empty() {
-        "no replica answered in time".into()
-    } else {
-        each.join("; ")
+        Read::Failed(failed) => r.error(&error_line(&failed)),
     }
 }

@@ -1,127 +1,86 @@
 //! The Redis front door (`resp_listen:`): Redis clients speak RESP2 or RESP3 to the proxy and
-//! get the same data path as the HTTP API. The commands of a pipeline run together where they
-//! touch different keys (see [`pipeline`]), their replies written together and in order.
-//! Like the HTTP listener, a connection holds no buffer while it waits.
+//! get the same data path as the HTTP API, through the connection loop the doors share
+//! ([`crate::proxy::door`]).
 
 mod commands;
 mod parse;
-mod pipeline;
 mod reply;
+mod touches;
 
-use std::future::Future;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 
-use self::commands::{Flow, Session};
+use self::commands::Session;
 use self::parse::{Parsed, Parser};
+use super::door::{Flow, Protocol, Touches};
 use super::DataPath;
-use crate::net::server;
-use crate::net::workers::Workers;
 
-/// A reply buffer larger than this is let go of after it is written.
-const FLUSH_AT: usize = 64 * 1024;
-/// The most commands run as one batch before their replies are written.
-const MAX_BATCH: usize = 1024;
-/// Bytes read at a time.
-const READ_CHUNK: usize = 16 * 1024;
-
-/// Serves Redis clients on `listener` until `shutdown` resolves; then closes idle connections
-/// and lets the others finish their commands for up to the shutdown grace.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    path: Arc<DataPath>,
-    workers: Option<&Workers>,
-    shutdown: impl Future<Output = ()>,
-) {
-    let limits = path.cluster.snapshot().config.limits;
-    let (stop, stopped) = watch::channel(false);
-    let slots = server::accept_until(listener, limits.max_connections, workers, shutdown, |std| {
-        let (path, stopped) = (path.clone(), stopped.clone());
-        async move {
-            match TcpStream::from_std(std) {
-                Ok(stream) => connection(stream, path, stopped).await,
-                Err(e) => tracing::debug!(error = %e, "cannot take a connection over"),
-            }
-        }
-    })
-    .await;
-    let _ = stop.send(true);
-    server::drained(&slots, limits).await;
+/// A Redis connection: its parser and its session.
+#[derive(Debug)]
+pub(crate) struct Resp {
+    parser: Parser,
+    session: Session,
 }
 
-async fn connection(
-    mut stream: TcpStream,
-    path: Arc<DataPath>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let config = path.cluster.snapshot().config.clone();
-    // A value, its key and the command around it; multi-key commands up to two values.
-    let mut parser = Parser::new(parse::Limits {
-        max_arg: config.max_value_bytes.max(config.max_key_bytes),
-        max_total: config
-            .max_value_bytes
-            .saturating_mul(2)
-            .saturating_add(64 * 1024),
-    });
-    let mut session = Session::new(path);
-    let mut buf = BytesMut::new();
-    let mut out = Vec::new();
-    loop {
-        // Every complete command buffered, in order; a parse error ends the batch and the
-        // connection after the replies before it.
-        let mut batch = Vec::new();
-        let mut close = false;
-        let mut full = false;
-        while !full {
-            match parser.next(&mut buf) {
-                Ok(Some(parsed)) => {
-                    batch.push(parsed);
-                    full = batch.len() == MAX_BATCH;
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    batch.push(Parsed::Refused(e.to_string()));
-                    close = true;
-                    break;
-                }
+impl Resp {
+    pub(crate) fn start(path: Arc<DataPath>) -> Resp {
+        let config = path.cluster.snapshot().config.clone();
+        // A value, its key and the command around it; multi-key commands up to two values.
+        let parser = Parser::new(parse::Limits {
+            max_arg: config.max_value_bytes.max(config.max_key_bytes),
+            max_total: config
+                .max_value_bytes
+                .saturating_mul(2)
+                .saturating_add(64 * 1024),
+        });
+        Resp {
+            parser,
+            session: Session::new(path),
+        }
+    }
+}
+
+impl Protocol for Resp {
+    type Command = Parsed;
+
+    fn next(&mut self, buf: &mut BytesMut) -> Result<Option<Parsed>, Vec<u8>> {
+        self.parser.next(buf).map_err(|e| {
+            let mut r = self.session.replies();
+            r.error(&format!("ERR {e}"));
+            r.out
+        })
+    }
+
+    fn in_command(&self) -> bool {
+        self.parser.in_command()
+    }
+
+    fn touches<'c>(&self, command: &'c Parsed) -> Touches<'c> {
+        match command {
+            Parsed::Command(args) => touches::touches(args),
+            Parsed::Refused(_) => Touches::Connection,
+        }
+    }
+
+    async fn run(&self, command: &Parsed) -> Vec<u8> {
+        let mut r = self.session.replies();
+        if let Parsed::Command(args) = command {
+            self.session.run(args, &mut r).await;
+        }
+        r.out
+    }
+
+    fn run_alone(&mut self, command: &Parsed, out: &mut Vec<u8>) -> Flow {
+        let mut r = self.session.replies();
+        let flow = match command {
+            Parsed::Command(args) => self.session.run_alone(args, &mut r),
+            Parsed::Refused(why) => {
+                r.error(&format!("ERR {why}"));
+                Flow::Continue
             }
-        }
-        if pipeline::run(&mut session, batch, &mut out).await == Flow::Close {
-            close = true;
-        }
-        if !out.is_empty() {
-            if stream.write_all(&out).await.is_err() {
-                return;
-            }
-            out.clear();
-            if out.capacity() > FLUSH_AT {
-                out = Vec::new();
-            }
-        }
-        if close {
-            return;
-        }
-        if full {
-            continue;
-        }
-        let idle = buf.is_empty() && !parser.in_command();
-        if idle {
-            buf = BytesMut::new();
-        }
-        tokio::select! {
-            ready = stream.readable() => if ready.is_err() { return },
-            _ = stopped.changed(), if idle => return,
-        }
-        buf.reserve(READ_CHUNK);
-        match stream.try_read_buf(&mut buf) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => return,
-        }
+        };
+        out.extend_from_slice(&r.out);
+        flow
     }
 }

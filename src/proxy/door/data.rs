@@ -1,0 +1,141 @@
+//! Reads and writes for the cache-protocol doors: the data path of the HTTP API (placement,
+//! replicas and ack level, fallback and hedging, versions, handoff), with its key and value
+//! limits, and each failure as one line naming what the replicas did.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::cluster::Snapshot;
+use crate::net::RequestError;
+use crate::proxy::coalesce::Coalescer;
+use crate::proxy::outcome::{Attempted, Failure, ReadOutcome};
+use crate::proxy::write::{write as write_replicas, WriteOp};
+use crate::proxy::DataPath;
+use crate::version::Version;
+
+/// A value read, with what a protocol may report about it.
+#[derive(Debug)]
+pub(crate) struct Found {
+    pub value: Bytes,
+    pub version: Version,
+    /// Seconds since the Unix epoch when it expires; `None` for never.
+    pub expires: Option<u64>,
+}
+
+/// A read as a command sees it.
+#[derive(Debug)]
+pub(crate) enum Read {
+    Value(Found),
+    Absent,
+    Failed(Failed),
+}
+
+/// Why a read or write failed: the client's request (a key or value over the limits), or
+/// the replicas (which failure, and what each did).
+#[derive(Debug)]
+pub(crate) struct Failed {
+    /// `None` when the request was at fault.
+    pub replicas: Option<Failure>,
+    pub message: String,
+}
+
+impl Failed {
+    fn request(e: RequestError) -> Failed {
+        Failed {
+            replicas: None,
+            message: e.to_string(),
+        }
+    }
+}
+
+pub(crate) async fn read(path: &Arc<DataPath>, snap: &Arc<Snapshot>, key: &Bytes) -> Read {
+    let config = &snap.config;
+    if let Err(failed) = check_key(key, config.max_key_bytes) {
+        return Read::Failed(failed);
+    }
+    path.hot_keys.offer(key);
+    let deadline = Instant::now() + config.timeouts.deadline();
+    match Coalescer::read(path, snap, key, config.read_quorum, deadline).await {
+        ReadOutcome::Found {
+            value,
+            version,
+            expires,
+            ..
+        } => Read::Value(Found {
+            value,
+            version,
+            expires,
+        }),
+        ReadOutcome::Missing { .. } => Read::Absent,
+        ReadOutcome::Failed { why, attempts } => Read::Failed(Failed {
+            replicas: Some(why),
+            message: format!("the read failed: {}", replicas(&attempts)),
+        }),
+    }
+}
+
+/// A write at the configured ack level.
+pub(crate) async fn write(
+    path: &Arc<DataPath>,
+    snap: &Arc<Snapshot>,
+    key: &Bytes,
+    op: WriteOp,
+) -> Result<(), Failed> {
+    let config = &snap.config;
+    check_key(key, config.max_key_bytes)?;
+    if let WriteOp::Put(value, _) = &op {
+        if value.len() > config.max_value_bytes {
+            let (len, max) = (value.len() as u64, config.max_value_bytes);
+            return Err(Failed::request(RequestError::ValueTooLarge { len, max }));
+        }
+    }
+    let deadline = Instant::now() + config.timeouts.deadline();
+    let required = config.write_quorum;
+    let outcome = write_replicas(path, snap, key.clone(), op, required, None, deadline).await;
+    match outcome.failure() {
+        None => Ok(()),
+        Some(why) => Err(Failed {
+            replicas: Some(why),
+            message: format!(
+                "the write was acknowledged by {} of {} replicas, {} needed: {}",
+                outcome.acks,
+                outcome.replicas,
+                outcome.required,
+                replicas(&outcome.failures)
+            ),
+        }),
+    }
+}
+
+/// The key limits of the HTTP API, with its messages (an empty key has no path to name).
+fn check_key(key: &[u8], max: usize) -> Result<(), Failed> {
+    if key.is_empty() {
+        return Err(Failed {
+            replicas: None,
+            message: "empty key".into(),
+        });
+    }
+    if key.len() > max {
+        let len = key.len();
+        return Err(Failed::request(RequestError::KeyTooLong { len, max }));
+    }
+    Ok(())
+}
+
+/// What each replica asked did, for an error line.
+fn replicas(attempts: &[Attempted]) -> String {
+    let each: Vec<String> = attempts
+        .iter()
+        .map(|a| match &a.result {
+            Ok(what) => format!("{} {what}", a.node),
+            Err(e) => format!("{} {} ({e})", a.node, e.kind()),
+        })
+        .collect();
+    if each.is_empty() {
+        "no replica answered in time".into()
+    } else {
+        each.join("; ")
+    }
+}
