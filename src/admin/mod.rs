@@ -132,8 +132,9 @@ fn status_page() -> Response<Body> {
     set(
         headers,
         http::header::CONTENT_SECURITY_POLICY,
-        "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:",
+        "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'",
     );
+    set(headers, http::header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     resp
 }
 

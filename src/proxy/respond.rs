@@ -23,7 +23,8 @@ const LOOP: &str =
 const RETRY_AFTER_SECONDS: u32 = 1;
 
 impl Failure {
-    fn status(self) -> StatusCode {
+    /// The status HTTP answers it with (and the cache-protocol doors count it under).
+    pub(crate) fn status(self) -> StatusCode {
         match self {
             Failure::Deadline | Failure::AllTimedOut => StatusCode::GATEWAY_TIMEOUT,
             Failure::AllEjected | Failure::AckLevelMissed => StatusCode::SERVICE_UNAVAILABLE,

@@ -120,11 +120,18 @@ fn memcached_clients_read_and_write_through_the_memcache_door() {
             "ERROR\r\nCLIENT_ERROR bad command line format\r\n\
              SERVER_ERROR object too large for cache\r\n\
              CLIENT_ERROR key is 101 bytes; the limit is 100\r\n\
-             CLIENT_ERROR bad data chunk\r\nVERSION {}\r\n",
+             CLIENT_ERROR bad data chunk\r\nERROR\r\nVERSION {}\r\n",
             env!("CARGO_PKG_VERSION")
         )
     );
     assert_eq!(session(mc, b"get big\r\n"), "END\r\n");
+    // A value that fits the limit only without its flags is refused as too large; with
+    // noreply, silently, and the next answer is the next command's.
+    let near = format!(
+        "set near 1 0 995 noreply\r\n{}\r\nget near\r\n",
+        "n".repeat(995)
+    );
+    assert_eq!(session(mc, near.as_bytes()), "END\r\n");
 }
 
 #[test]
@@ -190,4 +197,12 @@ fn the_memcache_door_asks_for_the_data_token() {
         "CLIENT_ERROR unauthenticated\r\nCLIENT_ERROR authentication failure\r\nSTORED\r\n\
          STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n"
     );
+    // The door's reads and writes count as the HTTP requests they stand for; logins do not.
+    let scrape = request(addrs[1], "GET", "/metrics", b"").text();
+    for series in [
+        "hrw_requests_total{op=\"put\",status=\"204\"} 1",
+        "hrw_requests_total{op=\"get\",status=\"200\"} 1",
+    ] {
+        assert!(scrape.contains(series), "{series} in {scrape}");
+    }
 }

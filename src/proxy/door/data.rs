@@ -8,10 +8,11 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::cluster::Snapshot;
+use crate::metrics::Op;
 use crate::net::RequestError;
 use crate::proxy::coalesce::Coalescer;
 use crate::proxy::outcome::{Attempted, Failure, ReadOutcome};
-use crate::proxy::write::{write as write_replicas, WriteOp};
+use crate::proxy::write::{self, WriteOp};
 use crate::proxy::DataPath;
 use crate::version::Version;
 
@@ -39,6 +40,8 @@ pub(crate) struct Failed {
     /// `None` when the request was at fault.
     pub replicas: Option<Failure>,
     pub message: String,
+    /// What the HTTP API answers the same failure with.
+    status: u16,
 }
 
 impl Failed {
@@ -46,11 +49,34 @@ impl Failed {
         Failed {
             replicas: None,
             message: e.to_string(),
+            status: e.status().as_u16(),
+        }
+    }
+
+    fn replicas(why: Failure, message: String) -> Failed {
+        Failed {
+            replicas: Some(why),
+            message,
+            status: why.status().as_u16(),
         }
     }
 }
 
+/// A read, counted in `hrw_requests_total` as the HTTP GET it stands for.
 pub(crate) async fn read(path: &Arc<DataPath>, snap: &Arc<Snapshot>, key: &Bytes) -> Read {
+    let started = Instant::now();
+    let read = read_replicas(path, snap, key).await;
+    let status = match &read {
+        Read::Value(_) => 200,
+        Read::Absent => 404,
+        Read::Failed(failed) => failed.status,
+    };
+    let took = started.elapsed();
+    path.cluster.metrics.request(Op::get, status, took);
+    read
+}
+
+async fn read_replicas(path: &Arc<DataPath>, snap: &Arc<Snapshot>, key: &Bytes) -> Read {
     let config = &snap.config;
     if let Err(failed) = check_key(key, config.max_key_bytes) {
         return Read::Failed(failed);
@@ -69,15 +95,37 @@ pub(crate) async fn read(path: &Arc<DataPath>, snap: &Arc<Snapshot>, key: &Bytes
             expires,
         }),
         ReadOutcome::Missing { .. } => Read::Absent,
-        ReadOutcome::Failed { why, attempts } => Read::Failed(Failed {
-            replicas: Some(why),
-            message: format!("the read failed: {}", replicas(&attempts)),
-        }),
+        ReadOutcome::Failed { why, attempts } => Read::Failed(Failed::replicas(
+            why,
+            format!("the read failed: {}", replicas(&attempts)),
+        )),
     }
 }
 
-/// A write at the configured ack level.
+/// A write at the configured ack level, counted in `hrw_requests_total` as the HTTP PUT or
+/// DELETE it stands for.
 pub(crate) async fn write(
+    path: &Arc<DataPath>,
+    snap: &Arc<Snapshot>,
+    key: &Bytes,
+    op: WriteOp,
+) -> Result<(), Failed> {
+    let started = Instant::now();
+    let counted = match op {
+        WriteOp::Put(..) => Op::put,
+        WriteOp::Delete => Op::delete,
+    };
+    let written = write_replicas(path, snap, key, op).await;
+    let status = written
+        .as_ref()
+        .map_or_else(|failed| failed.status, |()| 204);
+    path.cluster
+        .metrics
+        .request(counted, status, started.elapsed());
+    written
+}
+
+async fn write_replicas(
     path: &Arc<DataPath>,
     snap: &Arc<Snapshot>,
     key: &Bytes,
@@ -93,19 +141,19 @@ pub(crate) async fn write(
     }
     let deadline = Instant::now() + config.timeouts.deadline();
     let required = config.write_quorum;
-    let outcome = write_replicas(path, snap, key.clone(), op, required, None, deadline).await;
+    let outcome = write::write(path, snap, key.clone(), op, required, None, deadline).await;
     match outcome.failure() {
         None => Ok(()),
-        Some(why) => Err(Failed {
-            replicas: Some(why),
-            message: format!(
+        Some(why) => Err(Failed::replicas(
+            why,
+            format!(
                 "the write was acknowledged by {} of {} replicas, {} needed: {}",
                 outcome.acks,
                 outcome.replicas,
                 outcome.required,
                 replicas(&outcome.failures)
             ),
-        }),
+        )),
     }
 }
 
@@ -115,6 +163,7 @@ fn check_key(key: &[u8], max: usize) -> Result<(), Failed> {
         return Err(Failed {
             replicas: None,
             message: "empty key".into(),
+            status: 400,
         });
     }
     if key.len() > max {

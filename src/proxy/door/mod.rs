@@ -25,6 +25,21 @@ const FLUSH_AT: usize = 64 * 1024;
 const MAX_BATCH: usize = 1024;
 /// Bytes read at a time.
 const READ_CHUNK: usize = 16 * 1024;
+/// The most value bytes one multi-key reply holds (or one value, if larger).
+const MAX_REPLY: usize = 64 * 1024 * 1024;
+
+/// Whether values of `total` bytes fit one reply; a client asking for more is told to ask
+/// for fewer keys at a time, so that one command cannot make the proxy hold gigabytes.
+pub(crate) fn fits_one_reply(total: usize, max_value_bytes: usize) -> Result<(), String> {
+    let max = MAX_REPLY.max(max_value_bytes);
+    if total <= max {
+        Ok(())
+    } else {
+        Err(format!(
+            "the values add up to {total} bytes, more than one reply holds ({max}); ask for fewer keys at a time"
+        ))
+    }
+}
 
 /// Whether the connection goes on after a command.
 #[derive(Debug, PartialEq, Eq)]
@@ -117,21 +132,25 @@ async fn connection<P: Protocol>(
                 }
             }
         };
-        let mut close = waves::run(&mut protocol, &batch, &mut out).await == Flow::Close;
-        if let Some(reply) = fatal.filter(|_| !close) {
-            out.extend_from_slice(&reply);
-            close = true;
-        }
-        if !out.is_empty() {
-            if stream.write_all(&out).await.is_err() {
+        // Replies are written as they pile up, so that a pipeline of large values is never
+        // held whole.
+        let mut rest = &batch[..];
+        let close = loop {
+            let (flow, ran) = waves::run(&mut protocol, rest, &mut out).await;
+            rest = &rest[ran..];
+            if flow == Flow::Close || rest.is_empty() {
+                break flow == Flow::Close;
+            }
+            if !flush(&mut stream, &mut out).await {
                 return;
             }
-            out.clear();
-            if out.capacity() > FLUSH_AT {
-                out = Vec::new();
-            }
+        };
+        if let Some(reply) = fatal.filter(|_| !close) {
+            out.extend_from_slice(&reply);
+            flush(&mut stream, &mut out).await;
+            return;
         }
-        if close {
+        if !flush(&mut stream, &mut out).await || close {
             return;
         }
         if full {
@@ -153,4 +172,19 @@ async fn connection<P: Protocol>(
             Err(_) => return,
         }
     }
+}
+
+/// Writes `out` and empties it, letting go of a large buffer; false if the client is gone.
+async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>) -> bool {
+    if out.is_empty() {
+        return true;
+    }
+    if stream.write_all(out).await.is_err() {
+        return false;
+    }
+    out.clear();
+    if out.capacity() > FLUSH_AT {
+        *out = Vec::new();
+    }
+    true
 }

@@ -2,31 +2,38 @@
 
 use futures_util::future::join_all;
 
-use super::{Flow, Protocol, Touches};
+use super::{Flow, Protocol, Touches, FLUSH_AT};
 
-/// Runs a pipeline's commands, replies in order in `out`. Commands run together in waves:
-/// a wave ends before a command that touches the connection, or that touches a key a command
-/// of the wave touches where either of them writes it, so every command sees the effects of
-/// the ones before it, as if they ran one by one.
+/// The most commands in one wave: what a wave's replies may hold at once is bounded by it.
+const MAX_WAVE: usize = 16;
+
+/// Runs a pipeline's commands, replies in order in `out`, until `out` holds [`FLUSH_AT`]
+/// bytes or more after a wave; the number of commands run. Commands run together in waves of
+/// up to [`MAX_WAVE`]: a wave ends before a command that touches the connection, or that
+/// touches a key a command of the wave touches where either of them writes it, so every
+/// command sees the effects of the ones before it, as if they ran one by one.
 pub(super) async fn run<P: Protocol>(
     protocol: &mut P,
     batch: &[P::Command],
     out: &mut Vec<u8>,
-) -> Flow {
+) -> (Flow, usize) {
     let mut wave = Wave::default();
-    for command in batch {
+    for (at, command) in batch.iter().enumerate() {
+        if wave.commands.is_empty() && out.len() >= FLUSH_AT {
+            return (Flow::Continue, at);
+        }
         match protocol.touches(command) {
             Touches::Connection => {
                 wave.run(protocol, out).await;
                 if protocol.run_alone(command, out) == Flow::Close {
-                    return Flow::Close;
+                    return (Flow::Close, at + 1);
                 }
             }
             Touches::Keys { keys, writes } => {
                 let conflicts = keys
                     .iter()
                     .any(|k| wave.written.contains(k) || (writes && wave.read.contains(k)));
-                if conflicts {
+                if conflicts || wave.commands.len() == MAX_WAVE {
                     wave.run(protocol, out).await;
                 }
                 if writes {
@@ -39,7 +46,7 @@ pub(super) async fn run<P: Protocol>(
         }
     }
     wave.run(protocol, out).await;
-    Flow::Continue
+    (Flow::Continue, batch.len())
 }
 
 /// Commands that run at once, and the keys they read and write.

@@ -10,6 +10,7 @@ use futures_util::future::join_all;
 use super::parse::{Command, Store};
 use crate::net::Ttl;
 use crate::proxy::door::data::{self, Failed, Read};
+use crate::proxy::door::fits_one_reply;
 use crate::proxy::write::WriteOp;
 use crate::proxy::DataPath;
 use crate::version::unix_now;
@@ -18,7 +19,7 @@ use crate::version::unix_now;
 /// itself starts like this): these four bytes, then the flags as four big-endian bytes.
 /// A value with flags 0 is stored as it is, the bytes HTTP and Redis clients read.
 pub(crate) const FLAGS_MAGIC: &[u8; 4] = b"\xffMCF";
-const FLAGS_HEADER: usize = 8;
+pub(crate) const FLAGS_HEADER: usize = 8;
 
 /// Exptimes up to this many seconds are relative; larger ones are Unix times (memcached's
 /// rule).
@@ -69,9 +70,13 @@ impl Session {
         }
     }
 
-    /// Runs a command; its reply (none for `noreply`, except a refusal).
+    /// Runs a command; its reply (none for `noreply`).
     pub(crate) async fn run(&self, command: &Command) -> Vec<u8> {
         let mut out = Vec::new();
+        if self.must_authenticate() {
+            out.extend_from_slice(b"CLIENT_ERROR unauthenticated\r\n");
+            return out;
+        }
         let (reply, noreply) = match command {
             Command::Get { keys, cas } => {
                 self.get(keys, *cas, &mut out).await;
@@ -96,6 +101,7 @@ impl Session {
             } => (self.touch(key, *exptime).await, *noreply),
             Command::Version => (Ok(format!("VERSION {}", env!("CARGO_PKG_VERSION"))), false),
             Command::Refused(line) => (Ok(line.clone()), false),
+            Command::Dropped(line) => (Ok(line.clone()), true),
             Command::Quit => return out,
         };
         let line = reply.unwrap_or_else(|failed| error_line(&failed));
@@ -118,6 +124,14 @@ impl Session {
         if let Some(Read::Failed(failed)) = reads.iter().find(|r| matches!(r, Read::Failed(_))) {
             out.extend_from_slice(error_line(failed).as_bytes());
             out.extend_from_slice(b"\r\n");
+            return;
+        }
+        let total = reads.iter().map(|r| match r {
+            Read::Value(found) => found.value.len(),
+            _ => 0,
+        });
+        if let Err(why) = fits_one_reply(total.sum(), snap.config.max_value_bytes) {
+            out.extend_from_slice(format!("SERVER_ERROR {why}\r\n").as_bytes());
             return;
         }
         for (key, read) in keys.iter().zip(reads) {

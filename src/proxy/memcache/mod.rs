@@ -57,7 +57,7 @@ impl Protocol for Memcache {
             Command::Store { key, .. }
             | Command::Delete { key, .. }
             | Command::Touch { key, .. } => keys(vec![&key[..]], true),
-            Command::Version | Command::Refused(_) => keys(Vec::new(), false),
+            Command::Version | Command::Refused(_) | Command::Dropped(_) => keys(Vec::new(), false),
             Command::Quit => Touches::Connection,
         }
     }

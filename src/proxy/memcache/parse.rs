@@ -5,6 +5,8 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use super::commands::FLAGS_HEADER;
+
 /// The longest command line taken (a `get` of many keys is one line).
 pub(crate) const MAX_LINE: usize = 64 * 1024;
 
@@ -53,6 +55,8 @@ pub(crate) enum Command {
     Quit,
     /// Answered with this line and nothing done: `ERROR`, `CLIENT_ERROR ...`, ...
     Refused(String),
+    /// A `noreply` storage command refused (its data read past): nothing is answered.
+    Dropped(String),
 }
 
 /// A storage command whose data block is still arriving.
@@ -71,10 +75,12 @@ enum State {
     Line,
     /// The data block of a storage command and its CRLF.
     Data(Pending),
-    /// A refused data block going past: `bytes` more (CRLF included), then `reply`.
+    /// A refused data block going past: `bytes` more (CRLF included), then `reply` (unless
+    /// the command said `noreply`).
     Skip {
         bytes: usize,
         reply: String,
+        noreply: bool,
     },
 }
 
@@ -146,30 +152,41 @@ impl Parser {
                         noreply: pending.noreply,
                     }));
                 }
-                State::Skip { bytes, reply } => {
+                State::Skip {
+                    bytes,
+                    reply,
+                    noreply,
+                } => {
                     let taken = (*bytes).min(buf.len());
                     buf.advance(taken);
                     *bytes -= taken;
                     if *bytes > 0 {
                         return Ok(None);
                     }
-                    let reply = std::mem::take(reply);
+                    let (reply, noreply) = (std::mem::take(reply), *noreply);
                     self.state = State::Line;
-                    return Ok(Some(Command::Refused(reply)));
+                    return Ok(Some(if noreply {
+                        Command::Dropped(reply)
+                    } else {
+                        Command::Refused(reply)
+                    }));
                 }
             }
         }
     }
 
-    /// The command a line holds; `None` when a data block follows (or the line is empty).
+    /// The command a line holds; `None` when a data block follows.
     fn line(&mut self, line: Bytes) -> Option<Command> {
         let words: Vec<Bytes> = line
             .split(|b| *b == b' ')
             .filter(|w| !w.is_empty())
             .map(|w| line.slice_ref(w))
             .collect();
-        let (name, args) = words.split_first()?;
-        let noreply = args.last().is_some_and(|w| &w[..] == b"noreply");
+        let Some((name, args)) = words.split_first() else {
+            return Some(refused("ERROR"));
+        };
+        // Only after the key: `delete noreply` deletes the key "noreply" and answers.
+        let noreply = args.len() > 1 && args.last().is_some_and(|w| &w[..] == b"noreply");
         let command = match &name[..] {
             b"get" | b"gets" if !args.is_empty() => match self.keys(args) {
                 Ok(()) => Command::Get {
@@ -233,9 +250,11 @@ impl Parser {
         let (Some(flags), Some(exptime), Some(len)) = (flags, exptime, len) else {
             return Some(refused(BAD_FORMAT));
         };
+        // Flags other than 0 are stored in front of the value: they count against the limit.
+        let stored = len.saturating_add(if flags == 0 { 0 } else { FLAGS_HEADER });
         let refusal = match self.keys(&args[..1]) {
             Err(line) => Some(line),
-            Ok(()) if len > self.limits.max_value => {
+            Ok(()) if stored > self.limits.max_value => {
                 Some("SERVER_ERROR object too large for cache".to_owned())
             }
             Ok(()) => None,
@@ -245,6 +264,7 @@ impl Parser {
             Some(reply) => State::Skip {
                 bytes: len.saturating_add(2),
                 reply,
+                noreply,
             },
             None => State::Data(Pending {
                 mode,

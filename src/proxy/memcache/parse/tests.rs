@@ -92,12 +92,36 @@ fn bad_lines_are_answered_and_the_next_command_is_found() {
             refused("SERVER_ERROR object too large for cache"),
             refused("CLIENT_ERROR key is 20 bytes; the limit is 16"),
             refused("CLIENT_ERROR bad data chunk"),
+            // What followed the short block: an empty line.
+            refused("ERROR"),
             refused("CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]"),
             refused("CLIENT_ERROR invalid exptime argument"),
             Command::Get {
                 keys: vec![b("k")],
                 cas: false
             },
+        ]
+    );
+}
+
+#[test]
+fn noreply_comes_after_the_key_and_silences_refusals_too() {
+    let commands = parse(
+        b"delete noreply\r\nset k 0 0 40 noreply\r\n0123456789012345678901234567890123456789\r\n\
+          set f 1 0 30 noreply\r\n012345678901234567890123456789\r\n\r\n",
+    );
+    let dropped = || Command::Dropped("SERVER_ERROR object too large for cache".into());
+    assert_eq!(
+        commands,
+        vec![
+            Command::Delete {
+                key: b("noreply"),
+                noreply: false
+            },
+            dropped(),
+            // 30 bytes fit the limit of 32, but not with the 8 bytes of flags in front.
+            dropped(),
+            Command::Refused("ERROR".into()),
         ]
     );
 }
