@@ -1,5 +1,7 @@
 //! What the HTTP and memcached backends share: a TCP connect that fails in the shared error
-//! classes, and a small pool of idle keep-alive connections. A connection goes back to the
+//! classes and how an exchange fails; and the HTTP backend's small pool of idle keep-alive
+//! connections (memcached nodes have one shared connection per worker instead). A connection
+//! goes back to the
 //! pool only after a complete exchange; one dropped mid-exchange (an error, a timeout, a
 //! cancelled hedge) is closed, since its stream position is unknown. A pooled connection found
 //! closed or reset before any answer means the node dropped its idle connections (it
@@ -29,6 +31,7 @@ pub(crate) async fn connect_tcp(addr: &str, timeout: Duration) -> Result<TcpStre
 }
 
 /// How one exchange on one connection failed.
+#[derive(Debug)]
 pub(crate) enum Failure {
     /// The connection was found closed or reset before any answer: retry on a new one.
     Stale,
@@ -38,6 +41,15 @@ pub(crate) enum Failure {
 impl From<BackendError> for Failure {
     fn from(e: BackendError) -> Failure {
         Failure::Failed(e)
+    }
+}
+
+impl From<Failure> for BackendError {
+    fn from(f: Failure) -> BackendError {
+        match f {
+            Failure::Stale => BackendError::Io("connection closed before an answer".into()),
+            Failure::Failed(e) => e,
+        }
     }
 }
 
@@ -105,10 +117,7 @@ impl<C> Pool<C> {
                 Ok(answer) => return Ok(answer),
             }
         }
-        exchange(connect.await?).await.map_err(|e| match e {
-            Failure::Stale => BackendError::Io("connection closed before an answer".into()),
-            Failure::Failed(e) => e,
-        })
+        Ok(exchange(connect.await?).await?)
     }
 
     /// Keeps a connection whose exchange completed, unless the pool is full.

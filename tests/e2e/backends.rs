@@ -508,3 +508,45 @@ fn values_without_an_envelope_read_as_version_zero_and_give_way_to_any_write() {
         );
     }
 }
+
+#[test]
+fn a_paused_memcached_gives_each_request_its_own_reply_once_resumed() {
+    let m = member("only", Some(Kind::Memcached));
+    let Member::External(_, server) = &m else {
+        unreachable!("an external node")
+    };
+    let proxy = Proxy::start(&config_for(
+        std::slice::from_ref(&m),
+        "timeouts: { connect_ms: 100, request_ms: 300, deadline_ms: 1000 }\n\
+         eject_after: 0\nhealth_check_interval_ms: 0\nhedge_budget_percent: 0",
+    ));
+    let keys: Vec<String> = (0..20).map(|i| format!("paused-{i}")).collect();
+    for key in &keys {
+        assert_eq!(
+            proxy
+                .request("PUT", &kv_path(key.as_bytes()), key.as_bytes())
+                .status,
+            204
+        );
+    }
+    server.signal("STOP");
+    // Reads pile up on the node's shared connection and time out.
+    let stuck: Vec<_> = keys[..8]
+        .iter()
+        .map(|key| {
+            let (addr, path) = (proxy.addr, kv_path(key.as_bytes()));
+            std::thread::spawn(move || request(addr, "GET", &path, b"").status)
+        })
+        .collect();
+    for status in stuck {
+        assert!(status.join().unwrap() >= 500);
+    }
+    server.signal("CONT");
+    // Their late replies must never answer the requests that follow.
+    for _ in 0..3 {
+        for key in &keys {
+            let get = proxy.request("GET", &kv_path(key.as_bytes()), b"");
+            assert_eq!((get.status, get.text()), (200, key.clone()), "{key}");
+        }
+    }
+}

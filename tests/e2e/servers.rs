@@ -86,6 +86,15 @@ impl Server {
         self.process = None;
     }
 
+    /// Sends the process a signal (`STOP`, `CONT`).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.process.as_ref().expect("running").0.id().to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -{signal} {pid}");
+    }
+
     /// Starts the server again on the same port (empty: nothing is persisted).
     pub fn restart(&mut self) {
         self.stop();

@@ -1,32 +1,31 @@
-//! memcached nodes over the text protocol (`get`, `set`, `add`, `delete`, `version`) with a
-//! small pool of keep-alive connections per node. Keys memcached cannot hold are mapped by
+//! memcached nodes over the text protocol (`get`, `set`, `add`, `delete`, `version`), on one
+//! shared connection per node and worker ([`mux`]). Keys memcached cannot hold are mapped by
 //! [`memcache_key`].
 
 mod keys;
+mod mux;
 mod reply;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 pub use self::keys::memcache_key;
 use self::keys::original_key;
-use self::reply::{error_reply, read_line, read_value};
-use super::pool::{connect_tcp, io_error, is_reset, Failure, Pool};
+use self::mux::{Expect, Mux, Reply};
+use self::reply::{error_reply, read_line};
+use super::pool::{connect_tcp, io_error, Failure};
 use super::{
     Backend, BackendError, BoxFuture, Condition, Listing, Stored, Written, MAX_LISTING_BYTES,
 };
 use crate::config::NodeUrl;
+use crate::net::workers;
 use crate::version::{unix_now, MAX_HEADER_LEN};
 
-/// Idle connections kept per node.
-const POOL_SIZE: usize = 32;
 /// memcached reads an exptime above 30 days as a Unix time, not a duration.
 const MAX_RELATIVE_EXPTIME: u32 = 30 * 24 * 3600;
-
-type Conn = BufReader<TcpStream>;
 
 /// Times a put-if-newer starts over after losing a race to another writer.
 const MAX_RACES: usize = 5;
@@ -38,7 +37,8 @@ pub(crate) struct MemcacheBackend {
     max_value_bytes: usize,
     /// Values in the envelope (put-if-newer), or as they are.
     versioned: bool,
-    idle: Pool<Conn>,
+    /// The shared connection of each worker (see [`workers`]), once opened.
+    shared: Box<[Mutex<Option<Arc<Mux>>>]>,
 }
 
 impl std::fmt::Debug for MemcacheBackend {
@@ -70,19 +70,49 @@ impl MemcacheBackend {
             connect_timeout,
             max_value_bytes,
             versioned,
-            idle: Pool::new(POOL_SIZE),
+            shared: (0..=workers::count()).map(|_| Mutex::default()).collect(),
         }
     }
 
-    /// Sends `request` and reads one reply line, on a pooled connection or a new one.
-    async fn exchange(&self, request: &[&[u8]]) -> Result<(Conn, String), BackendError> {
-        let connect = async {
-            let stream = connect_tcp(&self.addr, self.connect_timeout).await?;
-            Ok(BufReader::new(stream))
-        };
-        self.idle
-            .exchange(connect, |conn| send(conn, request))
-            .await
+    /// This worker's shared connection, opened if it has none that takes requests; true if
+    /// it was just opened.
+    async fn connection(&self) -> Result<(Arc<Mux>, bool), BackendError> {
+        let slot = &self.shared[workers::slot() % self.shared.len()];
+        if let Some(mux) = crate::lock(slot).as_ref().filter(|m| m.usable()) {
+            return Ok((mux.clone(), false));
+        }
+        let mux = Arc::new(Mux::start(
+            connect_tcp(&self.addr, self.connect_timeout).await?,
+        ));
+        *crate::lock(slot) = Some(mux.clone());
+        Ok((mux, true))
+    }
+
+    /// Sends `request` and reads its reply. A connection found closed before answering (the
+    /// node restarted, or dropped idle connections) is replaced and the request sent again
+    /// once, so a node restart costs no failed request.
+    async fn call(&self, request: &[&[u8]], expect: Expect) -> Result<Reply, BackendError> {
+        let mut bytes = BytesMut::with_capacity(request.iter().map(|part| part.len()).sum());
+        for part in request {
+            bytes.put_slice(part);
+        }
+        let request = bytes.freeze();
+        let (mux, fresh) = self.connection().await?;
+        match mux.call(request.clone(), expect).await {
+            Err(Failure::Stale) if !fresh => {
+                let (mux, _) = self.connection().await?;
+                Ok(mux.call(request, expect).await?)
+            }
+            reply => Ok(reply?),
+        }
+    }
+
+    /// Sends `request` and reads one reply line.
+    async fn line(&self, request: &[&[u8]]) -> Result<String, BackendError> {
+        match self.call(request, Expect::Line).await? {
+            Reply::Line(line) => Ok(line),
+            Reply::Value(_) => unreachable!("a line was asked for"),
+        }
     }
 
     /// `set`, `add` or `cas` (with the unique a `gets` gave); true if stored, false if not
@@ -98,8 +128,8 @@ impl MemcacheBackend {
         let key = memcache_key(key);
         let cas = cas.map_or(String::new(), |unique| format!(" {unique}"));
         let header = format!(" 0 {exptime} {}{cas}\r\n", value.len());
-        let (conn, line) = self
-            .exchange(&[
+        let line = self
+            .line(&[
                 verb.as_bytes(),
                 b" ",
                 &key,
@@ -108,13 +138,11 @@ impl MemcacheBackend {
                 b"\r\n",
             ])
             .await?;
-        let stored = match line.as_str() {
-            "STORED" => true,
-            "NOT_STORED" | "EXISTS" | "NOT_FOUND" => false,
-            other => return Err(error_reply(other)),
-        };
-        self.idle.give_back(conn);
-        Ok(stored)
+        match line.as_str() {
+            "STORED" => Ok(true),
+            "NOT_STORED" | "EXISTS" | "NOT_FOUND" => Ok(false),
+            other => Err(error_reply(other)),
+        }
     }
 
     /// `get` or `gets` (`verb`): the stored bytes, and the cas unique `gets` adds.
@@ -124,10 +152,14 @@ impl MemcacheBackend {
         key: &[u8],
     ) -> Result<Option<(Bytes, Option<u64>)>, BackendError> {
         let mkey = memcache_key(key);
-        let (mut conn, line) = self.exchange(&[verb, b" ", &mkey, b"\r\n"]).await?;
-        let value = read_value(&mut conn, &line, self.max_value_bytes + MAX_HEADER_LEN).await?;
-        self.idle.give_back(conn);
-        Ok(value)
+        let max = self.max_value_bytes + MAX_HEADER_LEN;
+        match self
+            .call(&[verb, b" ", &mkey, b"\r\n"], Expect::Value { max })
+            .await?
+        {
+            Reply::Value(value) => Ok(value),
+            Reply::Line(_) => unreachable!("a value was asked for"),
+        }
     }
 
     /// The stored bytes and their cas unique (`gets`).
@@ -164,21 +196,6 @@ impl MemcacheBackend {
     }
 }
 
-async fn send(mut conn: Conn, request: &[&[u8]]) -> Result<(Conn, String), Failure> {
-    for part in request {
-        match conn.get_mut().write_all(part).await {
-            Err(e) if is_reset(&e) => return Err(Failure::Stale),
-            Err(e) => return Err(Failure::Failed(io_error(e))),
-            Ok(()) => {}
-        }
-    }
-    match read_line(&mut conn).await {
-        Ok(Some(line)) => Ok((conn, line)),
-        Ok(None) => Err(Failure::Stale),
-        Err(e) => Err(e.into()),
-    }
-}
-
 impl Backend for MemcacheBackend {
     fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Stored>, BackendError>> {
         Box::pin(async move {
@@ -211,26 +228,27 @@ impl Backend for MemcacheBackend {
     fn remove<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
             let mkey = memcache_key(key);
-            let (conn, line) = self.exchange(&[b"delete ", &mkey, b"\r\n"]).await?;
-            match line.as_str() {
-                "DELETED" | "NOT_FOUND" => {
-                    self.idle.give_back(conn);
-                    Ok(())
-                }
+            match self.line(&[b"delete ", &mkey, b"\r\n"]).await?.as_str() {
+                "DELETED" | "NOT_FOUND" => Ok(()),
                 other => Err(error_reply(other)),
             }
         })
     }
 
     /// `lru_crawler metadump all`, in one page: memcached cannot resume a dump. Keys mapped to
-    /// `~sha~` digests cannot be turned back into theirs and are left out.
+    /// `~sha~` digests cannot be turned back into theirs and are left out. On a connection of
+    /// its own, closed after: a dump is long and would hold up the shared one.
     fn list<'a>(
         &'a self,
         _cursor: Option<&'a str>,
         _limit: usize,
     ) -> BoxFuture<'a, Result<Listing, BackendError>> {
         Box::pin(async move {
-            let (mut conn, mut line) = self.exchange(&[b"lru_crawler metadump all\r\n"]).await?;
+            let mut conn = BufReader::new(connect_tcp(&self.addr, self.connect_timeout).await?);
+            let request = b"lru_crawler metadump all\r\n";
+            conn.get_mut().write_all(request).await.map_err(io_error)?;
+            let closed = || BackendError::Io("connection closed in a key dump".into());
+            let mut line = read_line(&mut conn).await?.ok_or_else(closed)?;
             let mut keys = Vec::new();
             let mut listed = 0;
             while line != "END" {
@@ -250,22 +268,18 @@ impl Backend for MemcacheBackend {
                     )));
                 }
                 keys.extend(original_key(encoded).map(Bytes::from));
-                line = read_line(&mut conn)
-                    .await?
-                    .ok_or_else(|| BackendError::Io("connection closed in a key dump".into()))?;
+                line = read_line(&mut conn).await?.ok_or_else(closed)?;
             }
-            self.idle.give_back(conn);
             Ok(Listing { keys, next: None })
         })
     }
 
     fn health(&self) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
-            let (conn, line) = self.exchange(&[b"version\r\n"]).await?;
+            let line = self.line(&[b"version\r\n"]).await?;
             if !line.starts_with("VERSION ") {
                 return Err(error_reply(&line));
             }
-            self.idle.give_back(conn);
             Ok(())
         })
     }
