@@ -220,6 +220,22 @@ fn the_status_page_shows_nodes_health_reloads_and_where_a_key_lives() {
             std::env::var("HRW_SCREENSHOT").unwrap_or_else(|_| "target/status-page.png".into());
         std::fs::write(&path, screenshot).unwrap_or_else(|e| panic!("write {path}: {e}"));
 
+        // On a phone's width the page reflows: only the wide tables scroll, inside their
+        // own boxes, never the page itself.
+        browser.set_window_size(390, 844).await.unwrap();
+        let overflow = browser
+            .execute(
+                "return document.documentElement.scrollWidth - window.innerWidth",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(
+            overflow.as_i64().is_some_and(|o| o <= 0),
+            "the page is wider than a phone by {overflow}"
+        );
+        browser.set_window_size(1280, 1400).await.unwrap();
+
         // No errors in the console, but the one 401 that made the page ask for the token.
         let errors: Vec<String> = console_errors(&browser)
             .await
