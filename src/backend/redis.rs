@@ -1,5 +1,5 @@
-//! Redis nodes: GET / SET / DEL over one multiplexed connection per node, which the redis
-//! crate's connection manager re-establishes by itself after the server restarts. With
+//! Redis nodes: GET / SET / DEL over one multiplexed connection per node and worker, which
+//! the redis crate's connection manager re-establishes by itself after the server restarts. With
 //! versions, values are kept in the envelope and written by one server-side script that
 //! compares versions and sets atomically (`EVALSHA`, loaded on first use); keys are listed
 //! with `SCAN`.
@@ -11,6 +11,7 @@ use tokio::sync::OnceCell;
 
 use super::{ttl_of, Backend, BackendError, BoxFuture, Condition, Listing, Stored, Ttl, Written};
 use crate::config::{NodeUrl, Timeouts};
+use crate::net::workers;
 
 pub(crate) struct RedisBackend {
     base: String,
@@ -18,7 +19,9 @@ pub(crate) struct RedisBackend {
     config: ConnectionManagerConfig,
     /// Made on first use, so a node that is down at startup costs nothing until asked; a
     /// failed first connection is retried by the next request.
-    manager: OnceCell<ConnectionManager>,
+    /// Each worker's connection (see [`workers`]): its driver runs on the worker's own
+    /// runtime, so a request and its reply never cross threads.
+    managers: Box<[OnceCell<ConnectionManager>]>,
     connect_ms: u64,
     /// Values in the envelope (put-if-newer), or as they are.
     versioned: bool,
@@ -57,7 +60,7 @@ impl RedisBackend {
             base: url.base.clone(),
             client: redis::Client::open(info).map_err(|e| e.to_string()),
             config,
-            manager: OnceCell::new(),
+            managers: (0..=workers::count()).map(|_| OnceCell::new()).collect(),
             connect_ms: timeouts.connect_ms,
             versioned,
             put_if_newer: redis::Script::new(PUT_IF_NEWER),
@@ -69,7 +72,7 @@ impl RedisBackend {
             .client
             .as_ref()
             .map_err(|e| BackendError::Connect(e.clone()))?;
-        self.manager
+        self.managers[workers::slot() % self.managers.len()]
             .get_or_try_init(|| client.get_connection_manager_with_config(self.config.clone()))
             .await
             .cloned()

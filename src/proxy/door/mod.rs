@@ -23,7 +23,10 @@ use crate::net::workers::Workers;
 const FLUSH_AT: usize = 64 * 1024;
 /// The most commands run as one batch before their replies are written.
 const MAX_BATCH: usize = 1024;
-/// Bytes read at a time.
+/// Bytes read at a time into an empty buffer: most commands are small, and a small buffer
+/// is cheap to allocate and free (a 16 KiB one per command cost malloc a few percent).
+const FIRST_READ: usize = 1024;
+/// Bytes read at a time while a command is arriving in pieces.
 const READ_CHUNK: usize = 16 * 1024;
 /// The most value bytes one multi-key reply holds (or one value, if larger).
 const MAX_REPLY: usize = 64 * 1024 * 1024;
@@ -164,7 +167,7 @@ async fn connection<P: Protocol>(
             ready = stream.readable() => if ready.is_err() { return },
             _ = stopped.changed(), if idle => return,
         }
-        buf.reserve(READ_CHUNK);
+        buf.reserve(if buf.is_empty() { FIRST_READ } else { READ_CHUNK });
         match stream.try_read_buf(&mut buf) {
             Ok(0) => return,
             Ok(_) => {}
