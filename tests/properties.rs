@@ -272,6 +272,29 @@ proptest! {
     }
 
     #[test]
+    fn locate_lists_the_replicas_top_gives_then_every_other_node_once(
+        nodes in zoned_nodes(1), r in 1usize..6, seed in any::<u64>(), placement in placement(),
+    ) {
+        // A fresh ring: with consistent placement, locate ranks without the table of points
+        // that `top` builds; the two must agree.
+        let ring = zoned_ring(&nodes, placement);
+        for k in 0..16u64 {
+            let hash = hrwproxy::routing::mix(seed, k);
+            let listed: Vec<String> = ring
+                .replicas_then_ranking(hash, r)
+                .iter()
+                .map(|n| n.id.to_string())
+                .collect();
+            let replicas = replica_ids(&ring, hash, r);
+            prop_assert_eq!(&listed[..replicas.len()], &replicas[..]);
+            let mut each = listed.clone();
+            each.sort();
+            each.dedup();
+            prop_assert_eq!(each.len(), ring.len());
+        }
+    }
+
+    #[test]
     fn removing_a_node_changes_only_the_sets_that_held_it(
         nodes in zoned_nodes(2), r in 1usize..6, seed in any::<u64>(), gone in any::<prop::sample::Index>(),
         placement in placement(),

@@ -175,9 +175,12 @@ impl Snapshot {
             .enumerate()
             .map(|(i, m)| (Arc::from(m.id()), i))
             .collect();
+        // Consistent placement's table is built here, with the reload, not by a request.
+        let ring = config.ring();
+        ring.prepare();
         let placement = Arc::new(Placement {
             generation,
-            ring: config.ring(),
+            ring,
             replicas: config.replicas,
             members,
             by_id,

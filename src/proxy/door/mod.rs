@@ -167,7 +167,11 @@ async fn connection<P: Protocol>(
             ready = stream.readable() => if ready.is_err() { return },
             _ = stopped.changed(), if idle => return,
         }
-        buf.reserve(if buf.is_empty() { FIRST_READ } else { READ_CHUNK });
+        buf.reserve(if buf.is_empty() {
+            FIRST_READ
+        } else {
+            READ_CHUNK
+        });
         match stream.try_read_buf(&mut buf) {
             Ok(0) => return,
             Ok(_) => {}

@@ -3,6 +3,7 @@
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::OnceLock;
 
 use twox_hash::XxHash3_64;
 
@@ -130,8 +131,16 @@ pub struct Ring {
     classes: Box<[WeightClass]>,
     /// With zones: each node's zone number (a node without a zone has one of its own).
     zones: Option<Zones>,
-    /// With consistent placement: every node's points, sorted.
-    points: Option<Points>,
+    /// With consistent placement: every node's points, sorted once something needs them.
+    consistent: Option<Consistent>,
+}
+
+/// Consistent placement's points: the count per unit of weight, and the sorted table, built
+/// on first use (a key's whole ranking needs no table: see [`Ring::rank_all`]).
+#[derive(Debug, Clone)]
+struct Consistent {
+    per_weight: f64,
+    table: OnceLock<Points>,
 }
 
 /// A node's place in a key's ranking, as [`Ring::rank_all`] reports it.
@@ -369,28 +378,46 @@ impl Ring {
                 members: members.into(),
             })
             .collect();
-        let points = match placement {
+        let consistent = match placement {
             Placement::Rendezvous => None,
             Placement::Consistent { points_per_weight } => {
-                Some(Points::of_nodes(&built, points_per_weight)?)
+                point_counts(built.iter().map(|n| (&*n.id, n.weight)), points_per_weight)?;
+                Some(Consistent {
+                    per_weight: points_per_weight,
+                    table: OnceLock::new(),
+                })
             }
         };
         Ok(Ring {
             nodes: built.into(),
             classes,
             zones: zones.finish(),
-            points,
+            consistent,
         })
     }
 
     /// The placement function this ring uses.
     pub fn placement(&self) -> Placement {
-        match &self.points {
+        match &self.consistent {
             None => Placement::Rendezvous,
-            Some(points) => Placement::Consistent {
-                points_per_weight: points.per_weight(),
+            Some(c) => Placement::Consistent {
+                points_per_weight: c.per_weight,
             },
         }
+    }
+
+    /// Builds what [`Ring::top`] reads (consistent placement's table of points) now, so that
+    /// the first request does not wait for it.
+    pub fn prepare(&self) {
+        self.points();
+    }
+
+    /// Consistent placement's sorted points, built on first use.
+    fn points(&self) -> Option<&Points> {
+        let c = self.consistent.as_ref()?;
+        Some(c.table.get_or_init(|| {
+            Points::of_nodes(&self.nodes, c.per_weight).expect("point counts checked at build")
+        }))
     }
 
     /// The zone of the node at `index`, if it was given one.
@@ -453,11 +480,44 @@ impl Ring {
     /// r, the rest are the best remaining nodes in rank order. The first replica is the best
     /// node either way. One scan, no sort, no allocation.
     pub fn top(&self, key_hash: u64, r: usize) -> TopR {
-        match (&self.points, &self.zones) {
+        match (self.points(), &self.zones) {
             (Some(points), _) => self.top_of_points(points, key_hash, r),
             (None, None) => self.top_of_ranking(key_hash, r),
             (None, Some(zones)) => self.top_over_zones(zones, key_hash, r),
         }
+    }
+
+    /// The replica rule of [`Ring::top`] over a ranking that `order` walks (node indices,
+    /// best first): its first `r`, or over zones the best of each zone, then the best of the
+    /// rest. `order` is walked again only when there are fewer zones than `r`.
+    fn top_of_order<I: Iterator<Item = u32>>(&self, order: impl Fn() -> I, r: usize) -> TopR {
+        let r = r.min(MAX_REPLICAS).min(self.nodes.len());
+        let first = || {
+            let mut first = TopR::EMPTY;
+            order().take(r).for_each(|node| first.push(node));
+            first
+        };
+        let Some(zones) = &self.zones else {
+            return first();
+        };
+        let mut top = TopR::EMPTY;
+        let mut used = Vec::with_capacity(r);
+        let zone_count = zones.count();
+        for node in order() {
+            if top.len() == r || used.len() == zone_count {
+                break;
+            }
+            let zone = zones.of(node as usize);
+            if !used.contains(&zone) {
+                used.push(zone);
+                top.push(node);
+            }
+        }
+        // Fewer zones than r: the rest are the best remaining nodes in rank order.
+        if top.len() < r {
+            top = top.filled_from(first(), r);
+        }
+        top
     }
 
     /// The best `min(r, MAX_REPLICAS, len)` nodes of the key's ranking, best first, in one
@@ -541,11 +601,29 @@ impl Ring {
     /// inspection (`hrwproxy locate`), not the request path. Without zones its first `r`
     /// entries are exactly [`Ring::top`]`(key_hash, r)`.
     pub fn rank_all(&self, key_hash: u64) -> Vec<Ranked<'_>> {
-        if let Some(points) = &self.points {
+        if let Some(c) = &self.consistent {
+            // Where the walk first meets a node is its point nearest clockwise; a tie goes to
+            // the smaller id, as in the table. One pass over the points, no table.
+            let mut nearest: Vec<(u64, usize)> = self
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(index, node)| {
+                    let count = points_of(node.weight, c.per_weight) as u64;
+                    let distance = (0..count)
+                        .map(|j| mix(j, node.seed).wrapping_sub(key_hash))
+                        .min()
+                        .expect("every node has a point");
+                    (distance, index)
+                })
+                .collect();
+            nearest.sort_unstable_by(|a, b| {
+                (a.0, &self.nodes[a.1].id).cmp(&(b.0, &self.nodes[b.1].id))
+            });
             let whole = 2f64.powi(64);
-            return points
-                .ranking(key_hash, self.nodes.len())
-                .map(|(index, distance)| self.ranked(index as usize, 1.0 - distance as f64 / whole))
+            return nearest
+                .into_iter()
+                .map(|(distance, index)| self.ranked(index, 1.0 - distance as f64 / whole))
                 .collect();
         }
         let mut cands: Vec<Candidate> = self
@@ -590,8 +668,12 @@ impl Ring {
     /// Every node for a key hash in the order to show it: the key's `r` replicas as
     /// [`Ring::top`] gives them, then the other nodes by rank. Without zones, the ranking.
     pub fn replicas_then_ranking(&self, key_hash: u64, r: usize) -> Vec<Ranked<'_>> {
-        let top = self.top(key_hash, r);
         let mut ranking = self.rank_all(key_hash);
+        let top = match self.consistent {
+            // From the ranking: no table of points to build for one key.
+            Some(_) => self.top_of_order(|| ranking.iter().map(|n| n.index as u32), r),
+            None => self.top(key_hash, r),
+        };
         ranking.sort_by_key(|node| {
             top.as_slice()
                 .iter()

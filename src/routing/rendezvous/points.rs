@@ -20,7 +20,6 @@ pub(super) struct Points {
     /// The node of each point, beside `positions`.
     owners: Box<[u32]>,
     index_bits: u32,
-    per_weight: f64,
     /// `starts[b]`: the first point whose position's high `index_bits` bits are `b` or more.
     starts: Box<[u32]>,
 }
@@ -67,7 +66,7 @@ impl Points {
             id_rank[node as usize] = rank as u32;
         }
         let seeds: Vec<u64> = nodes.iter().map(|n| n.seed).collect();
-        Ok(Points::build(&seeds, &counts, &id_rank, per_weight))
+        Ok(Points::build(&seeds, &counts, &id_rank))
     }
 
     /// `counts[i]` points for node i of seed `seeds[i]`; a tie of positions (a chance of about
@@ -75,7 +74,7 @@ impl Points {
     /// lookup table's) and then sorted within each bucket, which holds about one point: linear
     /// time (a comparison sort of a million points took twice as long), and no memory beyond
     /// the table itself.
-    fn build(seeds: &[u64], counts: &[usize], id_rank: &[u32], per_weight: f64) -> Points {
+    fn build(seeds: &[u64], counts: &[usize], id_rank: &[u32]) -> Points {
         let total: usize = counts.iter().sum();
         let index_bits = (usize::BITS - total.leading_zeros()).clamp(1, MAX_INDEX_BITS);
         let bucket = |position: u64| (position >> (64 - index_bits)) as usize;
@@ -124,13 +123,8 @@ impl Points {
             positions: positions.into(),
             owners: owners.into(),
             index_bits,
-            per_weight,
             starts: starts.into(),
         }
-    }
-
-    pub(super) fn per_weight(&self) -> f64 {
-        self.per_weight
     }
 
     pub(super) fn len(&self) -> usize {
@@ -190,27 +184,14 @@ impl Ring {
     /// The consistent-placement top `r`, over zones when the ring has them: the same rule as
     /// rendezvous, walked over this ranking.
     pub(super) fn top_of_points(&self, points: &Points, key_hash: u64, r: usize) -> TopR {
-        let r = r.min(MAX_REPLICAS).min(self.nodes.len());
-        let Some(zones) = &self.zones else {
-            return points.top(key_hash, r);
+        if self.zones.is_none() {
+            return points.top(key_hash, r.min(MAX_REPLICAS).min(self.nodes.len()));
+        }
+        let order = || {
+            points
+                .ranking(key_hash, self.nodes.len())
+                .map(|(node, _)| node)
         };
-        let mut top = TopR::EMPTY;
-        let mut used = Vec::with_capacity(r);
-        let zone_count = zones.count();
-        for (node, _) in points.ranking(key_hash, self.nodes.len()) {
-            if top.len() == r || used.len() == zone_count {
-                break;
-            }
-            let zone = zones.of(node as usize);
-            if !used.contains(&zone) {
-                used.push(zone);
-                top.push(node);
-            }
-        }
-        // Fewer zones than r: the rest are the best remaining nodes in rank order.
-        if top.len() < r {
-            top = top.filled_from(points.top(key_hash, r), r);
-        }
-        top
+        self.top_of_order(order, r)
     }
 }
