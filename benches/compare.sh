@@ -9,6 +9,8 @@
 #   bash benches/compare.sh       # ROUNDS=3 SECONDS_PER_RUN=5 CONNECTIONS=32 IDLE=9000
 # Other builds of hrwproxy join the r=1 rows and the memory rows, to compare builds in one run:
 #   BUILDS="mimalloc=/tmp/hrwproxy-mimalloc lto=/tmp/hrwproxy-lto" bash benches/compare.sh
+# and so do variants of the config (a name, then settings with ";" between them):
+#   VARIANTS="no-coalesce=coalesce_reads:false" bash benches/compare.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -123,6 +125,11 @@ BUILD_NAMES=()
 for build in ${BUILDS:-}; do
     BIN=${build#*=} start_hrwproxy "${build%%=*}" 1
     BUILD_NAMES+=("${build%%=*}")
+done
+for variant in ${VARIANTS:-}; do
+    settings=${variant#*=}
+    start_hrwproxy "${variant%%=*}" 1 "$(echo "$settings" | sed 's/:/: /g; s/;/\n/g')"
+    BUILD_NAMES+=("${variant%%=*}")
 done
 
 PORT[nginx]=$(free_port)
