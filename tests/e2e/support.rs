@@ -523,12 +523,15 @@ pub fn install_if_missing(bins: &[&str], packages: &str) -> Result<(), String> {
             .status()
             .is_ok_and(|s| s.success())
     };
+    // One install at a time: tests run in parallel, and apt holds a lock while it works.
+    static APT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _apt = APT.lock().unwrap_or_else(|e| e.into_inner());
     if bins.iter().all(|bin| have(bin)) {
         return Ok(());
     }
     // Bounded: a registry that does not answer fails the tests in minutes, not hours.
     let script = format!(
-        "timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq {packages}"
+        "timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq -o DPkg::Lock::Timeout=300 {packages}"
     );
     let installed = Command::new("sh")
         .args(["-c", &script])
