@@ -40,11 +40,11 @@ pub(crate) struct Changes(Mutex<VecDeque<Change>>);
 
 impl Changes {
     pub(crate) fn recent(&self) -> Vec<Change> {
-        lock(&self.0).iter().cloned().collect()
+        crate::lock(&self.0).iter().cloned().collect()
     }
 
     fn push(&self, change: Change) {
-        let mut kept = lock(&self.0);
+        let mut kept = crate::lock(&self.0);
         // Summaries are worked out on threads of their own: keep generation order.
         let at = kept
             .iter()
@@ -53,10 +53,6 @@ impl Changes {
         kept.insert(at, change);
         kept.truncate(KEPT);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Keys sampled for the change summary logged at each reload: 20,000, fewer for large

@@ -36,6 +36,12 @@ pub fn decode(raw: &str, max: usize) -> Result<Cow<'_, [u8]>, RequestError> {
         }
         Cow::Owned(out)
     };
+    check(&key, max)?;
+    Ok(key)
+}
+
+/// A key's length limits: 1 to `max` bytes.
+pub(crate) fn check(key: &[u8], max: usize) -> Result<(), RequestError> {
     if key.is_empty() {
         return Err(RequestError::EmptyKey { max });
     }
@@ -45,7 +51,7 @@ pub fn decode(raw: &str, max: usize) -> Result<Cow<'_, [u8]>, RequestError> {
             max,
         });
     }
-    Ok(key)
+    Ok(())
 }
 
 /// Appends `key` to `out` with every byte outside `A-Z a-z 0-9 - _ ~` percent-encoded, so `/`,

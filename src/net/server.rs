@@ -13,7 +13,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::error::RequestError;
@@ -42,7 +42,7 @@ pub(crate) fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 /// `max_connections` slots while the future `serve` makes of it runs (on `workers` when given,
 /// else on the calling runtime); a client over the limit is told so and closed. Returns the
 /// slots: all of them free again means every connection has ended.
-pub(crate) async fn accept_until<F, Fut>(
+async fn accept_until<F, Fut>(
     listener: TcpListener,
     max_connections: usize,
     workers: Option<&Workers>,
@@ -93,8 +93,36 @@ where
     slots
 }
 
+/// Serves each accepted connection with `serve(stream, stopped)`, on the runtime that runs it,
+/// until `shutdown` resolves; then `stopped` turns true (idle connections close on it) and the
+/// others get up to the shutdown grace to finish.
+pub(crate) async fn serve_until<F, Fut>(
+    listener: TcpListener,
+    limits: Limits,
+    workers: Option<&Workers>,
+    shutdown: impl Future<Output = ()>,
+    serve: F,
+) where
+    F: Fn(TcpStream, watch::Receiver<bool>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let (stop, stopped) = watch::channel(false);
+    let slots = accept_until(listener, limits.max_connections, workers, shutdown, |std| {
+        let (serve, stopped) = (serve.clone(), stopped.clone());
+        async move {
+            match TcpStream::from_std(std) {
+                Ok(stream) => serve(stream, stopped).await,
+                Err(e) => tracing::debug!(error = %e, "cannot take a connection over"),
+            }
+        }
+    })
+    .await;
+    let _ = stop.send(true);
+    drained(&slots, limits).await;
+}
+
 /// Waits for every connection to end (all `slots` free again), for up to the shutdown grace.
-pub(crate) async fn drained(slots: &Arc<Semaphore>, limits: Limits) {
+async fn drained(slots: &Arc<Semaphore>, limits: Limits) {
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     if tokio::time::timeout(limits.shutdown_grace(), slots.acquire_many(all))
         .await

@@ -73,19 +73,8 @@ pub(crate) async fn serve<S: Service>(
     workers: Option<&Workers>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let (stop, stopped) = watch::channel(false);
-    let slots = server::accept_until(listener, limits.max_connections, workers, shutdown, |std| {
-        let (service, stopped) = (service.clone(), stopped.clone());
-        async move {
-            match TcpStream::from_std(std) {
-                Ok(stream) => serve_connection(stream, service, limits, stopped).await,
-                Err(e) => tracing::debug!(error = %e, "cannot take a connection over"),
-            }
-        }
-    })
-    .await;
-    let _ = stop.send(true);
-    server::drained(&slots, limits).await;
+    let serve = move |stream, stopped| serve_connection(stream, service.clone(), limits, stopped);
+    server::serve_until(listener, limits, workers, shutdown, serve).await
 }
 
 async fn serve_connection<S: Service>(

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use crate::cluster::Snapshot;
 use crate::metrics::Op;
-use crate::net::RequestError;
+use crate::net::{key, RequestError};
 use crate::proxy::coalesce::Coalescer;
 use crate::proxy::outcome::{Attempted, Failure, ReadOutcome};
 use crate::proxy::write::{self, WriteOp};
@@ -59,6 +59,29 @@ impl Failed {
             message,
             status: why.status().as_u16(),
         }
+    }
+}
+
+/// The most value bytes one multi-key reply holds (or one value, if larger).
+const MAX_REPLY: usize = 64 * 1024 * 1024;
+
+/// Whether the values `reads` found fit one reply; a client asking for more is told to ask
+/// for fewer keys at a time, so that one command cannot make the proxy hold gigabytes.
+pub(crate) fn fits_one_reply(reads: &[Read], max_value_bytes: usize) -> Result<(), String> {
+    let total: usize = reads
+        .iter()
+        .map(|read| match read {
+            Read::Value(found) => found.value.len(),
+            Read::Absent | Read::Failed(_) => 0,
+        })
+        .sum();
+    let max = MAX_REPLY.max(max_value_bytes);
+    if total <= max {
+        Ok(())
+    } else {
+        Err(format!(
+            "the values add up to {total} bytes, more than one reply holds ({max}); ask for fewer keys at a time"
+        ))
     }
 }
 
@@ -157,20 +180,17 @@ async fn write_replicas(
     }
 }
 
-/// The key limits of the HTTP API, with its messages (an empty key has no path to name).
+/// The key limits of the HTTP API, with its messages (but an empty key's: there is no path
+/// to name).
 fn check_key(key: &[u8], max: usize) -> Result<(), Failed> {
-    if key.is_empty() {
-        return Err(Failed {
+    key::check(key, max).map_err(|e| match e {
+        RequestError::EmptyKey { .. } => Failed {
             replicas: None,
             message: "empty key".into(),
-            status: 400,
-        });
-    }
-    if key.len() > max {
-        let len = key.len();
-        return Err(Failed::request(RequestError::KeyTooLong { len, max }));
-    }
-    Ok(())
+            status: e.status().as_u16(),
+        },
+        e => Failed::request(e),
+    })
 }
 
 /// What each replica asked did, for an error line.

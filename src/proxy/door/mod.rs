@@ -28,22 +28,6 @@ const MAX_BATCH: usize = 1024;
 const FIRST_READ: usize = 1024;
 /// Bytes read at a time while a command is arriving in pieces.
 const READ_CHUNK: usize = 16 * 1024;
-/// The most value bytes one multi-key reply holds (or one value, if larger).
-const MAX_REPLY: usize = 64 * 1024 * 1024;
-
-/// Whether values of `total` bytes fit one reply; a client asking for more is told to ask
-/// for fewer keys at a time, so that one command cannot make the proxy hold gigabytes.
-pub(crate) fn fits_one_reply(total: usize, max_value_bytes: usize) -> Result<(), String> {
-    let max = MAX_REPLY.max(max_value_bytes);
-    if total <= max {
-        Ok(())
-    } else {
-        Err(format!(
-            "the values add up to {total} bytes, more than one reply holds ({max}); ask for fewer keys at a time"
-        ))
-    }
-}
-
 /// Whether the connection goes on after a command.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Flow {
@@ -93,19 +77,8 @@ pub(crate) async fn serve<P: Protocol>(
     start: fn(Arc<DataPath>) -> P,
 ) {
     let limits = path.cluster.snapshot().config.limits;
-    let (stop, stopped) = watch::channel(false);
-    let slots = server::accept_until(listener, limits.max_connections, workers, shutdown, |std| {
-        let (path, stopped) = (path.clone(), stopped.clone());
-        async move {
-            match TcpStream::from_std(std) {
-                Ok(stream) => connection(stream, start(path), stopped).await,
-                Err(e) => tracing::debug!(error = %e, "cannot take a connection over"),
-            }
-        }
-    })
-    .await;
-    let _ = stop.send(true);
-    server::drained(&slots, limits).await;
+    let serve = move |stream, stopped| connection(stream, start(path.clone()), stopped);
+    server::serve_until(listener, limits, workers, shutdown, serve).await
 }
 
 async fn connection<P: Protocol>(

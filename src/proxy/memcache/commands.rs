@@ -10,7 +10,6 @@ use futures_util::future::join_all;
 use super::parse::{Command, Store};
 use crate::net::Ttl;
 use crate::proxy::door::data::{self, Failed, Read};
-use crate::proxy::door::fits_one_reply;
 use crate::proxy::write::WriteOp;
 use crate::proxy::DataPath;
 use crate::version::unix_now;
@@ -126,11 +125,7 @@ impl Session {
             out.extend_from_slice(b"\r\n");
             return;
         }
-        let total = reads.iter().map(|r| match r {
-            Read::Value(found) => found.value.len(),
-            _ => 0,
-        });
-        if let Err(why) = fits_one_reply(total.sum(), snap.config.max_value_bytes) {
+        if let Err(why) = data::fits_one_reply(&reads, snap.config.max_value_bytes) {
             out.extend_from_slice(format!("SERVER_ERROR {why}\r\n").as_bytes());
             return;
         }
@@ -173,12 +168,13 @@ impl Session {
                 return Ok("NOT_STORED".into());
             }
         }
-        let op = match expiry(exptime, unix_now()) {
-            Expiry::Past => WriteOp::Delete,
-            Expiry::Never => WriteOp::Put(pack(flags, value), None),
-            Expiry::After(ttl) => WriteOp::Put(pack(flags, value), Some(ttl)),
-        };
-        data::write(&self.path, &snap, key, op).await?;
+        data::write(
+            &self.path,
+            &snap,
+            key,
+            put_until(pack(flags, value), exptime),
+        )
+        .await?;
         Ok("STORED".into())
     }
 
@@ -202,12 +198,7 @@ impl Session {
             Read::Absent => return Ok("NOT_FOUND".into()),
             Read::Failed(failed) => return Err(failed),
         };
-        let op = match expiry(exptime, unix_now()) {
-            Expiry::Past => WriteOp::Delete,
-            Expiry::Never => WriteOp::Put(found.value, None),
-            Expiry::After(ttl) => WriteOp::Put(found.value, Some(ttl)),
-        };
-        data::write(&self.path, &snap, key, op).await?;
+        data::write(&self.path, &snap, key, put_until(found.value, exptime)).await?;
         Ok("TOUCHED".into())
     }
 }
@@ -217,6 +208,15 @@ fn error_line(failed: &Failed) -> String {
     match failed.replicas {
         None => format!("CLIENT_ERROR {}", failed.message),
         Some(_) => format!("SERVER_ERROR {}", failed.message),
+    }
+}
+
+/// The write that stores `stored` with memcached's `exptime`: a delete once that is past.
+fn put_until(stored: Bytes, exptime: i64) -> WriteOp {
+    match expiry(exptime, unix_now()) {
+        Expiry::Past => WriteOp::Delete,
+        Expiry::Never => WriteOp::Put(stored, None),
+        Expiry::After(ttl) => WriteOp::Put(stored, Some(ttl)),
     }
 }
 

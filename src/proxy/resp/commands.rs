@@ -10,7 +10,7 @@ use super::reply::Replies;
 use crate::cluster::Snapshot;
 use crate::net::Ttl;
 use crate::proxy::door::data::{self, Failed, Read};
-use crate::proxy::door::{fits_one_reply, Flow};
+use crate::proxy::door::Flow;
 use crate::proxy::outcome::Failure;
 use crate::proxy::write::WriteOp;
 use crate::proxy::DataPath;
@@ -118,11 +118,7 @@ impl Session {
             "SET" if arity(args.len() >= 3, r) => self.set(&snap, args, r).await,
             "MGET" if arity(args.len() >= 2, r) => {
                 let reads = join_all(args[1..].iter().map(|key| self.read(&snap, key))).await;
-                let total = reads.iter().map(|r| match r {
-                    Read::Value(found) => found.value.len(),
-                    _ => 0,
-                });
-                if let Err(why) = fits_one_reply(total.sum(), snap.config.max_value_bytes) {
+                if let Err(why) = data::fits_one_reply(&reads, snap.config.max_value_bytes) {
                     return r.error(&format!("ERR {why}"));
                 }
                 r.array(reads.len());

@@ -3,11 +3,10 @@
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::OnceLock;
 
 use twox_hash::XxHash3_64;
 
-use self::points::Points;
+use self::points::Consistent;
 pub use self::points::{point_counts, points_of, MAX_POINTS};
 use self::zones::{Zones, ZonesBuilder};
 
@@ -133,14 +132,6 @@ pub struct Ring {
     zones: Option<Zones>,
     /// With consistent placement: every node's points, sorted once something needs them.
     consistent: Option<Consistent>,
-}
-
-/// Consistent placement's points: the count per unit of weight, and the sorted table, built
-/// on first use (a key's whole ranking needs no table: see [`Ring::rank_all`]).
-#[derive(Debug, Clone)]
-struct Consistent {
-    per_weight: f64,
-    table: OnceLock<Points>,
 }
 
 /// A node's place in a key's ranking, as [`Ring::rank_all`] reports it.
@@ -382,10 +373,7 @@ impl Ring {
             Placement::Rendezvous => None,
             Placement::Consistent { points_per_weight } => {
                 point_counts(built.iter().map(|n| (&*n.id, n.weight)), points_per_weight)?;
-                Some(Consistent {
-                    per_weight: points_per_weight,
-                    table: OnceLock::new(),
-                })
+                Some(Consistent::new(points_per_weight))
             }
         };
         Ok(Ring {
@@ -404,20 +392,6 @@ impl Ring {
                 points_per_weight: c.per_weight,
             },
         }
-    }
-
-    /// Builds what [`Ring::top`] reads (consistent placement's table of points) now, so that
-    /// the first request does not wait for it.
-    pub fn prepare(&self) {
-        self.points();
-    }
-
-    /// Consistent placement's sorted points, built on first use.
-    fn points(&self) -> Option<&Points> {
-        let c = self.consistent.as_ref()?;
-        Some(c.table.get_or_init(|| {
-            Points::of_nodes(&self.nodes, c.per_weight).expect("point counts checked at build")
-        }))
     }
 
     /// The zone of the node at `index`, if it was given one.
@@ -485,39 +459,6 @@ impl Ring {
             (None, None) => self.top_of_ranking(key_hash, r),
             (None, Some(zones)) => self.top_over_zones(zones, key_hash, r),
         }
-    }
-
-    /// The replica rule of [`Ring::top`] over a ranking that `order` walks (node indices,
-    /// best first): its first `r`, or over zones the best of each zone, then the best of the
-    /// rest. `order` is walked again only when there are fewer zones than `r`.
-    fn top_of_order<I: Iterator<Item = u32>>(&self, order: impl Fn() -> I, r: usize) -> TopR {
-        let r = r.min(MAX_REPLICAS).min(self.nodes.len());
-        let first = || {
-            let mut first = TopR::EMPTY;
-            order().take(r).for_each(|node| first.push(node));
-            first
-        };
-        let Some(zones) = &self.zones else {
-            return first();
-        };
-        let mut top = TopR::EMPTY;
-        let mut used = Vec::with_capacity(r);
-        let zone_count = zones.count();
-        for node in order() {
-            if top.len() == r || used.len() == zone_count {
-                break;
-            }
-            let zone = zones.of(node as usize);
-            if !used.contains(&zone) {
-                used.push(zone);
-                top.push(node);
-            }
-        }
-        // Fewer zones than r: the rest are the best remaining nodes in rank order.
-        if top.len() < r {
-            top = top.filled_from(first(), r);
-        }
-        top
     }
 
     /// The best `min(r, MAX_REPLICAS, len)` nodes of the key's ranking, best first, in one
@@ -602,29 +543,7 @@ impl Ring {
     /// entries are exactly [`Ring::top`]`(key_hash, r)`.
     pub fn rank_all(&self, key_hash: u64) -> Vec<Ranked<'_>> {
         if let Some(c) = &self.consistent {
-            // Where the walk first meets a node is its point nearest clockwise; a tie goes to
-            // the smaller id, as in the table. One pass over the points, no table.
-            let mut nearest: Vec<(u64, usize)> = self
-                .nodes
-                .iter()
-                .enumerate()
-                .map(|(index, node)| {
-                    let count = points_of(node.weight, c.per_weight) as u64;
-                    let distance = (0..count)
-                        .map(|j| mix(j, node.seed).wrapping_sub(key_hash))
-                        .min()
-                        .expect("every node has a point");
-                    (distance, index)
-                })
-                .collect();
-            nearest.sort_unstable_by(|a, b| {
-                (a.0, &self.nodes[a.1].id).cmp(&(b.0, &self.nodes[b.1].id))
-            });
-            let whole = 2f64.powi(64);
-            return nearest
-                .into_iter()
-                .map(|(distance, index)| self.ranked(index, 1.0 - distance as f64 / whole))
-                .collect();
+            return self.rank_by_points(c, key_hash);
         }
         let mut cands: Vec<Candidate> = self
             .nodes

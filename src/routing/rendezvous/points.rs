@@ -5,7 +5,9 @@
 //! number of nodes, where rendezvous scores every node. Removing a node deletes its points and
 //! so only removes it from rankings; adding one only inserts it: the same minimal movement.
 
-use super::{mix, Ring, RingError, RingNode, TopR, MAX_REPLICAS};
+use std::sync::OnceLock;
+
+use super::{mix, Ranked, Ring, RingError, RingNode, TopR, MAX_REPLICAS};
 
 /// The most points a ring may hold (12 bytes each).
 pub const MAX_POINTS: usize = 1 << 24;
@@ -180,7 +182,66 @@ impl Points {
     }
 }
 
+/// Consistent placement's points: the count per unit of weight, and the sorted table, built
+/// on first use (a key's whole ranking needs no table: see [`Ring::rank_all`]).
+#[derive(Debug, Clone)]
+pub(super) struct Consistent {
+    pub per_weight: f64,
+    table: OnceLock<Points>,
+}
+
+impl Consistent {
+    pub(super) fn new(per_weight: f64) -> Consistent {
+        Consistent {
+            per_weight,
+            table: OnceLock::new(),
+        }
+    }
+}
+
 impl Ring {
+    /// Builds what [`Ring::top`] reads (consistent placement's table of points) now, so that
+    /// the first request does not wait for it.
+    pub fn prepare(&self) {
+        self.points();
+    }
+
+    /// Consistent placement's sorted points, built on first use.
+    pub(super) fn points(&self) -> Option<&Points> {
+        let c = self.consistent.as_ref()?;
+        Some(c.table.get_or_init(|| {
+            Points::of_nodes(&self.nodes, c.per_weight).expect("point counts checked at build")
+        }))
+    }
+
+    /// Every node ranked for a key hash without the table: where the walk clockwise from the
+    /// key's hash first meets a node is that node's nearest point, so one pass over the points
+    /// ranks them all.
+    pub(super) fn rank_by_points(&self, c: &Consistent, key_hash: u64) -> Vec<Ranked<'_>> {
+        // Where the walk first meets a node is its point nearest clockwise; a tie goes to
+        // the smaller id, as in the table. One pass over the points, no table.
+        let mut nearest: Vec<(u64, usize)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(index, node)| {
+                let count = points_of(node.weight, c.per_weight) as u64;
+                let distance = (0..count)
+                    .map(|j| mix(j, node.seed).wrapping_sub(key_hash))
+                    .min()
+                    .expect("every node has a point");
+                (distance, index)
+            })
+            .collect();
+        nearest
+            .sort_unstable_by(|a, b| (a.0, &self.nodes[a.1].id).cmp(&(b.0, &self.nodes[b.1].id)));
+        let whole = 2f64.powi(64);
+        nearest
+            .into_iter()
+            .map(|(distance, index)| self.ranked(index, 1.0 - distance as f64 / whole))
+            .collect()
+    }
+
     /// The consistent-placement top `r`, over zones when the ring has them: the same rule as
     /// rendezvous, walked over this ranking.
     pub(super) fn top_of_points(&self, points: &Points, key_hash: u64, r: usize) -> TopR {

@@ -67,6 +67,43 @@ impl<'a> ZonesBuilder<'a> {
 }
 
 impl Ring {
+    /// The replica rule of [`Ring::top`] over a ranking that `order` walks (node indices,
+    /// best first): its first `r`, or over zones the best of each zone, then the best of the
+    /// rest. `order` is walked again only when there are fewer zones than `r`.
+    pub(super) fn top_of_order<I: Iterator<Item = u32>>(
+        &self,
+        order: impl Fn() -> I,
+        r: usize,
+    ) -> TopR {
+        let r = r.min(MAX_REPLICAS).min(self.nodes.len());
+        let first = || {
+            let mut first = TopR::EMPTY;
+            order().take(r).for_each(|node| first.push(node));
+            first
+        };
+        let Some(zones) = &self.zones else {
+            return first();
+        };
+        let mut top = TopR::EMPTY;
+        let mut used = Vec::with_capacity(r);
+        let zone_count = zones.count();
+        for node in order() {
+            if top.len() == r || used.len() == zone_count {
+                break;
+            }
+            let zone = zones.of(node as usize);
+            if !used.contains(&zone) {
+                used.push(zone);
+                top.push(node);
+            }
+        }
+        // Fewer zones than r: the rest are the best remaining nodes in rank order.
+        if top.len() < r {
+            top = top.filled_from(first(), r);
+        }
+        top
+    }
+
     pub(super) fn top_over_zones(&self, zones: &Zones, key_hash: u64, r: usize) -> TopR {
         let r = r.min(MAX_REPLICAS).min(self.nodes.len());
         // The best node of each of the best zones so far, best first: a node whose zone is
