@@ -99,6 +99,7 @@ fn large(c: &mut Criterion) {
         ] {
             let nodes = ids.iter().map(|id| (id.as_str(), 1.0, None));
             let ring = Ring::with_placement(nodes, placement).unwrap();
+            ring.prepare();
             group.bench_with_input(BenchmarkId::new(label, n), &ring, |b, ring| {
                 let mut i = 0;
                 b.iter(|| {

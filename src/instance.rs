@@ -155,7 +155,8 @@ impl Running {
                 let _ = admin_stopped.await;
             },
         ));
-        // Both doors share one set of per-core workers, and so their backend pools.
+        // The data listener and the doors share one set of per-core workers, and so the
+        // connections to the nodes.
         let workers = match Workers::start("hrwproxy-worker") {
             Ok(workers) => Some(workers),
             Err(e) => {
