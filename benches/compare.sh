@@ -4,8 +4,9 @@
 # plus hrwproxy with `versioning: off` and the nodes hit directly as the ceiling. GET and PUT
 # with wrk, targets alternating, several rounds, medians reported, with the CPU time (user +
 # system, from /proc) each target spent per request; then hrwproxy at r=2 (GET waiting for both
-# replicas, PUT for both acks) and PUT at r=3 (quorum 2); then resident memory of each proxy
-# holding IDLE (9000) idle keep-alive client connections.
+# replicas, PUT for both acks) and GET and PUT at r=3 (quorum 2), sloppy (the default) and
+# `quorum: strict`; then resident memory of each proxy holding IDLE (9000) idle keep-alive
+# client connections.
 #   bash benches/compare.sh       # ROUNDS=3 SECONDS_PER_RUN=5 CONNECTIONS=32 IDLE=9000
 # Other builds of hrwproxy join the r=1 rows and the memory rows, to compare builds in one run:
 #   BUILDS="mimalloc=/tmp/hrwproxy-mimalloc lto=/tmp/hrwproxy-lto" bash benches/compare.sh
@@ -237,9 +238,13 @@ done
 
 start_hrwproxy hrwproxy-r2 2 "read_quorum: 2"
 start_hrwproxy hrwproxy-r3 3
+start_hrwproxy r3-strict 3 "quorum: strict"
 for round in $(seq 1 "$ROUNDS"); do
     run_wrk hrwproxy-r2 get >>"$WORK/hrwproxy-r2.get"
-    for target in hrwproxy-r2 hrwproxy-r3; do
+    for target in hrwproxy-r3 r3-strict; do
+        run_wrk "$target" get >>"$WORK/$target.get"
+    done
+    for target in hrwproxy-r2 hrwproxy-r3 r3-strict; do
         run_wrk "$target" put >>"$WORK/$target.put"
     done
 done
@@ -262,7 +267,10 @@ for load in get put; do
 done
 row hrwproxy-r2 get
 row hrwproxy-r2 put
-row hrwproxy-r3 put
+for target in hrwproxy-r3 r3-strict; do
+    row "$target" get
+    row "$target" put
+done
 
 # Resident memory with IDLE idle keep-alive clients (all processes of the proxy).
 rss_kib() { # pid (and its children)

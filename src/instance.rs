@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use crate::admin::{self, Admin};
 use crate::cluster::reload::Reloader;
 pub use crate::cluster::reload::{ReloadStatus, Reloaded, Trigger};
-use crate::cluster::{probes, triggers};
+use crate::cluster::{hinted_handoff, probes, triggers};
 use crate::config::{Config, ConfigError};
 use crate::net::workers::Workers;
 use crate::proxy::door::{self, Protocol};
@@ -98,7 +98,8 @@ impl Proxy {
         let cluster = self.reloader.cluster().clone();
         Ok(Running {
             _triggers: Background(triggers::start(&self.reloader, options.sighup)?),
-            _probes: Background(tokio::spawn(probes::drive(cluster))),
+            _probes: Background(tokio::spawn(probes::drive(cluster.clone()))),
+            _hinted_handoff: Background(tokio::spawn(hinted_handoff::drive(cluster))),
             proxy: self.clone(),
             listener,
             admin_listener,
@@ -128,6 +129,7 @@ pub struct Running {
     memcache_listener: Option<TcpListener>,
     _triggers: Background,
     _probes: Background,
+    _hinted_handoff: Background,
 }
 
 impl Running {

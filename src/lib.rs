@@ -19,7 +19,7 @@
 //! | a running proxy | [`Proxy`] (`instance`): listeners, triggers and probes together |
 //! | listeners | `admin` (routes and the types `status` reads), `proxy` (the data path) |
 //! | data movement | `repair`, `handoff` |
-//! | membership | `cluster`: snapshot, members, the attempt function, reload, triggers, probes |
+//! | membership | `cluster`: snapshot, members, the attempt function, reload, triggers, probes, hinted handoff |
 //! | node state | `health` (the state machine) |
 //! | storage | [`backend`]: the trait, HTTP, Redis, memcached, pool, the in-memory store, a fake for tests |
 //! | leaves | `net` (server loop, per-core workers, requests, key codec, context, TLS, tokens), [`config`], [`routing`], [`metrics`], [`version`] |

@@ -36,6 +36,9 @@ pub const READ_REPAIRS: &str = "hrw_read_repairs";
 pub const NODE_HINTS: &str = "hrw_node_hints";
 pub const HINTS_REPLAYED: &str = "hrw_hints_replayed";
 pub const HINTS_DROPPED: &str = "hrw_hints_dropped";
+pub const HINTS_HANDED_OFF: &str = "hrw_hints_handed_off";
+pub const NODE_HINTS_ON_NODES: &str = "hrw_node_hints_on_nodes";
+pub const NODE_OLDEST_HINT: &str = "hrw_node_oldest_hint_seconds";
 pub const REBALANCE_KEYS: &str = "hrw_rebalance_keys";
 pub const HOT_KEYS_SHARE: &str = "hrw_hot_keys_share";
 
@@ -161,6 +164,9 @@ pub(crate) struct Metrics {
     node_hints: Family<NodeLabel, Gauge>,
     pub hints_replayed: Counter,
     pub hints_dropped: Counter,
+    pub hints_handed_off: Counter,
+    node_hints_on_nodes: Family<NodeLabel, Gauge>,
+    node_oldest_hint: Family<NodeLabel, Gauge>,
     rebalance_keys: Family<StageLabel, Gauge>,
     hot_keys_share: Family<TopLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
@@ -193,6 +199,9 @@ impl Default for Metrics {
             node_hints: Family::default(),
             hints_replayed: Counter::default(),
             hints_dropped: Counter::default(),
+            hints_handed_off: Counter::default(),
+            node_hints_on_nodes: Family::default(),
+            node_oldest_hint: Family::default(),
             rebalance_keys: Family::default(),
             hot_keys_share: Family::default(),
         };
@@ -312,6 +321,21 @@ impl Default for Metrics {
             HINTS_DROPPED,
             "Missed writes not replayed: the node's hint queue was full, or it refused the write",
             m.hints_dropped.clone(),
+        );
+        r.register(
+            HINTS_HANDED_OFF,
+            "Hints held on stand-in nodes and handed over to their replica (or, for a removed replica, to the key's replicas)",
+            m.hints_handed_off.clone(),
+        );
+        r.register(
+            NODE_HINTS_ON_NODES,
+            "Writes the node missed that stand-in nodes held at the end of the last hinted handoff pass",
+            m.node_hints_on_nodes.clone(),
+        );
+        r.register(
+            NODE_OLDEST_HINT,
+            "Age of the oldest write the node missed and has not been handed (in memory or on a stand-in)",
+            m.node_oldest_hint.clone(),
         );
         r.register(
             REBALANCE_KEYS,
@@ -467,6 +491,8 @@ impl Metrics {
         self.node_share.clear();
         self.node_in_flight.clear();
         self.node_hints.clear();
+        self.node_hints_on_nodes.clear();
+        self.node_oldest_hint.clear();
         // Beyond the limit, nodes are summed: the number ejected, their share, and so on.
         for (at, node) in state.nodes.iter().enumerate() {
             let label = NodeLabel {
@@ -482,6 +508,15 @@ impl Metrics {
             self.node_hints
                 .get_or_create(&label)
                 .inc_by(node.hints as i64);
+            self.node_hints_on_nodes
+                .get_or_create(&label)
+                .inc_by(node.hints_on_nodes as i64);
+            // Summed nodes report their oldest.
+            let oldest = self.node_oldest_hint.get_or_create(&label);
+            let age = node.oldest_hint_s as i64;
+            if age > oldest.get() {
+                oldest.set(age);
+            }
         }
         for (top, share) in state.hot_key_shares {
             self.hot_keys_share
@@ -521,5 +556,8 @@ pub(crate) struct NodeState<'a> {
     pub ejected: bool,
     pub share: f64,
     pub in_flight: u64,
+    /// Writes it missed: queued in memory, held on stand-ins, and the oldest's age.
     pub hints: usize,
+    pub hints_on_nodes: u64,
+    pub oldest_hint_s: u64,
 }

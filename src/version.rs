@@ -22,6 +22,9 @@ pub const HEADER: &str = "x-hrw-version";
 pub const TOMBSTONE_HEADER: &str = "x-hrw-tombstone";
 /// On the built-in node's answers: when what it holds expires, in seconds since the epoch.
 pub const EXPIRES_HEADER: &str = "x-hrw-expires";
+/// On a versioned write to the built-in node: the id (percent-encoded) of the replica the
+/// write stands in for, which the node keeps as a hint.
+pub const HINT_HEADER: &str = "x-hrw-hint";
 
 /// A value's version; higher is newer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -147,12 +147,17 @@ fn metrics(admin: &Admin, snap: &Snapshot) -> Response<Body> {
             .placement
             .members
             .iter()
-            .map(|m| NodeState {
-                id: m.id(),
-                ejected: !m.health.is_up(),
-                share: m.spec.weight.get() / total,
-                in_flight: m.in_flight.load(std::sync::atomic::Ordering::Relaxed),
-                hints: m.hints.counts().queued,
+            .map(|m| {
+                let hints = m.hints.counts();
+                NodeState {
+                    id: m.id(),
+                    ejected: !m.health.is_up(),
+                    share: m.spec.weight.get() / total,
+                    in_flight: m.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+                    hints: hints.queued,
+                    hints_on_nodes: hints.on_nodes.count,
+                    oldest_hint_s: hints.oldest_age_s().unwrap_or(0),
+                }
             })
             .collect(),
         node_limit: snap.config.metrics_node_limit,
@@ -247,27 +252,33 @@ fn nodes(snap: &Snapshot) -> Vec<NodeView> {
     snap.placement
         .members
         .iter()
-        .map(|m| NodeView {
-            id: m.id().to_owned(),
-            zone: m.spec.zone.as_ref().map(|z| z.as_str().to_owned()),
-            url: m.spec.url.base.clone(),
-            weight: m.spec.weight.get(),
-            share: m.spec.weight.get() / total,
-            health: m.health.phase().name().to_owned(),
-            ejected_for_ms: match m.health.phase() {
-                Phase::Ejected { until } => {
-                    Some(until.saturating_duration_since(now).as_millis() as u64)
-                }
-                _ => None,
-            },
-            consecutive_failures: m.health.consecutive_failures(),
-            in_flight: m.in_flight.load(std::sync::atomic::Ordering::Relaxed),
-            hints: m.hints.counts().queued,
-            hints_dropped: m.hints.counts().dropped,
-            last_error: m.health.last_error().map(|(message, at)| ErrorView {
-                message,
-                at: time(at),
-            }),
+        .map(|m| {
+            let hints = m.hints.counts();
+            NodeView {
+                id: m.id().to_owned(),
+                zone: m.spec.zone.as_ref().map(|z| z.as_str().to_owned()),
+                url: m.spec.url.base.clone(),
+                weight: m.spec.weight.get(),
+                share: m.spec.weight.get() / total,
+                health: m.health.phase().name().to_owned(),
+                ejected_for_ms: match m.health.phase() {
+                    Phase::Ejected { until } => {
+                        Some(until.saturating_duration_since(now).as_millis() as u64)
+                    }
+                    _ => None,
+                },
+                consecutive_failures: m.health.consecutive_failures(),
+                in_flight: m.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+                hints: hints.queued,
+                hints_dropped: hints.dropped,
+                hints_on_nodes: hints.on_nodes.count,
+                hints_handed_off: hints.handed_off,
+                oldest_hint_age_s: hints.oldest_age_s(),
+                last_error: m.health.last_error().map(|(message, at)| ErrorView {
+                    message,
+                    at: time(at),
+                }),
+            }
         })
         .collect()
 }

@@ -58,6 +58,15 @@ pub(crate) struct NodeView {
     /// Writes it missed that were not kept (the queue was full) since it last caught up:
     /// reads with R and repair bring it up to date.
     pub hints_dropped: u64,
+    /// Writes it missed that stand-in nodes held at the end of the last hinted handoff
+    /// pass, and those handed over to it since the proxy started.
+    #[serde(default)]
+    pub hints_on_nodes: u64,
+    #[serde(default)]
+    pub hints_handed_off: u64,
+    /// How long the oldest write it missed has waited, in memory or on a stand-in.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub oldest_hint_age_s: Option<u64>,
     pub last_error: Option<ErrorView>,
 }
 

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 
 use super::memory::Store;
-use super::{Backend, BackendError, BoxFuture, Condition, Listing, Stored, Written};
+use super::{Backend, BackendError, BoxFuture, Condition, HintPage, Listing, Stored, Written};
 use crate::lock;
 use crate::version::Version;
 
@@ -46,6 +46,21 @@ impl FakeBackend {
     /// What the node holds for `key` (unless it expired).
     pub(crate) fn held(&self, key: &[u8]) -> Option<Stored> {
         self.store.get(key)
+    }
+
+    /// The hints the node holds: (key, owner, version), by key.
+    pub(crate) fn hints_held(&self) -> Vec<(String, String, u128)> {
+        self.store
+            .hints_after(None, usize::MAX)
+            .into_iter()
+            .map(|h| {
+                (
+                    String::from_utf8_lossy(&h.key).into_owned(),
+                    h.owner,
+                    h.version.0,
+                )
+            })
+            .collect()
     }
 
     /// The value the node holds for `key` (not a tombstone).
@@ -165,5 +180,54 @@ impl Backend for FakeBackend {
 
     fn health(&self) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move { self.enter(Op::Health).await })
+    }
+
+    fn keeps_hints(&self) -> bool {
+        true
+    }
+
+    fn put_hinted<'a>(
+        &'a self,
+        key: &'a [u8],
+        stored: Stored,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<Written, BackendError>> {
+        Box::pin(async move {
+            self.enter(Op::Put).await?;
+            Ok(self.store.put_hinted(key.to_vec(), stored, owner).0)
+        })
+    }
+
+    fn hints<'a>(
+        &'a self,
+        cursor: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<HintPage, BackendError>> {
+        Box::pin(async move {
+            self.enter(Op::List).await?;
+            let hints = self.store.hints_after(cursor.map(str::as_bytes), limit);
+            let next = (hints.len() >= limit)
+                .then(|| {
+                    hints
+                        .last()
+                        .map(|h| String::from_utf8_lossy(&h.key).into_owned())
+                })
+                .flatten();
+            Ok(HintPage { hints, next })
+        })
+    }
+
+    fn drop_hint<'a>(
+        &'a self,
+        key: &'a [u8],
+        owner: &'a str,
+        up_to: Version,
+        release: bool,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async move {
+            self.enter(Op::Remove).await?;
+            self.store.drop_hint(key, owner, up_to, release);
+            Ok(())
+        })
     }
 }

@@ -58,6 +58,22 @@ pub struct Listing {
     pub next: Option<String>,
 }
 
+/// A hint a node holds: it stood in for `owner`, a replica of `key` that missed the key's
+/// writes up to `version` (the newest of them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldHint {
+    pub key: Bytes,
+    pub owner: String,
+    pub version: Version,
+}
+
+/// A page of the hints a node holds, and where the next page starts (`None`: the last).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HintPage {
+    pub hints: Vec<HeldHint>,
+    pub next: Option<String>,
+}
+
 /// The time to live to give a node for what is stored: what is left of it now.
 pub(crate) fn ttl_of(stored: &Stored) -> Option<Ttl> {
     stored
@@ -96,6 +112,45 @@ pub trait Backend: Send + Sync + fmt::Debug {
     }
     /// A cheap liveness probe.
     fn health(&self) -> BoxFuture<'_, Result<(), BackendError>>;
+    /// Whether the node keeps hints beside what it stores ([`Backend::put_hinted`]). Nodes
+    /// that keep none (plain HTTP stores, which cannot list) still take a stand-in's write as
+    /// a plain put-if-newer; its hint then lives only in the proxy's memory.
+    fn keeps_hints(&self) -> bool {
+        false
+    }
+    /// A write standing in for the replica `owner`: put-if-newer, as [`Backend::put`] with
+    /// [`Condition::IfNewer`], and a hint that `owner` missed the key up to `stored.version`
+    /// (kept even when the node keeps something newer: the owner missed this write all the
+    /// same).
+    fn put_hinted<'a>(
+        &'a self,
+        _key: &'a [u8],
+        _stored: Stored,
+        _owner: &'a str,
+    ) -> BoxFuture<'a, Result<Written, BackendError>> {
+        Box::pin(async { Err(BackendError::Unsupported) })
+    }
+    /// A page of the hints the node holds, from the start or from where `cursor` (a
+    /// [`HintPage::next`]) says.
+    fn hints<'a>(
+        &'a self,
+        _cursor: Option<&'a str>,
+        _limit: usize,
+    ) -> BoxFuture<'a, Result<HintPage, BackendError>> {
+        Box::pin(async { Err(BackendError::Unsupported) })
+    }
+    /// Drops the hint that `owner` missed `key`, unless a newer hinted write renewed it past
+    /// `up_to`; with `release`, also removes what the node holds for the key if that is no
+    /// newer than `up_to` (a stand-in's copy, handed over).
+    fn drop_hint<'a>(
+        &'a self,
+        _key: &'a [u8],
+        _owner: &'a str,
+        _up_to: Version,
+        _release: bool,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async { Err(BackendError::Unsupported) })
+    }
 }
 
 /// Why an attempt on a node failed, the same classes whatever the protocol.

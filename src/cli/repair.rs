@@ -130,6 +130,13 @@ pub async fn repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
         report.failed
     )?;
 
+    if report.hints_handed_off + report.hints_left > 0 {
+        writeln!(
+            out,
+            "hints held on stand-ins: handed over {}, left {} (their replica is out of service or a copy failed)",
+            report.hints_handed_off, report.hints_left
+        )?;
+    }
     for skipped in &report.skipped_nodes {
         writeln!(out, "skipped node {skipped}")?;
     }

@@ -6,6 +6,7 @@
 
 pub(crate) mod change_log;
 mod files;
+pub(crate) mod hinted_handoff;
 mod hints;
 mod log_budget;
 mod member;
@@ -27,7 +28,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub(crate) use self::files::Files;
-pub(crate) use self::hints::Hint;
+pub(crate) use self::hints::{Hint, OnNodes};
 use self::log_budget::{LogBudget, REPEAT_EVERY};
 pub(crate) use self::member::Member;
 pub(crate) use self::snapshot::{Replicas, Snapshot};
@@ -82,6 +83,8 @@ pub(crate) struct Cluster {
     ejections: Mutex<()>,
     /// Wakes the probe driver: a node was ejected, or the membership changed.
     pub probes: Notify,
+    /// Wakes the hinted handoff driver: the membership changed.
+    pub hints_due: Notify,
     pub log_budget: LogBudget,
 }
 
@@ -96,6 +99,7 @@ impl Cluster {
             server_cert: files.server_key.clone().map(ServerCert::new),
             ejections: Mutex::new(()),
             probes: Notify::new(),
+            hints_due: Notify::new(),
             log_budget: LogBudget::default(),
         })
     }
@@ -123,6 +127,8 @@ impl Cluster {
         }
         self.live.store(snapshot);
         self.probes.notify_one();
+        // A node removed has its hints handed to the keys' replicas now.
+        self.hints_due.notify_one();
     }
 
     /// Runs one call on `member` under the per-attempt timeout, cut short by `deadline`. The

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{Cluster, Member, Op, Snapshot};
+use super::{hinted_handoff, Cluster, Member, Op, Snapshot};
 use crate::backend::{with_timeout, BackendError, Condition};
 use crate::health::Phase;
 use crate::version::unix_now;
@@ -128,9 +128,14 @@ async fn probe(cluster: &Cluster, member: &Member, purpose: Purpose) {
         return;
     }
     let mut result = with_timeout(timeout, member.backend.health()).await;
-    // A node comes back only once it has the writes it missed.
+    // A node comes back only once it has the writes it missed: those this proxy kept, then
+    // those stand-ins hold for it (a stand-in that cannot be reached keeps its hints for the
+    // next pass rather than keep the node out).
     if purpose == Purpose::Readmit && result.is_ok() {
         result = replay(cluster, &snap, member).await;
+        if result.is_ok() {
+            hinted_handoff::hand_over(cluster, &snap, Some(member.id())).await;
+        }
     }
     match (purpose, result) {
         (Purpose::Check, Ok(())) => member.health.on_check_passed(),

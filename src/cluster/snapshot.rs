@@ -13,7 +13,7 @@ use crate::backend::Backend;
 use crate::config::{Config, NodeSpec, Scheme};
 use crate::metrics::{node_label, Metrics};
 use crate::net::auth::Tokens;
-use crate::routing::{key_hash, Ring, TopR};
+use crate::routing::{key_hash, Ring, TopR, MAX_REPLICAS};
 
 #[derive(Debug)]
 pub(crate) struct Snapshot {
@@ -59,6 +59,18 @@ impl Placement {
         }
     }
 
+    /// The nodes that may stand in for the key's replicas, best first: the next nodes of its
+    /// ranking, up to [`MAX_REPLICAS`] ranks deep, without its replicas. Worked out only when
+    /// a replica is out of service or fails.
+    pub(crate) fn stand_ins(&self, key: &[u8], replicas: &Replicas<'_>) -> Vec<Arc<Member>> {
+        self.ring
+            .ranking_head(key_hash(key), MAX_REPLICAS)
+            .iter()
+            .filter(|&index| !replicas.top.as_slice().contains(&(index as u32)))
+            .map(|index| self.members[index].clone())
+            .collect()
+    }
+
     pub(crate) fn member(&self, id: &str) -> Option<&Arc<Member>> {
         self.by_id.get(id).map(|&i| &self.members[i])
     }
@@ -87,10 +99,6 @@ pub(crate) struct Replicas<'a> {
 impl<'a> Replicas<'a> {
     pub(crate) fn len(&self) -> usize {
         self.top.len()
-    }
-
-    pub(crate) fn get(&self, rank: usize) -> &'a Arc<Member> {
-        &self.placement.members[self.top.as_slice()[rank] as usize]
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &'a Arc<Member>> + 'a {

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 pub use self::error::ConfigError;
 pub use self::schema::{
-    AuthConfig, HintLimits, Limits, LogFormat, NodeId, NodeSpec, Resilience, Store, Timeouts,
-    TlsConfig, Versioning, Weight, Zone,
+    AuthConfig, HintLimits, Limits, LogFormat, NodeId, NodeSpec, Quorum, Resilience, Store,
+    Timeouts, TlsConfig, Versioning, Weight, Zone,
 };
 pub use self::url::{NodeUrl, Scheme};
 pub use self::yaml::{MAX_CONFIG_BYTES, MAX_DEPTH};
@@ -55,6 +55,9 @@ pub struct Config {
     pub tombstone_ttl_s: u64,
     /// R: replicas a read waits for; by default `replicas - write_quorum + 1`, so R + W > r.
     pub read_quorum: usize,
+    /// Whether nodes outside a key's replicas stand in for replicas out of service (with
+    /// versions only: without, the quorum is strict).
+    pub quorum: Quorum,
     /// Read repairs (stale replicas written back) as a percentage of reads at most.
     pub repair_budget_percent: u32,
     /// Nodes (the first, in the file's order) with metric series of their own; the rest are
@@ -116,6 +119,12 @@ impl Config {
 
     pub fn versioned(&self) -> bool {
         self.versioning == Versioning::On
+    }
+
+    /// Whether fallback nodes stand in for replicas out of service: `quorum: sloppy`, with
+    /// versions (without them a stand-in's copy could not be handed back safely).
+    pub fn sloppy(&self) -> bool {
+        self.quorum == Quorum::Sloppy && self.versioned()
     }
 
     /// The placement table for these nodes.
@@ -288,6 +297,12 @@ fn validate(text: &str, file: schema::File) -> Result<Config, ConfigError> {
             format!("reload_poll_s: must be from 1 to {MAX_RELOAD_POLL_S} seconds"),
         ));
     }
+    if file.hints.scan_interval_s > MAX_RELOAD_POLL_S {
+        return Err(at_key(
+            "hints",
+            format!("hints: scan_interval_s must be from 0 (only repair) to {MAX_RELOAD_POLL_S} seconds"),
+        ));
+    }
     if file.handoff_window_s > MAX_HANDOFF_WINDOW_S {
         return Err(at_key(
             "handoff_window_s",
@@ -332,6 +347,7 @@ fn validate(text: &str, file: schema::File) -> Result<Config, ConfigError> {
         versioning: file.versioning,
         tombstone_ttl_s: file.tombstone_ttl_s,
         read_quorum,
+        quorum: file.quorum,
         repair_budget_percent: file.repair_budget_percent,
         metrics_node_limit: file.metrics_node_limit,
         coalesce_reads: file.coalesce_reads,

@@ -30,6 +30,7 @@ pub(super) struct File {
     pub versioning: Versioning,
     pub tombstone_ttl_s: u64,
     pub read_quorum: Option<usize>,
+    pub quorum: Quorum,
     pub repair_budget_percent: u32,
     pub metrics_node_limit: usize,
     pub coalesce_reads: bool,
@@ -71,6 +72,7 @@ impl Default for File {
             versioning: Versioning::On,
             tombstone_ttl_s: 86_400,
             read_quorum: None,
+            quorum: Quorum::Sloppy,
             repair_budget_percent: 10,
             metrics_node_limit: 100,
             coalesce_reads: true,
@@ -232,6 +234,17 @@ pub enum Versioning {
     Off,
 }
 
+/// Which nodes count toward a read's R and a write's W: with `sloppy` (the default), when a
+/// replica is out of service or fails, the next node of the key's ranking in service stands
+/// in for it (a write there carries a hint naming the replica); with `strict`, only the key's
+/// replicas count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quorum {
+    Sloppy,
+    Strict,
+}
+
 /// The placement function: weighted rendezvous (the default), or consistent hashing on points
 /// for memberships so large that scoring every node per key costs too much.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -250,14 +263,18 @@ pub enum LogFormat {
     Json,
 }
 
-/// Writes kept for a node that missed them, replayed before it serves again; per node.
+/// Writes kept in memory for a node that missed them, replayed before it serves again (per
+/// node), and how often the hints that nodes hold for one another are looked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HintLimits {
-    /// Writes kept at most (0: no hints).
+    /// Writes kept at most (0: no hints in memory).
     pub max_writes: usize,
     /// Bytes of keys and values kept at most.
     pub max_bytes: usize,
+    /// Seconds between passes over the hints stored on nodes (handed to their replicas once
+    /// those are in service); 0: only repair hands them over.
+    pub scan_interval_s: u64,
 }
 
 impl Default for HintLimits {
@@ -265,7 +282,15 @@ impl Default for HintLimits {
         HintLimits {
             max_writes: 10_000,
             max_bytes: 64 * 1024 * 1024,
+            scan_interval_s: 10,
         }
+    }
+}
+
+impl HintLimits {
+    /// The pause between passes over the hints nodes hold; `None` for none.
+    pub fn scan_interval(&self) -> Option<Duration> {
+        (self.scan_interval_s > 0).then(|| Duration::from_secs(self.scan_interval_s))
     }
 }
 

@@ -1,8 +1,10 @@
 //! The built-in in-memory storage node: the same `/kv/<key>` API as the proxy, with versions
 //! kept natively (`x-hrw-version` on a PUT or DELETE: put-if-newer, a DELETE leaving a
 //! tombstone; on a GET: the version held), `PUT` with `If-None-Match: *` (store only if
-//! absent), `GET /kv?after=<key>&limit=N` (keys in byte order with their versions) and
-//! `GET /health`. The default backend of the demo and the tests; [`demo`] runs one for each
+//! absent), `GET /kv?after=<key>&limit=N` (keys in byte order with their versions), hints
+//! (a versioned write with `x-hrw-hint: <replica id>` stands in for that replica; `GET
+//! /hints?after=<key>&limit=N` lists them, `DELETE /hints/<key>?owner=<id>&up_to=<version>`
+//! drops one, `&release=true` with the copy) and `GET /health`. The default backend of the demo and the tests; [`demo`] runs one for each
 //! loopback node of a config.
 
 pub(crate) mod demo;
@@ -25,7 +27,8 @@ use crate::net::request::{read_body, ttl_of, RequestBody};
 use crate::net::respond::{self, Body};
 use crate::net::{server, RequestError};
 use crate::version::{
-    expiry_after, Stored, Version, EXPIRES_HEADER, HEADER as VERSION_HEADER, TOMBSTONE_HEADER,
+    expiry_after, Stored, Version, EXPIRES_HEADER, HEADER as VERSION_HEADER, HINT_HEADER,
+    TOMBSTONE_HEADER,
 };
 
 /// Keys a node accepts: generous, since the proxy enforces the configured limit.
@@ -98,11 +101,30 @@ async fn route(
             }),
         };
     }
+    if path == "/hints" {
+        return match *req.method() {
+            Method::GET => list_hints(store, req.uri().query().unwrap_or("")),
+            _ => Err(RequestError::MethodNotAllowed {
+                method: req.method().to_string(),
+                allow: "GET",
+            }),
+        };
+    }
+    if let Some(raw_key) = path.strip_prefix(HINTS_PREFIX) {
+        return match *req.method() {
+            Method::DELETE => drop_hint(store, raw_key, req.uri().query().unwrap_or("")),
+            _ => Err(RequestError::MethodNotAllowed {
+                method: req.method().to_string(),
+                allow: "DELETE",
+            }),
+        };
+    }
     let raw_key = path
         .strip_prefix(key::KV_PREFIX)
         .ok_or(RequestError::NotFound)?;
     let key = key::decode(raw_key, NODE_MAX_KEY_BYTES)?.into_owned();
     let version = version_of(req.headers())?;
+    let hint = hint_of(req.headers(), version)?;
     match *req.method() {
         Method::GET | Method::HEAD => Ok(match store.get(&key) {
             Some(held) => {
@@ -148,7 +170,10 @@ async fn route(
                 value: Some(value),
                 expires,
             };
-            Ok(written(store.put(key, stored, condition)))
+            Ok(written(match hint {
+                Some(owner) => store.put_hinted(key, stored, &owner),
+                None => store.put(key, stored, condition),
+            }))
         }
         // With a version: a tombstone, if newer, kept for its TTL. Without: removed.
         Method::DELETE => match version {
@@ -158,7 +183,10 @@ async fn route(
                     value: None,
                     expires: expires_of(&req)?,
                 };
-                Ok(written(store.put(key, tombstone, Condition::IfNewer)))
+                Ok(written(match hint {
+                    Some(owner) => store.put_hinted(key, tombstone, &owner),
+                    None => store.put(key, tombstone, Condition::IfNewer),
+                }))
             }
             None => {
                 store.remove(&key);
@@ -196,6 +224,26 @@ fn version_of(headers: &http::HeaderMap) -> Result<Option<Version>, RequestError
         .transpose()
 }
 
+/// The replica a versioned write stands in for (`x-hrw-hint`, percent-encoded), if any.
+fn hint_of(
+    headers: &http::HeaderMap,
+    version: Option<Version>,
+) -> Result<Option<String>, RequestError> {
+    let Some(raw) = headers.get(HINT_HEADER) else {
+        return Ok(None);
+    };
+    let bad = || {
+        RequestError::BadHeader(format!(
+            "{HINT_HEADER} must be a percent-encoded UTF-8 node id, with {VERSION_HEADER}"
+        ))
+    };
+    let owner = raw.to_str().map_err(|_| bad())?;
+    let owner = key::decode(owner, NODE_MAX_KEY_BYTES).map_err(|_| bad())?;
+    let owner = String::from_utf8(owner.into_owned()).map_err(|_| bad())?;
+    version.ok_or_else(bad)?;
+    Ok(Some(owner))
+}
+
 fn with_version(mut resp: Response<Body>, version: Version) -> Response<Body> {
     if version != Version::ZERO {
         resp.headers_mut()
@@ -218,8 +266,8 @@ fn written((written, held): (Written, Option<Version>)) -> Response<Body> {
     }
 }
 
-/// `GET /kv?after=<percent-encoded key>&limit=N`.
-fn list(store: &Store, query: &str) -> Result<Response<Body>, RequestError> {
+/// A listing's `after=<percent-encoded key>&limit=N`.
+fn page_of(query: &str) -> Result<(Option<Vec<u8>>, usize), RequestError> {
     let mut after = None;
     let mut limit = DEFAULT_LIST_LIMIT;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -243,6 +291,21 @@ fn list(store: &Store, query: &str) -> Result<Response<Body>, RequestError> {
             }
         }
     }
+    Ok((after, limit))
+}
+
+fn text_lines(body: String) -> Response<Body> {
+    let mut resp = Response::new(Body::new(Bytes::from(body)));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// `GET /kv?after=<percent-encoded key>&limit=N`.
+fn list(store: &Store, query: &str) -> Result<Response<Body>, RequestError> {
+    let (after, limit) = page_of(query)?;
     // One entry per line: the percent-encoded key, its version, and `tombstone` for one.
     let mut body = String::new();
     for (k, stored) in store.entries_after(after.as_deref(), limit) {
@@ -254,10 +317,51 @@ fn list(store: &Store, query: &str) -> Result<Response<Body>, RequestError> {
         }
         body.push('\n');
     }
-    let mut resp = Response::new(Body::new(Bytes::from(body)));
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    Ok(resp)
+    Ok(text_lines(body))
+}
+
+/// Where a hint is dropped: `DELETE /hints/<percent-encoded key>`.
+const HINTS_PREFIX: &str = "/hints/";
+
+/// `GET /hints?after=<percent-encoded key>&limit=N`: one hint per line, the percent-encoded
+/// key, the percent-encoded replica id and the newest version it missed; a key's hints are
+/// never split between pages.
+fn list_hints(store: &Store, query: &str) -> Result<Response<Body>, RequestError> {
+    let (after, limit) = page_of(query)?;
+    let mut body = String::new();
+    for hint in store.hints_after(after.as_deref(), limit) {
+        key::encode_into(&hint.key, &mut body);
+        body.push(' ');
+        key::encode_into(hint.owner.as_bytes(), &mut body);
+        body.push(' ');
+        body.push_str(&hint.version.to_string());
+        body.push('\n');
+    }
+    Ok(text_lines(body))
+}
+
+/// `DELETE /hints/<key>?owner=<id>&up_to=<version>[&release=true]`: the hint was handed over.
+fn drop_hint(store: &Store, raw_key: &str, query: &str) -> Result<Response<Body>, RequestError> {
+    let key = key::decode(raw_key, NODE_MAX_KEY_BYTES)?;
+    let (mut owner, mut up_to, mut release) = (None, None, false);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "owner" => owner = Some(key::decode(value, NODE_MAX_KEY_BYTES)?.into_owned()),
+            "up_to" => up_to = value.parse::<Version>().ok(),
+            "release" => release = value == "true",
+            other => {
+                return Err(RequestError::BadQuery(format!(
+                    "unknown parameter {other:?}; use owner, up_to and release"
+                )))
+            }
+        }
+    }
+    let (Some(owner), Some(up_to)) = (owner.and_then(|o| String::from_utf8(o).ok()), up_to) else {
+        return Err(RequestError::BadQuery(
+            "owner (a percent-encoded UTF-8 node id) and up_to (a version) are required".into(),
+        ));
+    };
+    store.drop_hint(&key, &owner, up_to, release);
+    Ok(respond::empty(StatusCode::NO_CONTENT))
 }

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use twox_hash::XxHash3_64;
 
-use super::outcome::{Failure, ReadOutcome};
+use super::outcome::{Failure, ReadFailure, ReadOutcome};
 use super::read::read;
 use super::DataPath;
 use crate::cluster::Snapshot;
@@ -147,16 +147,20 @@ impl Coalescer {
         match answered {
             Ok(Ok(outcome)) => outcome.clone().expect("waited for an answer"),
             // The task reading went away without an answer (the runtime is stopping).
-            Ok(Err(_)) => ReadOutcome::Failed {
-                why: Failure::Unanswered,
-                attempts: Vec::new(),
-            },
-            Err(_) => ReadOutcome::Failed {
-                why: Failure::Deadline,
-                attempts: Vec::new(),
-            },
+            Ok(Err(_)) => unheard(Failure::Unanswered, need),
+            Err(_) => unheard(Failure::Deadline, need),
         }
     }
+}
+
+/// A waiting client's failure when the shared read gave it no answer.
+fn unheard(why: Failure, needed: usize) -> ReadOutcome {
+    ReadOutcome::Failed(ReadFailure {
+        why,
+        answers: 0,
+        needed,
+        nodes: Vec::new(),
+    })
 }
 
 /// Sends a shared read in a task of its own, so that none of the clients waiting for it can

@@ -16,9 +16,9 @@ pub(crate) const HEADER_NODE: &str = "x-hrw-node";
 pub(crate) const HEADER_ACKS: &str = "x-hrw-acks";
 /// On a read answered by a key's earlier replica: the generation it was a replica in.
 pub(crate) const HEADER_HANDOFF: &str = "x-hrw-handoff-from";
-/// Why a loop is a 508.
-const LOOP: &str =
-    "loop detected: a node leads back to a proxy this request already passed; check the node URLs";
+/// On a write answer: how many of its acks came from stand-ins for replicas out of service
+/// (each carrying a hint), when any did.
+pub(crate) const HEADER_STAND_INS: &str = "x-hrw-stand-ins";
 /// Seconds a client should wait before retrying a 503.
 const RETRY_AFTER_SECONDS: u32 = 1;
 
@@ -61,16 +61,15 @@ pub(crate) fn read(outcome: ReadOutcome) -> Response<Body> {
             respond::text(StatusCode::NOT_FOUND, "key not found"),
             deleted,
         ),
-        ReadOutcome::Failed { why, attempts } => {
-            let error = match why {
-                Failure::Deadline => "the request's deadline ran out",
-                Failure::AllEjected => "every replica is ejected",
-                Failure::AllTimedOut => "every replica timed out",
-                Failure::Loop => LOOP,
-                _ => "no replica could answer the read",
-            };
-            failed(why, json!({ "error": error, "nodes": nodes(&attempts) }))
-        }
+        ReadOutcome::Failed(failure) => failed(
+            failure.why,
+            json!({
+                "error": failure.message(),
+                "answers": failure.answers,
+                "needed": failure.needed,
+                "nodes": nodes(&failure.nodes),
+            }),
+        ),
     }
 }
 
@@ -78,28 +77,19 @@ pub(crate) fn write(outcome: &WriteOutcome) -> Response<Body> {
     let acks = format!("{}/{}", outcome.acks, outcome.replicas);
     let mut resp = match outcome.failure() {
         None => respond::empty(StatusCode::NO_CONTENT),
-        Some(why) => {
-            let error = match why {
-                Failure::Deadline => format!(
-                    "the request's deadline ran out with {} of {} acks needed; the outcome is unknown",
-                    outcome.acks, outcome.required
-                ),
-                Failure::Loop => LOOP.to_owned(),
-                _ => format!(
-                    "write quorum not reached: {} of {} replicas acknowledged, {} needed",
-                    outcome.acks, outcome.replicas, outcome.required
-                ),
-            };
-            failed(
-                why,
-                json!({ "error": error, "acks": acks, "nodes": nodes(&outcome.failures) }),
-            )
-        }
+        Some(why) => failed(
+            why,
+            json!({ "error": outcome.message(), "acks": acks, "nodes": nodes(&outcome.nodes) }),
+        ),
     };
-    resp.headers_mut().insert(
+    let headers = resp.headers_mut();
+    headers.insert(
         HEADER_ACKS,
         HeaderValue::from_str(&acks).expect("digits and a slash"),
     );
+    if outcome.stand_in_acks > 0 {
+        headers.insert(HEADER_STAND_INS, HeaderValue::from(outcome.stand_in_acks));
+    }
     with_version(resp, outcome.version)
 }
 
@@ -128,9 +118,15 @@ fn failed(why: Failure, body: serde_json::Value) -> Response<Body> {
 fn nodes(attempts: &[Attempted]) -> serde_json::Value {
     attempts
         .iter()
-        .map(|a| match &a.result {
-            Ok(what) => json!({ "node": a.node, "result": what }),
-            Err(e) => json!({ "node": a.node, "result": e.kind(), "error": e.to_string() }),
+        .map(|a| {
+            let mut node = match &a.result {
+                Ok(what) => json!({ "node": a.node, "result": what }),
+                Err(e) => json!({ "node": a.node, "result": e.kind(), "error": e.to_string() }),
+            };
+            if let Some(replica) = &a.standing_in_for {
+                node["for"] = json!(replica);
+            }
+            node
         })
         .collect()
 }
@@ -145,6 +141,7 @@ mod tests {
         let attempts = vec![Attempted {
             node: "a".into(),
             result: Err(BackendError::Timeout(100)),
+            standing_in_for: None,
         }];
         for (why, status) in [
             (Failure::Deadline, 504),
@@ -153,10 +150,12 @@ mod tests {
             (Failure::Unanswered, 502),
             (Failure::Loop, 508),
         ] {
-            let resp = read(ReadOutcome::Failed {
+            let resp = read(ReadOutcome::Failed(super::super::outcome::ReadFailure {
                 why,
-                attempts: attempts.clone(),
-            });
+                answers: 0,
+                needed: 1,
+                nodes: attempts.clone(),
+            }));
             assert_eq!(resp.status().as_u16(), status, "{why:?}");
             assert_eq!(resp.headers().contains_key(RETRY_AFTER), status == 503);
         }
@@ -165,7 +164,8 @@ mod tests {
             acks,
             replicas: 3,
             required: 2,
-            failures: attempts.clone(),
+            stand_in_acks: 0,
+            nodes: attempts.clone(),
             deadline_exceeded,
         };
         for (outcome, status, acks) in [

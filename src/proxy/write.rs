@@ -11,13 +11,13 @@
 //! Without versions (`versioning: off`) a PUT overwrites and a DELETE removes, as they are
 //! (during a handoff window from the earlier replicas too, which reads still ask).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::outcome::{Attempted, WriteOutcome};
+use super::outcome::{Attempted, WriteOutcome, ACKNOWLEDGED};
 use super::DataPath;
 use crate::backend::{BackendError, Condition};
 use crate::cluster::{Cluster, Hint, Member, Op, Snapshot};
@@ -73,62 +73,27 @@ pub(crate) async fn write(
         acks: 0,
         replicas: replicas.len(),
         required,
-        failures: Vec::new(),
+        stand_in_acks: 0,
+        nodes: Vec::new(),
         deadline_exceeded: false,
     };
-    let (tx, mut rx) = mpsc::channel(outcome.replicas.max(1));
-    let mut pending = 0;
-    let attempt_deadline = Instant::now() + config.timeouts.request();
+    let (tx, mut rx) = mpsc::channel(2 * outcome.replicas.max(1));
+    let write = Arc::new(Write {
+        cluster: cluster.clone(),
+        snap: snap.clone(),
+        key: key.clone(),
+        stored: stored.clone(),
+        condition,
+        deadline,
+        stand_ins: Mutex::new(StandIns::default()),
+    });
+    let replica_deadline = Instant::now() + config.timeouts.request();
     for member in replicas.iter() {
-        let ejected = !member.health.is_up();
-        if ejected {
-            outcome
-                .failures
-                .push(Attempted::failed(member, BackendError::Ejected));
-        } else {
-            pending += 1;
-        }
-        let (cluster, snap, member) = (cluster.clone(), snap.clone(), member.clone());
-        let (key, stored, tx) = (key.clone(), stored.clone(), tx.clone());
-        context::spawn(async move {
-            let op = if stored.is_tombstone() {
-                Op::Delete
-            } else {
-                Op::Put
-            };
-            // Without versions a delete is a removal; there are tombstones only with them.
-            let call = async {
-                if versioned || !stored.is_tombstone() {
-                    member
-                        .backend
-                        .put(&key, stored.clone(), condition)
-                        .await
-                        .map(drop)
-                } else {
-                    member.backend.remove(&key).await
-                }
-            };
-            // Not bounded by the request's deadline: a replica keeps its full attempt time
-            // even after the answer went out.
-            let result = cluster
-                .attempt(&snap, &member, op, &key, attempt_deadline, call)
-                .await;
-            // Only the node's trouble is worth a replay: a write it refused (too large, say)
-            // would be refused again.
-            let missed = ejected
-                || result
-                    .as_ref()
-                    .is_err_and(BackendError::counts_against_node);
-            if missed {
-                cluster.missed(&snap, &member, Hint { key, stored });
-            }
-            // An ejected replica's answer is not counted.
-            if !ejected {
-                let _ = tx.send((member, result)).await;
-            }
-        });
+        let (write, member, tx) = (write.clone(), member.clone(), tx.clone());
+        context::spawn(async move { write.fill(member, replica_deadline, tx).await });
     }
     drop(tx);
+    let mut pending = outcome.replicas;
     while pending > 0 && outcome.acks < required {
         let received = tokio::select! {
             received = rx.recv() => received,
@@ -137,20 +102,25 @@ pub(crate) async fn write(
                 break;
             }
         };
-        let Some((member, result)) = received else {
+        let Some(heard) = received else {
             break;
         };
-        pending -= 1;
-        match result {
-            Ok(()) => outcome.acks += 1,
-            Err(e) => outcome.failures.push(Attempted::failed(&member, e)),
+        if heard.last {
+            pending -= 1;
         }
+        if heard.attempted.result.is_ok() {
+            outcome.acks += 1;
+            if heard.attempted.standing_in_for.is_some() {
+                outcome.stand_in_acks += 1;
+            }
+        }
+        outcome.nodes.push(heard.attempted);
     }
     if pending > 0 {
         context::spawn(log_late_failures(key.clone(), rx));
     }
     if !versioned && stored.is_tombstone() && snap.handoff_open() {
-        remove_from_earlier_replicas(cluster, snap, &key, deadline.min(attempt_deadline)).await;
+        remove_from_earlier_replicas(cluster, snap, &key, deadline.min(replica_deadline)).await;
     }
     if outcome.failure().is_some() {
         cluster.metrics.write_quorum_failures.inc();
@@ -179,20 +149,188 @@ async fn remove_from_earlier_replicas(
     futures_util::future::join_all(removals).await;
 }
 
-/// Replicas that fail after the answer went out: the write missed them (and they have a hint).
-/// Logged, never silent.
-async fn log_late_failures(
+/// One write's replicas and stand-ins, shared by the tasks that fill its slots.
+struct Write {
+    cluster: Arc<Cluster>,
+    snap: Arc<Snapshot>,
     key: Bytes,
-    mut rx: mpsc::Receiver<(Arc<Member>, Result<(), BackendError>)>,
-) {
-    while let Some((member, result)) = rx.recv().await {
-        if let Err(e) = result {
+    stored: Stored,
+    condition: Condition,
+    /// The request's deadline: no stand-in is asked after it.
+    deadline: Instant,
+    stand_ins: Mutex<StandIns>,
+}
+
+/// The key's stand-ins, worked out when a slot first needs one, and how many are taken.
+#[derive(Default)]
+struct StandIns {
+    ranked: Option<Vec<Arc<Member>>>,
+    taken: usize,
+}
+
+/// What one node did for a slot; `last` when the slot is done (acknowledged, or nothing
+/// more will be tried for it).
+struct Heard {
+    attempted: Attempted,
+    last: bool,
+}
+
+impl Write {
+    /// Fills the slot of one replica: the replica itself when it is in service; in sloppy
+    /// mode, when it is out of service or fails, the next free stand-in (and the one after,
+    /// while the request's deadline allows), which stores the write with a hint for the
+    /// replica. Every attempt is reported; the last report ends the slot.
+    async fn fill(
+        self: Arc<Self>,
+        replica: Arc<Member>,
+        replica_deadline: Instant,
+        tx: mpsc::Sender<Heard>,
+    ) {
+        let (cluster, snap) = (&self.cluster, &*self.snap);
+        let hint = || Hint {
+            key: self.key.clone(),
+            stored: self.stored.clone(),
+        };
+        let sloppy = snap.config.sloppy();
+        let mut failed = None;
+        let mut target = if replica.health.is_up() {
+            Some(replica.clone())
+        } else {
+            // The memory hint replays the write when the replica is readmitted, and the
+            // best-effort write may land already: an ejected node is often only slow.
+            cluster.missed(snap, &replica, hint());
+            self.best_effort(replica.clone());
+            failed = Some(Attempted::failed(&replica, BackendError::Ejected));
+            sloppy.then(|| self.next_stand_in()).flatten()
+        };
+        while let Some(node) = target.take() {
+            if let Some(attempted) = failed.take() {
+                let _ = tx
+                    .send(Heard {
+                        attempted,
+                        last: false,
+                    })
+                    .await;
+            }
+            let standing_in = !Arc::ptr_eq(&node, &replica);
+            let result = if standing_in {
+                let deadline = Instant::now() + snap.config.timeouts.request();
+                self.store(&node, Some(&replica), deadline).await
+            } else {
+                self.store(&node, None, replica_deadline).await
+            };
+            let standing_in_for = standing_in.then_some(&*replica);
+            let error = match result {
+                Ok(()) => {
+                    let attempted =
+                        Attempted::said(&node, ACKNOWLEDGED).standing_in_for(standing_in_for);
+                    let _ = tx
+                        .send(Heard {
+                            attempted,
+                            last: true,
+                        })
+                        .await;
+                    return;
+                }
+                Err(e) => e,
+            };
+            // Only the node's trouble is worth a replay or a stand-in: a write it refused
+            // (too large, say) would be refused again.
+            let trouble = error.counts_against_node();
+            if trouble && !standing_in {
+                cluster.missed(snap, &replica, hint());
+            }
+            failed = Some(Attempted::failed(&node, error).standing_in_for(standing_in_for));
+            if sloppy && trouble && Instant::now() < self.deadline {
+                target = self.next_stand_in();
+            }
+        }
+        if let Some(attempted) = failed {
+            let _ = tx
+                .send(Heard {
+                    attempted,
+                    last: true,
+                })
+                .await;
+        }
+    }
+
+    /// The next stand-in in service that no other slot of this write took.
+    fn next_stand_in(&self) -> Option<Arc<Member>> {
+        let mut stand_ins = self
+            .stand_ins
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let StandIns { ranked, taken } = &mut *stand_ins;
+        let ranked = ranked.get_or_insert_with(|| {
+            let placement = &self.snap.placement;
+            placement.stand_ins(&self.key, &placement.replicas(&self.key))
+        });
+        let next = ranked.iter().skip(*taken).position(|m| m.health.is_up())?;
+        *taken += next + 1;
+        Some(ranked[*taken - 1].clone())
+    }
+
+    /// Stores the write on `node`, for itself or, with a hint, standing in for `owner`.
+    async fn store(
+        &self,
+        node: &Member,
+        owner: Option<&Member>,
+        deadline: Instant,
+    ) -> Result<(), BackendError> {
+        let (key, stored) = (&self.key, self.stored.clone());
+        let versioned = self.snap.config.versioned();
+        let op = if stored.is_tombstone() {
+            Op::Delete
+        } else {
+            Op::Put
+        };
+        // Without versions a delete is a removal; there are tombstones only with them.
+        let call = async {
+            match owner {
+                Some(owner) if node.backend.keeps_hints() => node
+                    .backend
+                    .put_hinted(key, stored, owner.id())
+                    .await
+                    .map(drop),
+                _ if versioned || !stored.is_tombstone() => node
+                    .backend
+                    .put(key, stored, self.condition)
+                    .await
+                    .map(drop),
+                _ => node.backend.remove(key).await,
+            }
+        };
+        self.cluster
+            .attempt(&self.snap, node, op, key, deadline, call)
+            .await
+    }
+
+    /// The write to an ejected replica, not counted: if it lands, the replica is up to date
+    /// before its hint is replayed.
+    fn best_effort(self: &Arc<Self>, replica: Arc<Member>) {
+        let (write, deadline) = (
+            self.clone(),
+            Instant::now() + self.snap.config.timeouts.request(),
+        );
+        context::spawn(async move {
+            let _ = write.store(&replica, None, deadline).await;
+        });
+    }
+}
+
+/// Slots that fail after the answer went out: the write missed them (and they have a hint).
+/// Logged, never silent.
+async fn log_late_failures(key: Bytes, mut rx: mpsc::Receiver<Heard>) {
+    while let Some(heard) = rx.recv().await {
+        if let Err(e) = &heard.attempted.result {
             tracing::warn!(
                 request_id = %context::id_for_log(),
-                node = member.id(),
+                node = heard.attempted.node,
+                standing_in_for = heard.attempted.standing_in_for.as_deref(),
                 key_hash = format_args!("{:016x}", key_hash(&key)),
                 error = %e,
-                "write missed a replica after its ack level was reached"
+                "a write attempt failed after its ack level was reached"
             );
         }
     }

@@ -42,6 +42,8 @@ impl BackgroundRepair {
                     pruned = report.pruned,
                     failed = report.failed,
                     skipped = ?report.skipped_nodes,
+                    hints_handed_off = report.hints_handed_off,
+                    hints_left = report.hints_left,
                     elapsed_ms = report.elapsed_ms,
                     "repair finished"
                 ),

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 pub(crate) use self::background::BackgroundRepair;
 use crate::backend::{BackendError, Written};
-use crate::cluster::{Cluster, Member, Op, Snapshot};
+use crate::cluster::{hinted_handoff, Cluster, Member, Op, Snapshot};
 use crate::lock;
 use crate::version::{newest, Stored};
 
@@ -99,6 +99,12 @@ pub(crate) struct Progress {
     pub failed: u64,
     /// Nodes that cannot list their keys, or whose listing failed.
     pub skipped_nodes: Vec<String>,
+    /// Hints stand-ins held, handed over by the pass that runs first, and left held (their
+    /// replica is out of service, or a copy failed).
+    #[serde(default)]
+    pub hints_handed_off: u64,
+    #[serde(default)]
+    pub hints_left: u64,
     pub elapsed_ms: u64,
 }
 
@@ -186,6 +192,13 @@ pub(crate) async fn run(
             nodes_total: sources.len(),
             ..Progress::default()
         }
+    });
+    // Writes held on stand-ins go to their replicas first, so the keys listed below are
+    // brought up to date from where they belong.
+    let handed = hinted_handoff::hand_over(&scope.cluster, snap, None).await;
+    update(&mut |p| {
+        p.hints_handed_off = handed.handed_off;
+        p.hints_left = handed.left;
     });
     let mut moved = 0u64;
     for source in &sources {

@@ -334,7 +334,7 @@ fn a_node_streaming_an_endless_body_gets_a_502_and_costs_no_more_than_the_value_
         totals
     });
     let proxy = Proxy::start(&format!(
-        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nmax_value_bytes: 65536\neject_after: 0\nhealth_check_interval_ms: 0\nreplicas: 1\nnodes:\n  - {{ id: liar, url: \"http://{addr}\" }}\n"
+        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nmax_value_bytes: 65536\neject_after: 0\nhealth_check_interval_ms: 0\nhints: {{ scan_interval_s: 0 }}\nreplicas: 1\nnodes:\n  - {{ id: liar, url: \"http://{addr}\" }}\n"
     ));
     let answers: Vec<_> = (0..4)
         .map(|i| {

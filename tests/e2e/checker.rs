@@ -299,13 +299,8 @@ eject_backoff_max_ms: 400
 health_check_interval_ms: 100
 handoff_window_s: 600";
 
-#[test]
-fn with_r_plus_w_above_r_no_read_is_stale_no_write_lost_no_delete_undone() {
-    let report = run(
-        &format!("{FAULTS}\nwrite_quorum: 2"),
-        Duration::from_secs(8),
-    );
-    print("R=2 W=2", &report);
+/// Enough load to mean anything.
+fn assert_loaded(report: &Report) {
     let c = &report.counts;
     assert!(
         c.writes_acked.load(Ordering::Relaxed) > 500,
@@ -315,6 +310,17 @@ fn with_r_plus_w_above_r_no_read_is_stale_no_write_lost_no_delete_undone() {
         c.reads.load(Ordering::Relaxed) > 500,
         "too little load to mean anything"
     );
+}
+
+#[test]
+fn strict_with_r_plus_w_above_r_no_read_is_stale_no_write_lost_no_delete_undone() {
+    let report = run(
+        &format!("{FAULTS}\nwrite_quorum: 2\nquorum: strict"),
+        Duration::from_secs(8),
+    );
+    print("strict R=2 W=2", &report);
+    assert_loaded(&report);
+    let c = &report.counts;
     assert_eq!(c.stale.load(Ordering::Relaxed), 0, "stale reads");
     assert_eq!(
         c.resurrected.load(Ordering::Relaxed),
@@ -329,13 +335,33 @@ fn with_r_plus_w_above_r_no_read_is_stale_no_write_lost_no_delete_undone() {
     );
 }
 
+/// Sloppy (the default): reads and writes go on past failed replicas, so a read may miss a
+/// write held only on stand-ins (its stale reads are counted and printed, not hidden), but
+/// nothing acknowledged is lost and nothing deleted comes back once hints are handed over and
+/// the repair ran.
+#[test]
+fn sloppy_loses_no_write_and_undoes_no_delete() {
+    let report = run(
+        &format!("{FAULTS}\nwrite_quorum: 2"),
+        Duration::from_secs(8),
+    );
+    print("sloppy R=2 W=2", &report);
+    assert_loaded(&report);
+    assert_eq!(report.lost, 0, "acknowledged writes lost");
+    assert_eq!(report.resurrected_after, 0, "deletes undone");
+    assert_eq!(
+        report.replicas_differ, 0,
+        "replicas that differ after the repair"
+    );
+}
+
 /// What the guarantee buys: the same run with R=1 and W=1. Figures only (stale reads are
 /// expected here); run with `cargo test --test e2e checker -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn with_r1_w1_reads_can_be_stale() {
     let report = run(
-        &format!("{FAULTS}\nwrite_quorum: 1\nread_quorum: 1"),
+        &format!("{FAULTS}\nwrite_quorum: 1\nread_quorum: 1\nquorum: strict"),
         Duration::from_secs(8),
     );
     print("R=1 W=1", &report);

@@ -168,7 +168,7 @@ fn smuggling_and_path_tricks_never_reach_a_backend_as_another_key() {
 fn hop_by_hop_and_client_headers_are_never_forwarded() {
     let (node, captured) = capture_one_request();
     let proxy = Proxy::start(&format!(
-        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nhealth_check_interval_ms: 0\nnodes:\n  - {{ id: n, url: \"http://{node}\" }}\n"
+        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nhealth_check_interval_ms: 0\nhints: {{ scan_interval_s: 0 }}\nnodes:\n  - {{ id: n, url: \"http://{node}\" }}\n"
     ));
     let request = "PUT /kv/k HTTP/1.1\r\nhost: h\r\nconnection: keep-alive, x-secret\r\nx-secret: 1\r\nte: trailers\r\nupgrade: h2c\r\nproxy-authorization: Basic eA==\r\nkeep-alive: timeout=5\r\ncookie: c=1\r\ncontent-length: 1\r\n\r\nv";
     let answer = raw_until_status(proxy.addr, request.as_bytes());

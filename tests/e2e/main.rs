@@ -14,5 +14,6 @@ mod relay;
 mod reload;
 mod resp;
 mod servers;
+mod sloppy;
 mod support;
 mod tls;

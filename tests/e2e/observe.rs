@@ -182,7 +182,7 @@ fn the_admin_api_is_not_reachable_through_the_data_listener() {
 fn request_ids_are_kept_returned_and_sent_to_http_backends() {
     let (node_addr, captured) = capture_one_request();
     let yaml = format!(
-        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nhealth_check_interval_ms: 0\nnodes:\n  - {{ id: peer, url: \"http://{node_addr}\" }}\n"
+        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nhealth_check_interval_ms: 0\nhints: {{ scan_interval_s: 0 }}\nnodes:\n  - {{ id: peer, url: \"http://{node_addr}\" }}\n"
     );
     let proxy = Proxy::start(&yaml);
     let put = request_with_header(proxy.addr, "PUT", "/kv/k", "x-request-id: trace-42", b"v");

@@ -99,9 +99,10 @@ fn every_replica_down_is_a_502_saying_what_each_did() {
 }
 
 #[test]
-fn writes_without_quorum_answer_503_naming_the_failed_node() {
+fn strict_writes_without_quorum_answer_503_naming_the_failed_node_and_sloppy_ones_a_stand_in() {
     let mut nodes = start_nodes(&["a", "b", "c"]);
-    let proxy = Proxy::start(&config_yaml(&nodes, "replicas: 2\nwrite_quorum: 2"));
+    let strict = "replicas: 2\nwrite_quorum: 2\nquorum: strict";
+    let proxy = Proxy::start(&config_yaml(&nodes, strict));
     nodes.iter_mut().find(|n| n.id == "b").unwrap().kill();
     let all: Vec<&Node> = nodes.iter().collect();
     let key = (0..)
@@ -116,9 +117,22 @@ fn writes_without_quorum_answer_503_naming_the_failed_node() {
         assert!(json["error"].as_str().unwrap().contains("quorum"), "{json}");
         assert_eq!(json["nodes"][0]["node"], "b", "{json}");
     }
-    // With quorum 1 the same write succeeds and still says how many replicas acked.
-    proxy.save_in_place(&config_yaml(&nodes, "replicas: 2\nwrite_quorum: 1"));
+    // Sloppy: the key's third node stands in for b, and the answer says so.
+    proxy.save_in_place(&config_yaml(&nodes, "replicas: 2\nwrite_quorum: 2"));
     proxy.await_generation(2);
+    let put = proxy.request("PUT", &kv_path(&key), b"v");
+    assert_eq!(put.status, 204, "{}", put.text());
+    assert_eq!(put.header("x-hrw-acks"), Some("2/2"));
+    assert_eq!(put.header("x-hrw-stand-ins"), Some("1"));
+    let third = &ranking(&all, &key)[2];
+    let stand_in = nodes.iter().find(|n| &n.id == third).unwrap();
+    assert_eq!(stand_in.holds(&key), Some(b"v".to_vec()));
+    // With quorum 1 the same write succeeds and still says how many replicas acked.
+    proxy.save_in_place(&config_yaml(
+        &nodes,
+        "replicas: 2\nwrite_quorum: 1\nquorum: strict",
+    ));
+    proxy.await_generation(3);
     let put = proxy.request("PUT", &kv_path(&key), b"v");
     assert_eq!(put.status, 204);
     assert_eq!(put.header("x-hrw-acks"), Some("1/2"));

@@ -21,13 +21,15 @@ use tokio_rustls::TlsConnector;
 use self::response::{Answer, ReadError};
 use super::pool::{connect_tcp, io_error, is_reset, Failure, Pool};
 use super::{
-    ttl_of, Backend, BackendError, BoxFuture, Condition, Listing, Stored, Ttl, Written,
-    MAX_LISTING_BYTES,
+    ttl_of, Backend, BackendError, BoxFuture, Condition, HeldHint, HintPage, Listing, Stored, Ttl,
+    Written, MAX_LISTING_BYTES,
 };
 use crate::config::NodeUrl;
 use crate::net::context::{RequestContext, REQUEST_ID, VIA};
 use crate::net::key;
-use crate::version::{Version, EXPIRES_HEADER, HEADER as VERSION_HEADER, MAX_HEADER_LEN};
+use crate::version::{
+    Version, EXPIRES_HEADER, HEADER as VERSION_HEADER, HINT_HEADER, MAX_HEADER_LEN,
+};
 
 /// The body of an answer to anything but a GET is read and dropped (a health page, an error).
 const MAX_OTHER_BYTES: usize = 1024 * 1024;
@@ -202,6 +204,33 @@ impl HttpBackend {
         Ok(answer)
     }
 
+    /// One page of a built-in node's listing at `path` (`/kv` or `/hints`), from `cursor`
+    /// on; [`BackendError::Unsupported`] from a node that has no such listing.
+    async fn page(
+        &self,
+        path: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Bytes, BackendError> {
+        let mut path = format!("{path}?limit={limit}");
+        if let Some(after) = cursor {
+            path.push_str("&after=");
+            path.push_str(after);
+        }
+        let call = Call {
+            max_answer: MAX_LISTING_BYTES,
+            ..self.call("GET", path, &[])
+        };
+        let answer = self.send(call).await?;
+        match answer.status {
+            StatusCode::OK => Ok(answer.body),
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => {
+                Err(BackendError::Unsupported)
+            }
+            status => Err(unexpected(status)),
+        }
+    }
+
     fn call<'a>(&self, method: &'static str, path: String, body: &'a [u8]) -> Call<'a> {
         Call {
             method,
@@ -213,8 +242,13 @@ impl HttpBackend {
     }
 
     /// A write with the built-in node's versions: the node compares, and keeps the expiry
-    /// time as it is.
-    async fn put_native(&self, key: &[u8], stored: Stored) -> Result<Written, BackendError> {
+    /// time as it is; standing in for replica `hint`, the node keeps that as well.
+    async fn put_native(
+        &self,
+        key: &[u8],
+        stored: Stored,
+        hint: Option<&str>,
+    ) -> Result<Written, BackendError> {
         let mut call = match &stored.value {
             Some(value) => self.call("PUT", Self::kv_path(key, None), value),
             None => self.call("DELETE", Self::kv_path(key, None), &[]),
@@ -223,6 +257,10 @@ impl HttpBackend {
             .push((VERSION_HEADER, stored.version.to_string()));
         if let Some(at) = stored.expires {
             call.headers.push((EXPIRES_HEADER, at.to_string()));
+        }
+        if let Some(owner) = hint {
+            call.headers
+                .push((HINT_HEADER, key::encode(owner.as_bytes())));
         }
         written(self.send(call).await?.status)
     }
@@ -263,6 +301,31 @@ fn parse_listing(body: &[u8]) -> Result<Vec<Bytes>, BackendError> {
             key::decode(encoded, usize::MAX)
                 .map(|k| Bytes::from(k.into_owned()))
                 .map_err(|e| BackendError::Protocol(format!("key listing: {e}")))
+        })
+        .collect()
+}
+
+/// A hint listing: per line the percent-encoded key, the percent-encoded replica id and the
+/// version.
+fn parse_hints(body: &[u8]) -> Result<Vec<HeldHint>, BackendError> {
+    let bad = |why: &str| BackendError::Protocol(format!("hint listing: {why}"));
+    let text = std::str::from_utf8(body).map_err(|_| bad("not UTF-8"))?;
+    text.lines()
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let mut fields = line.split(' ');
+            let (Some(k), Some(owner), Some(version)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
+                return Err(bad("a line without key, replica and version"));
+            };
+            let decode = |s| key::decode(s, usize::MAX).map_err(|e| bad(&e.to_string()));
+            Ok(HeldHint {
+                key: Bytes::from(decode(k)?.into_owned()),
+                owner: String::from_utf8(decode(owner)?.into_owned())
+                    .map_err(|_| bad("a replica id that is not UTF-8"))?,
+                version: version.parse().map_err(|_| bad("a bad version"))?,
+            })
         })
         .collect()
 }
@@ -318,7 +381,7 @@ impl Backend for HttpBackend {
     ) -> BoxFuture<'a, Result<Written, BackendError>> {
         Box::pin(async move {
             match (condition, self.keeping) {
-                (Condition::IfNewer, Keeping::Native) => self.put_native(key, stored).await,
+                (Condition::IfNewer, Keeping::Native) => self.put_native(key, stored, None).await,
                 (Condition::IfNewer, Keeping::Envelope) => self.put_enveloped(key, stored).await,
                 (condition, _) => {
                     let ttl = ttl_of(&stored);
@@ -340,23 +403,7 @@ impl Backend for HttpBackend {
     ) -> BoxFuture<'a, Result<Listing, BackendError>> {
         Box::pin(async move {
             // The cursor is the last key listed, percent-encoded.
-            let mut path = format!("/kv?limit={limit}");
-            if let Some(after) = cursor {
-                path.push_str("&after=");
-                path.push_str(after);
-            }
-            let call = Call {
-                max_answer: MAX_LISTING_BYTES,
-                ..self.call("GET", path, &[])
-            };
-            let answer = self.send(call).await?;
-            let keys = match answer.status {
-                StatusCode::OK => parse_listing(&answer.body)?,
-                StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => {
-                    return Err(BackendError::Unsupported)
-                }
-                status => return Err(unexpected(status)),
-            };
+            let keys = parse_listing(&self.page("/kv", cursor, limit).await?)?;
             let next = (keys.len() >= limit)
                 .then(|| keys.last().map(|k| key::encode(k)))
                 .flatten();
@@ -371,6 +418,65 @@ impl Backend for HttpBackend {
                 .await?;
             match answer.status {
                 status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
+                status => Err(unexpected(status)),
+            }
+        })
+    }
+
+    fn keeps_hints(&self) -> bool {
+        self.keeping == Keeping::Native
+    }
+
+    fn put_hinted<'a>(
+        &'a self,
+        key: &'a [u8],
+        stored: Stored,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<Written, BackendError>> {
+        Box::pin(async move {
+            if self.keeping != Keeping::Native {
+                return Err(BackendError::Unsupported);
+            }
+            self.put_native(key, stored, Some(owner)).await
+        })
+    }
+
+    fn hints<'a>(
+        &'a self,
+        cursor: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<HintPage, BackendError>> {
+        Box::pin(async move {
+            if self.keeping != Keeping::Native {
+                return Err(BackendError::Unsupported);
+            }
+            let hints = parse_hints(&self.page("/hints", cursor, limit).await?)?;
+            // A key's hints share a page: the cursor is the last key.
+            let next = (hints.len() >= limit)
+                .then(|| hints.last().map(|h| key::encode(&h.key)))
+                .flatten();
+            Ok(HintPage { hints, next })
+        })
+    }
+
+    fn drop_hint<'a>(
+        &'a self,
+        key: &'a [u8],
+        owner: &'a str,
+        up_to: Version,
+        release: bool,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async move {
+            let mut path = String::from("/hints/");
+            key::encode_into(key, &mut path);
+            path.push_str("?owner=");
+            key::encode_into(owner.as_bytes(), &mut path);
+            path.push_str(&format!("&up_to={up_to}&release={release}"));
+            match self.send(self.call("DELETE", path, &[])).await?.status {
+                status if status.is_success() => Ok(()),
+                StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => {
+                    Err(BackendError::Unsupported)
+                }
                 status => Err(unexpected(status)),
             }
         })

@@ -3,15 +3,15 @@
 
 use std::borrow::Cow;
 
-use crate::net::key;
-
 /// memcached's own key limit.
 const MAX_KEY: usize = 250;
 const BASE64_PREFIX: &[u8] = b"~b64~";
 const HASH_PREFIX: &[u8] = b"~sha~";
+/// Where a memcached node keeps its hints: no client key maps to a key with this prefix.
+pub(super) const HINT_PREFIX: &[u8] = b"~hint~";
 
 /// The memcached key for a proxy key. A key of 1 to 250 bytes, all printable ASCII other than
-/// space (0x21..=0x7E), not starting with `~b64~` or `~sha~`, is used as it is. Any other key
+/// space (0x21..=0x7E), not starting with `~b64~`, `~sha~` or `~hint~`, is used as it is. Any other key
 /// becomes `~b64~` + its unpadded base64url encoding if that fits in 250 bytes (keys up to 183
 /// bytes), else `~sha~` + the lowercase hex sha256 of the key. Distinct keys get distinct
 /// memcached keys, except for sha256 collisions.
@@ -20,7 +20,8 @@ pub fn memcache_key(key: &[u8]) -> Cow<'_, [u8]> {
         && key.len() <= MAX_KEY
         && key.iter().all(|b| (0x21..=0x7e).contains(b))
         && !key.starts_with(BASE64_PREFIX)
-        && !key.starts_with(HASH_PREFIX);
+        && !key.starts_with(HASH_PREFIX)
+        && !key.starts_with(HINT_PREFIX);
     if plain {
         return Cow::Borrowed(key);
     }
@@ -36,15 +37,28 @@ pub fn memcache_key(key: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned([HASH_PREFIX, digest.as_bytes()].concat())
 }
 
-/// The proxy key behind a memcached key as a key dump gives it (URL-encoded): the reverse of
-/// [`memcache_key`], except for `~sha~` digests, which cannot be reversed.
-pub(super) fn original_key(dumped: &str) -> Option<Vec<u8>> {
-    // A key dump URL-encodes keys.
-    let mkey = key::decode(dumped, usize::MAX).ok()?.into_owned();
+/// The proxy key behind a memcached key (as a key dump gives it, URL-decoded): the reverse of
+/// [`memcache_key`], except for `~sha~` digests, which cannot be reversed, and hints, which
+/// are no client's key.
+pub(super) fn original_key(mkey: &[u8]) -> Option<Vec<u8>> {
     if let Some(encoded) = mkey.strip_prefix(BASE64_PREFIX) {
         return unbase64url(encoded);
     }
-    (!mkey.starts_with(HASH_PREFIX)).then_some(mkey)
+    (!mkey.starts_with(HASH_PREFIX) && !mkey.starts_with(HINT_PREFIX)).then(|| mkey.to_vec())
+}
+
+/// The key of the hint that `owner` missed `key`: [`HINT_PREFIX`] and the base64url sha256
+/// of [`hint_subject`] (the pair itself is in the hint's value).
+pub(super) fn hint_key(subject: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    [HINT_PREFIX, base64url(&Sha256::digest(subject)).as_bytes()].concat()
+}
+
+/// What a hint is about, as its value carries it after the version: the replica id's length
+/// (2 bytes, big-endian), the id, then the key.
+pub(super) fn hint_subject(owner: &str, key: &[u8]) -> Vec<u8> {
+    let owner = &owner.as_bytes()[..owner.len().min(u16::MAX as usize)];
+    [&(owner.len() as u16).to_be_bytes()[..], owner, key].concat()
 }
 
 /// Unpadded base64url decoded; `None` if it is not.
@@ -100,6 +114,11 @@ mod tests {
         for key in [&b"user:42"[..], b"a", b"~tilde", &[b'x'; 250]] {
             assert_eq!(memcache_key(key), key);
         }
+        // Hints' keys are the node's own: a client key that looks like one is mapped.
+        assert_eq!(&*memcache_key(b"~hint~x"), b"~b64~fmhpbnR-eA");
+        assert_eq!(original_key(b"~hint~abc"), None);
+        let hint = hint_key(&hint_subject("a", b"k"));
+        assert!(hint.starts_with(HINT_PREFIX) && hint.len() == 6 + 43);
     }
 
     #[test]
@@ -145,12 +164,13 @@ mod tests {
             &[7; 183],
         ] {
             let mapped = String::from_utf8(memcache_key(key).into_owned()).unwrap();
-            // The dump URL-encodes: plain keys may carry characters it escapes.
-            let dumped = key::encode(mapped.as_bytes());
-            assert_eq!(original_key(&dumped).as_deref(), Some(key), "{mapped}");
+            assert_eq!(
+                original_key(mapped.as_bytes()).as_deref(),
+                Some(key),
+                "{mapped}"
+            );
         }
-        let hashed = String::from_utf8(memcache_key(&[0; 184]).into_owned()).unwrap();
-        assert_eq!(original_key(&hashed), None);
-        assert_eq!(original_key("~b64~%"), None);
+        assert_eq!(original_key(&memcache_key(&[0; 184])), None);
+        assert_eq!(original_key(b"~b64~%"), None);
     }
 }

@@ -1,6 +1,9 @@
 //! memcached nodes over the text protocol (`get`, `set`, `add`, `delete`, `version`), on one
 //! shared connection per node and worker ([`mux`]). Keys memcached cannot hold are mapped by
-//! [`memcache_key`].
+//! [`memcache_key`]. A hint is an item of its own under the `~hint~` prefix (no client key
+//! maps there), holding the version its replica missed and which replica and key it is for;
+//! hints are found in the key dump and dropped with a compare-and-delete (`md ... C<cas>`,
+//! memcached 1.6's meta delete).
 
 mod keys;
 mod mux;
@@ -13,12 +16,13 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncWriteExt, BufReader};
 
 pub use self::keys::memcache_key;
-use self::keys::original_key;
+use self::keys::{hint_key, hint_subject, original_key, HINT_PREFIX};
 use self::mux::{Expect, Mux, Reply};
 use self::reply::{error_reply, read_line};
 use super::pool::{connect_tcp, io_error, Failure};
 use super::{
-    Backend, BackendError, BoxFuture, Condition, Listing, Stored, Written, MAX_LISTING_BYTES,
+    Backend, BackendError, BoxFuture, Condition, HeldHint, HintPage, Listing, Stored, Version,
+    Written, MAX_LISTING_BYTES,
 };
 use crate::config::NodeUrl;
 use crate::net::workers;
@@ -115,8 +119,8 @@ impl MemcacheBackend {
         }
     }
 
-    /// `set`, `add` or `cas` (with the unique a `gets` gave); true if stored, false if not
-    /// (`NOT_STORED`, or `EXISTS` / `NOT_FOUND` for a `cas` that lost a race).
+    /// `set`, `add` or `cas` (with the unique a `gets` gave) of a client key; true if stored,
+    /// false if not (`NOT_STORED`, or `EXISTS` / `NOT_FOUND` for a `cas` that lost a race).
     async fn store(
         &self,
         verb: &str,
@@ -125,14 +129,26 @@ impl MemcacheBackend {
         exptime: u64,
         cas: Option<u64>,
     ) -> Result<bool, BackendError> {
-        let key = memcache_key(key);
+        self.store_raw(verb, &memcache_key(key), value, exptime, cas)
+            .await
+    }
+
+    /// [`MemcacheBackend::store`] under `mkey` as it is (a memcached key, not a client's).
+    async fn store_raw(
+        &self,
+        verb: &str,
+        mkey: &[u8],
+        value: &[u8],
+        exptime: u64,
+        cas: Option<u64>,
+    ) -> Result<bool, BackendError> {
         let cas = cas.map_or(String::new(), |unique| format!(" {unique}"));
         let header = format!(" 0 {exptime} {}{cas}\r\n", value.len());
         let line = self
             .line(&[
                 verb.as_bytes(),
                 b" ",
-                &key,
+                mkey,
                 header.as_bytes(),
                 value,
                 b"\r\n",
@@ -145,16 +161,16 @@ impl MemcacheBackend {
         }
     }
 
-    /// `get` or `gets` (`verb`): the stored bytes, and the cas unique `gets` adds.
+    /// `get` or `gets` (`verb`) of `mkey` as it is: the stored bytes, and the cas unique
+    /// `gets` adds.
     async fn fetch(
         &self,
         verb: &[u8],
-        key: &[u8],
+        mkey: &[u8],
     ) -> Result<Option<(Bytes, Option<u64>)>, BackendError> {
-        let mkey = memcache_key(key);
         let max = self.max_value_bytes + MAX_HEADER_LEN;
         match self
-            .call(&[verb, b" ", &mkey, b"\r\n"], Expect::Value { max })
+            .call(&[verb, b" ", mkey, b"\r\n"], Expect::Value { max })
             .await?
         {
             Reply::Value(value) => Ok(value),
@@ -162,9 +178,14 @@ impl MemcacheBackend {
         }
     }
 
-    /// The stored bytes and their cas unique (`gets`).
+    /// The bytes a client key holds and their cas unique (`gets`).
     async fn gets(&self, key: &[u8]) -> Result<Option<(Bytes, u64)>, BackendError> {
-        match self.fetch(b"gets", key).await? {
+        self.gets_raw(&memcache_key(key)).await
+    }
+
+    /// [`MemcacheBackend::gets`] of `mkey` as it is.
+    async fn gets_raw(&self, mkey: &[u8]) -> Result<Option<(Bytes, u64)>, BackendError> {
+        match self.fetch(b"gets", mkey).await? {
             None => Ok(None),
             Some((bytes, Some(cas))) => Ok(Some((bytes, cas))),
             Some((_, None)) => Err(BackendError::Protocol("gets gave no cas unique".into())),
@@ -196,10 +217,102 @@ impl MemcacheBackend {
     }
 }
 
+impl MemcacheBackend {
+    /// Removes `mkey` (a memcached key as it is) if its cas unique is still `cas`; false if
+    /// it changed or went meanwhile.
+    async fn delete_if_unchanged(&self, mkey: &[u8], cas: u64) -> Result<bool, BackendError> {
+        let line = self
+            .line(&[b"md ", mkey, format!(" C{cas}\r\n").as_bytes()])
+            .await?;
+        match line.as_str() {
+            "HD" => Ok(true),
+            "NF" | "EX" => Ok(false),
+            other => Err(error_reply(other)),
+        }
+    }
+
+    /// Raises the hint `subject` (see [`hint_subject`]) to `version` unless it holds a newer
+    /// one, with `add` or `cas` as put-if-newer does.
+    async fn raise_hint(&self, subject: &[u8], version: Version) -> Result<(), BackendError> {
+        let hkey = hint_key(subject);
+        let value = [&version.to_bytes()[..], subject].concat();
+        for _ in 0..MAX_RACES {
+            let landed = match self.gets_raw(&hkey).await? {
+                None => self.store_raw("add", &hkey, &value, 0, None).await?,
+                Some((held, cas)) => {
+                    if held_hint(&held).is_some_and(|h| h.version >= version) {
+                        return Ok(());
+                    }
+                    self.store_raw("cas", &hkey, &value, 0, Some(cas)).await?
+                }
+            };
+            if landed {
+                return Ok(());
+            }
+        }
+        Err(BackendError::Server(format!(
+            "a hint lost {MAX_RACES} races in a row to other writers"
+        )))
+    }
+
+    /// Every key of a `lru_crawler metadump all`, as memcached holds it (URL-decoded), in one
+    /// page: memcached cannot resume a dump. On a connection of its own, closed after: a dump
+    /// is long and would hold up the shared one.
+    async fn dump(&self) -> Result<Vec<Vec<u8>>, BackendError> {
+        let mut conn = BufReader::new(connect_tcp(&self.addr, self.connect_timeout).await?);
+        let request = b"lru_crawler metadump all\r\n";
+        conn.get_mut().write_all(request).await.map_err(io_error)?;
+        let closed = || BackendError::Io("connection closed in a key dump".into());
+        let mut line = read_line(&mut conn).await?.ok_or_else(closed)?;
+        let mut keys = Vec::new();
+        let mut listed = 0;
+        while line != "END" {
+            let Some(encoded) = line
+                .strip_prefix("key=")
+                .map(|rest| rest.split(' ').next().unwrap_or(""))
+            else {
+                return Err(match error_reply(&line) {
+                    BackendError::Protocol(_) => BackendError::Unsupported,
+                    other => other,
+                });
+            };
+            listed += line.len();
+            if listed > MAX_LISTING_BYTES {
+                return Err(BackendError::Server(format!(
+                    "a key dump longer than {MAX_LISTING_BYTES} bytes"
+                )));
+            }
+            // The dump URL-encodes keys.
+            keys.extend(
+                crate::net::key::decode(encoded, usize::MAX)
+                    .ok()
+                    .map(|k| k.into_owned()),
+            );
+            line = read_line(&mut conn).await?.ok_or_else(closed)?;
+        }
+        Ok(keys)
+    }
+}
+
+/// A hint's value back: the version, then which replica and key it is for.
+fn held_hint(value: &[u8]) -> Option<HeldHint> {
+    let version = Version::from_bytes(value.get(..16)?.try_into().ok()?);
+    let subject = &value[16..];
+    let len = u16::from_be_bytes(subject.get(..2)?.try_into().ok()?) as usize;
+    let owner = std::str::from_utf8(subject.get(2..2 + len)?)
+        .ok()?
+        .to_owned();
+    Some(HeldHint {
+        key: Bytes::copy_from_slice(&subject[2 + len..]),
+        owner,
+        version,
+    })
+}
+
 impl Backend for MemcacheBackend {
     fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Stored>, BackendError>> {
         Box::pin(async move {
-            let value = self.fetch(b"get", key).await?;
+            let value = self.fetch(b"get", &memcache_key(key)).await?;
             Ok(value.and_then(|(bytes, _)| Stored::from_node(bytes, self.versioned)))
         })
     }
@@ -235,42 +348,91 @@ impl Backend for MemcacheBackend {
         })
     }
 
-    /// `lru_crawler metadump all`, in one page: memcached cannot resume a dump. Keys mapped to
-    /// `~sha~` digests cannot be turned back into theirs and are left out. On a connection of
-    /// its own, closed after: a dump is long and would hold up the shared one.
+    /// The key dump ([`MemcacheBackend::dump`]), mapped back to client keys. Keys mapped to
+    /// `~sha~` digests cannot be turned back into theirs and are left out, and so are hints.
     fn list<'a>(
         &'a self,
         _cursor: Option<&'a str>,
         _limit: usize,
     ) -> BoxFuture<'a, Result<Listing, BackendError>> {
         Box::pin(async move {
-            let mut conn = BufReader::new(connect_tcp(&self.addr, self.connect_timeout).await?);
-            let request = b"lru_crawler metadump all\r\n";
-            conn.get_mut().write_all(request).await.map_err(io_error)?;
-            let closed = || BackendError::Io("connection closed in a key dump".into());
-            let mut line = read_line(&mut conn).await?.ok_or_else(closed)?;
-            let mut keys = Vec::new();
-            let mut listed = 0;
-            while line != "END" {
-                let Some(encoded) = line
-                    .strip_prefix("key=")
-                    .map(|rest| rest.split(' ').next().unwrap_or(""))
-                else {
-                    return Err(match error_reply(&line) {
-                        BackendError::Protocol(_) => BackendError::Unsupported,
-                        other => other,
-                    });
-                };
-                listed += line.len();
-                if listed > MAX_LISTING_BYTES {
-                    return Err(BackendError::Server(format!(
-                        "a key dump longer than {MAX_LISTING_BYTES} bytes"
-                    )));
-                }
-                keys.extend(original_key(encoded).map(Bytes::from));
-                line = read_line(&mut conn).await?.ok_or_else(closed)?;
-            }
+            let keys = self
+                .dump()
+                .await?
+                .iter()
+                .filter_map(|mkey| original_key(mkey))
+                .map(Bytes::from)
+                .collect();
             Ok(Listing { keys, next: None })
+        })
+    }
+
+    fn keeps_hints(&self) -> bool {
+        self.versioned
+    }
+
+    /// The hint first, then the value: a hint without its value hands over nothing and is
+    /// dropped; a value without its hint would not be found.
+    fn put_hinted<'a>(
+        &'a self,
+        key: &'a [u8],
+        stored: Stored,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<Written, BackendError>> {
+        Box::pin(async move {
+            self.raise_hint(&hint_subject(owner, key), stored.version)
+                .await?;
+            self.put_if_newer(key, &stored).await
+        })
+    }
+
+    /// The hints in the key dump, read one by one; one page.
+    fn hints<'a>(
+        &'a self,
+        _cursor: Option<&'a str>,
+        _limit: usize,
+    ) -> BoxFuture<'a, Result<HintPage, BackendError>> {
+        Box::pin(async move {
+            let mut hints = Vec::new();
+            for hkey in self
+                .dump()
+                .await?
+                .iter()
+                .filter(|k| k.starts_with(HINT_PREFIX))
+            {
+                if let Some((value, _)) = self.gets_raw(hkey).await? {
+                    hints.extend(held_hint(&value));
+                }
+            }
+            Ok(HintPage { hints, next: None })
+        })
+    }
+
+    fn drop_hint<'a>(
+        &'a self,
+        key: &'a [u8],
+        owner: &'a str,
+        up_to: Version,
+        release: bool,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async move {
+            let hkey = hint_key(&hint_subject(owner, key));
+            if let Some((value, cas)) = self.gets_raw(&hkey).await? {
+                if held_hint(&value).is_some_and(|h| h.version > up_to)
+                    || !self.delete_if_unchanged(&hkey, cas).await?
+                {
+                    // Renewed since: it stays, and so does the copy.
+                    return Ok(());
+                }
+            }
+            if release {
+                if let Some((bytes, cas)) = self.gets(key).await? {
+                    if Stored::decode(bytes).version <= up_to {
+                        self.delete_if_unchanged(&memcache_key(key), cas).await?;
+                    }
+                }
+            }
+            Ok(())
         })
     }
 

@@ -11,7 +11,7 @@ use crate::cluster::Snapshot;
 use crate::metrics::Op;
 use crate::net::{key, RequestError};
 use crate::proxy::coalesce::Coalescer;
-use crate::proxy::outcome::{Attempted, Failure, ReadOutcome};
+use crate::proxy::outcome::{Failure, ReadOutcome};
 use crate::proxy::write::{self, WriteOp};
 use crate::proxy::DataPath;
 use crate::version::Version;
@@ -118,10 +118,9 @@ async fn read_replicas(path: &Arc<DataPath>, snap: &Arc<Snapshot>, key: &Bytes) 
             expires,
         }),
         ReadOutcome::Missing { .. } => Read::Absent,
-        ReadOutcome::Failed { why, attempts } => Read::Failed(Failed::replicas(
-            why,
-            format!("the read failed: {}", replicas(&attempts)),
-        )),
+        ReadOutcome::Failed(failure) => {
+            Read::Failed(Failed::replicas(failure.why, failure.message()))
+        }
     }
 }
 
@@ -167,16 +166,7 @@ async fn write_replicas(
     let outcome = write::write(path, snap, key.clone(), op, required, None, deadline).await;
     match outcome.failure() {
         None => Ok(()),
-        Some(why) => Err(Failed::replicas(
-            why,
-            format!(
-                "the write was acknowledged by {} of {} replicas, {} needed: {}",
-                outcome.acks,
-                outcome.replicas,
-                outcome.required,
-                replicas(&outcome.failures)
-            ),
-        )),
+        Some(why) => Err(Failed::replicas(why, outcome.message())),
     }
 }
 
@@ -191,20 +181,4 @@ fn check_key(key: &[u8], max: usize) -> Result<(), Failed> {
         },
         e => Failed::request(e),
     })
-}
-
-/// What each replica asked did, for an error line.
-fn replicas(attempts: &[Attempted]) -> String {
-    let each: Vec<String> = attempts
-        .iter()
-        .map(|a| match &a.result {
-            Ok(what) => format!("{} {what}", a.node),
-            Err(e) => format!("{} {} ({e})", a.node, e.kind()),
-        })
-        .collect();
-    if each.is_empty() {
-        "no replica answered in time".into()
-    } else {
-        each.join("; ")
-    }
 }

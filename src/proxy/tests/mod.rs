@@ -5,6 +5,7 @@ mod coalesce;
 mod handoff;
 mod missed_writes;
 mod reads;
+mod sloppy;
 mod writes;
 
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::outcome::{Failure, ReadOutcome, WriteOutcome};
+use super::outcome::{Attempted, Failure, ReadOutcome, WriteOutcome};
 use super::read::read;
 use super::write::{write, WriteOp};
 use super::DataPath;
@@ -106,9 +107,14 @@ fn missing(outcome: &ReadOutcome) -> bool {
 
 fn failure(outcome: ReadOutcome) -> Failure {
     match outcome {
-        ReadOutcome::Failed { why, .. } => why,
+        ReadOutcome::Failed(failed) => failed.why,
         other => panic!("expected a failure, got {other:?}"),
     }
+}
+
+/// The nodes that failed a write before its answer, in the order they failed.
+fn write_failures(outcome: &WriteOutcome) -> Vec<&Attempted> {
+    outcome.nodes.iter().filter(|a| a.result.is_err()).collect()
 }
 
 /// The replica ids of `key`, best first.

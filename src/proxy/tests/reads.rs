@@ -34,9 +34,16 @@ async fn a_read_waits_for_r_answers_falls_back_past_failures_and_a_miss_needs_r_
     let third = nodes.node(&absent[2]).calls(Op::Get);
     assert!(missing(&get(&path, "absent").await));
     assert_eq!(nodes.node(&absent[2]).calls(Op::Get), third);
-    // Only one replica answers: fewer than R, so the read fails rather than guess.
+    // Only one replica answers: the stand-in (the fourth node) answers for the others.
     nodes.node(&absent[1]).go_down();
     nodes.node(&absent[2]).go_down();
+    assert!(missing(&get(&path, "absent").await));
+    // With it down too, fewer than R answer, so the read fails rather than guess.
+    let stand_in = ["a", "b", "c", "d"]
+        .into_iter()
+        .find(|id| !absent.iter().any(|o| o == id))
+        .unwrap();
+    nodes.node(stand_in).go_down();
     assert_eq!(failure(get(&path, "absent").await), Failure::Unanswered);
 }
 

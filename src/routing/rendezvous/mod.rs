@@ -461,6 +461,16 @@ impl Ring {
         }
     }
 
+    /// The first `min(k, MAX_REPLICAS, len)` nodes of the key's ranking, best first, without
+    /// the zone rule: where a sloppy quorum looks for nodes to stand in for replicas that are
+    /// out of service (the ranking's next nodes after the replicas).
+    pub fn ranking_head(&self, key_hash: u64, k: usize) -> TopR {
+        match self.points() {
+            Some(points) => points.top(key_hash, k.min(MAX_REPLICAS).min(self.nodes.len())),
+            None => self.top_of_ranking(key_hash, k),
+        }
+    }
+
     /// The best `min(r, MAX_REPLICAS, len)` nodes of the key's ranking, best first, in one
     /// scan per weight class with no sort and no allocation.
     fn top_of_ranking(&self, key_hash: u64, r: usize) -> TopR {
