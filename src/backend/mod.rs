@@ -5,6 +5,7 @@ pub(crate) mod fake;
 mod http;
 mod memcache;
 pub(crate) mod memory;
+mod mux;
 mod pool;
 mod redis;
 
@@ -230,6 +231,7 @@ pub fn connect(spec: &NodeSpec, config: &Config, tls: Option<&TlsConnector>) -> 
             config.max_value_bytes,
             tls,
             keeping,
+            spec.store == Store::Hrw,
         ))
     };
     match spec.url.scheme {

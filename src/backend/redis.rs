@@ -4,7 +4,8 @@
 //! compares versions and sets atomically (`EVALSHA`, loaded on first use); keys are listed
 //! with `SCAN`. Hints live in one hash per node, [`HINTS_KEY`]: a field per (replica, key)
 //! whose value is the newest version that replica missed, written in the same script step as
-//! the stand-in's value.
+//! the stand-in's value, and a field per key counting its hints, so that the stand-in's copy
+//! goes only with the last of them.
 
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -42,7 +43,8 @@ pub const HINTS_KEY: &[u8] = b"~hrw-hints~";
 /// A hint's field in [`HINTS_KEY`]: the replica id's length (2 bytes, big-endian), the id,
 /// then the key. Binary-safe for any key and id.
 fn hint_field(owner: &str, key: &[u8]) -> Vec<u8> {
-    let owner = &owner.as_bytes()[..owner.len().min(u16::MAX as usize)];
+    // Ids are far shorter; the cap keeps the length off the count fields' mark.
+    let owner = &owner.as_bytes()[..owner.len().min(u16::MAX as usize - 1)];
     let mut field = Vec::with_capacity(2 + owner.len() + key.len());
     field.extend_from_slice(&(owner.len() as u16).to_be_bytes());
     field.extend_from_slice(owner);
@@ -50,8 +52,19 @@ fn hint_field(owner: &str, key: &[u8]) -> Vec<u8> {
     field
 }
 
-/// A field of [`HINTS_KEY`] and its value back as a hint; `None` if it is not one.
+/// The field of [`HINTS_KEY`] counting the key's hints: a length no replica id has, then
+/// the key.
+fn count_field(key: &[u8]) -> Vec<u8> {
+    [&COUNT_MARK[..], key].concat()
+}
+
+const COUNT_MARK: [u8; 2] = [0xff, 0xff];
+
+/// A field of [`HINTS_KEY`] and its value back as a hint; `None` if it is not one (a count).
 fn parse_hint(field: &[u8], value: &[u8]) -> Option<HeldHint> {
+    if field.starts_with(&COUNT_MARK) {
+        return None;
+    }
     let len = u16::from_be_bytes(field.get(..2)?.try_into().ok()?) as usize;
     let owner = std::str::from_utf8(field.get(2..2 + len)?).ok()?.to_owned();
     let key = Bytes::copy_from_slice(&field[2 + len..]);
@@ -187,11 +200,12 @@ end
 ";
 
 /// A stand-in's write: KEYS[1] the key, KEYS[2] the hints' hash; ARGV[1] the envelope,
-/// ARGV[2] seconds to live (0: none), ARGV[3] the hint's field. The field keeps the newest
-/// version its replica missed.
+/// ARGV[2] seconds to live (0: none), ARGV[3] the hint's field, ARGV[4] the key's count
+/// field. The hint keeps the newest version its replica missed.
 const PUT_HINTED: &str = r"
 local version = string.sub(ARGV[1], 5, 20)
 local hinted = redis.call('HGET', KEYS[2], ARGV[3])
+if not hinted then redis.call('HINCRBY', KEYS[2], ARGV[4], 1) end
 if not hinted or older(hinted, version) then
   redis.call('HSET', KEYS[2], ARGV[3], version)
 end
@@ -199,13 +213,17 @@ return put_if_newer(KEYS[1], ARGV[1], tonumber(ARGV[2]))
 ";
 
 /// A hint handed over: KEYS[1] the key, KEYS[2] the hints' hash; ARGV[1] the field, ARGV[2]
-/// the version handed over (16 bytes), ARGV[3] '1' to release the copy too. A hint renewed
-/// past that version stays, and so does the copy; a copy newer than it stays.
+/// the version handed over (16 bytes), ARGV[3] '1' to release the copy too, ARGV[4] the
+/// key's count field. A hint renewed past that version stays, and so does the copy; the copy
+/// goes only when it is no newer and no other hint for the key is left.
 const DROP_HINT: &str = r"
 local hinted = redis.call('HGET', KEYS[2], ARGV[1])
 if hinted and older(ARGV[2], hinted) then return 0 end
-redis.call('HDEL', KEYS[2], ARGV[1])
-if ARGV[3] == '1' then
+if hinted then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  if redis.call('HINCRBY', KEYS[2], ARGV[4], -1) <= 0 then redis.call('HDEL', KEYS[2], ARGV[4]) end
+end
+if ARGV[3] == '1' and redis.call('HEXISTS', KEYS[2], ARGV[4]) == 0 then
   local held = redis.call('GET', KEYS[1])
   if held and not older(ARGV[2], version_of(held)) then redis.call('DEL', KEYS[1]) end
 end
@@ -318,6 +336,7 @@ impl Backend for RedisBackend {
                 .arg(stored.encode().as_ref())
                 .arg(ttl.map_or(0, |t| t.get()))
                 .arg(hint_field(owner, key))
+                .arg(count_field(key))
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| classify(e, 0))?;
@@ -372,6 +391,7 @@ impl Backend for RedisBackend {
                 .arg(hint_field(owner, key))
                 .arg(&up_to.to_bytes()[..])
                 .arg(if release { "1" } else { "0" })
+                .arg(count_field(key))
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| classify(e, 0))?;
@@ -415,5 +435,10 @@ mod tests {
         }
         assert_eq!(parse_hint(b"\x00", b""), None);
         assert_eq!(parse_hint(b"\x00\x05ab", &[0; 16]), None, "id cut short");
+        assert_eq!(
+            parse_hint(&count_field(b"k"), &[0; 16]),
+            None,
+            "a key's count"
+        );
     }
 }

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
@@ -85,17 +84,12 @@ pub(crate) async fn hand_over(cluster: &Cluster, snap: &Snapshot, only: Option<&
                     break;
                 }
             };
-            // The stand-in keeps its copy while another owner still waits for it.
-            let mut per_key: HashMap<&Bytes, usize> = HashMap::new();
-            for hint in &page.hints {
-                *per_key.entry(&hint.key).or_default() += 1;
-            }
             let readmitting = only.is_some();
             let handovers: Vec<_> = page
                 .hints
                 .iter()
                 .filter(|h| only.is_none_or(|o| o == h.owner))
-                .map(|h| hand_one(cluster, snap, holder, h, per_key[&h.key] == 1, readmitting))
+                .map(|h| hand_one(cluster, snap, holder, h, readmitting))
                 .collect();
             let mut handed = futures_util::stream::iter(handovers).buffer_unordered(CONCURRENCY);
             while let Some((hint, done)) = handed.next().await {
@@ -132,15 +126,13 @@ pub(crate) async fn hand_over(cluster: &Cluster, snap: &Snapshot, only: Option<&
     pass
 }
 
-/// Hands one hint held on `holder` over; true once it is dropped. `alone`: the only hint
-/// for its key in the page, so the stand-in's copy may go with it. `readmitting`: the owner
+/// Hands one hint held on `holder` over; true once it is dropped. `readmitting`: the owner
 /// is being readmitted, so it is asked though not in service yet.
 async fn hand_one<'a>(
     cluster: &Cluster,
     snap: &Snapshot,
     holder: &Member,
     hint: &'a HeldHint,
-    alone: bool,
     readmitting: bool,
 ) -> (&'a HeldHint, bool) {
     let owner = snap.placement.member(&hint.owner);
@@ -155,13 +147,29 @@ async fn hand_one<'a>(
     if !readmitting && targets.iter().any(|t| !t.health.is_up()) {
         return (hint, false);
     }
-    let deadline = Instant::now() + snap.config.timeouts.request();
+    let request = snap.config.timeouts.request();
     let call = holder.backend.get(&hint.key);
     let Ok(stored) = cluster
-        .attempt(snap, holder, Op::Handoff, &hint.key, deadline, call)
+        .attempt(
+            snap,
+            holder,
+            Op::Handoff,
+            &hint.key,
+            Instant::now() + request,
+            call,
+        )
         .await
     else {
         return (hint, false);
+    };
+    // Where the hint and the value are two steps (memcached), the hint may be ahead of a
+    // value still on its way: only what was copied is handed over, until the write has had
+    // time to land or fail.
+    let settled = hint_age(hint) > 2 * request;
+    let up_to = match &stored {
+        Some(s) if s.version < hint.version && !settled => s.version,
+        None if !settled => return (hint, false),
+        _ => hint.version,
     };
     // Nothing held (expired, or let go already): nothing to hand over.
     if let Some(stored) = &stored {
@@ -175,19 +183,26 @@ async fn hand_one<'a>(
             }
         }
     }
-    // The stand-in's copy goes with the hint when the key does not belong there.
+    // The stand-in's copy goes with the key's last hint, where the key does not belong.
     let belongs = replicas.contains(holder.id())
         || snap
             .open_windows()
             .any(|w| w.placement.replicas(&hint.key).contains(holder.id()));
-    let release = alone && !belongs;
     let call = holder
         .backend
-        .drop_hint(&hint.key, &hint.owner, hint.version, release);
-    let dropped = cluster
-        .attempt(snap, holder, Op::Handoff, &hint.key, deadline, call)
-        .await
-        .is_ok();
+        .drop_hint(&hint.key, &hint.owner, up_to, !belongs);
+    let dropped = up_to == hint.version
+        && cluster
+            .attempt(
+                snap,
+                holder,
+                Op::Handoff,
+                &hint.key,
+                Instant::now() + request,
+                call,
+            )
+            .await
+            .is_ok();
     if dropped {
         cluster.metrics.hints_handed_off.inc();
         if let Some(owner) = owner {
@@ -195,4 +210,10 @@ async fn hand_one<'a>(
         }
     }
     (hint, dropped)
+}
+
+/// How long ago the write a hint is for was made, by its version's clock.
+fn hint_age(hint: &HeldHint) -> Duration {
+    let now = crate::version::unix_now().saturating_mul(1_000_000);
+    Duration::from_micros(now.saturating_sub(hint.version.micros()))
 }

@@ -273,7 +273,8 @@ pub struct HintLimits {
     /// Bytes of keys and values kept at most.
     pub max_bytes: usize,
     /// Seconds between passes over the hints stored on nodes (handed to their replicas once
-    /// those are in service); 0: only repair hands them over.
+    /// those are in service), which also run when the membership changes; 0: only at a
+    /// node's readmission and in repair.
     pub scan_interval_s: u64,
 }
 

@@ -172,8 +172,11 @@ pub(crate) async fn serve_http<H, Fut>(
             });
             // The timer must be set for the header read timeout, or hyper panics.
             let mut http = http1::Builder::new();
+            // Pipelined requests (the proxy's shared connections to built-in nodes) get their
+            // answers in one write.
             http.timer(TokioTimer::new())
                 .keep_alive(true)
+                .pipeline_flush(true)
                 .header_read_timeout(limits.header_read_timeout())
                 .max_headers(limits.max_headers)
                 .max_buf_size(limits.max_header_bytes);

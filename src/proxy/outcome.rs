@@ -58,7 +58,7 @@ impl Attempted {
 /// ms), c answered`.
 pub(crate) fn describe(attempts: &[Attempted]) -> String {
     if attempts.is_empty() {
-        return "no node was asked".into();
+        return "no node had answered".into();
     }
     let mut line = String::new();
     for (i, a) in attempts.iter().enumerate() {
@@ -160,8 +160,8 @@ pub(crate) enum ReadOutcome {
         /// The generation the node was a replica in, when it answered for handoff.
         handoff_from: Option<u64>,
     },
-    /// The key is absent on enough replicas that no acknowledged write can be elsewhere, or
-    /// the newest answer is a tombstone (its version given).
+    /// The key is absent on R nodes (replicas, or in sloppy mode stand-ins for them), or the
+    /// newest answer is a tombstone (its version given).
     Missing {
         deleted: Option<Version>,
     },

@@ -382,3 +382,80 @@ fn proxies_restarted_mid_failure_lose_nothing_and_another_proxy_hands_over_the_h
         "no hint was handed over by the proxies that did not write them"
     );
 }
+
+/// A stand-in of every kind that can keep hints, holding one key's hints for two replicas:
+/// handing over the first leaves its copy for the second; handing over the last lets it go.
+#[test]
+fn a_stand_in_keeps_its_copy_until_the_last_replica_it_stood_in_for_has_it() {
+    for kind in [None, Some(Kind::Redis), Some(Kind::Memcached)] {
+        let mut owners = start_nodes(&["a", "b"]);
+        let fourth = Node::start("d");
+        let (builtin, server) = match kind {
+            None => (Some(Node::start("c")), None),
+            Some(kind) => (None, Some(Server::start(kind))),
+        };
+        let c_url = match (&builtin, &server) {
+            (Some(node), _) => format!("http://{}", node.addr),
+            (_, Some(server)) => server.url(),
+            _ => unreachable!(),
+        };
+        let mut yaml = "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nreplicas: 2\nwrite_quorum: 2\neject_after: 0\nhealth_check_interval_ms: 0\nhedge_budget_percent: 0\nhints: { scan_interval_s: 0 }\ntimeouts: { connect_ms: 100, request_ms: 300, deadline_ms: 2000 }\nnodes:\n".to_owned();
+        yaml += &node_line("a", &format!("http://{}", owners[0].addr), "");
+        yaml += &node_line("b", &format!("http://{}", owners[1].addr), "");
+        yaml += &node_line("c", &c_url, "");
+        yaml += &node_line("d", &format!("http://{}", fourth.addr), "");
+        let proxy = Proxy::start(&yaml);
+        let ring =
+            hrwproxy::routing::Ring::new([("a", 1.0), ("b", 1.0), ("c", 1.0), ("d", 1.0)]).unwrap();
+        let key = (0..)
+            .map(|i| format!("shared-{i}"))
+            .find(|k| {
+                let ranked = ring.rank_all(hrwproxy::routing::key_hash(k.as_bytes()));
+                let ids: Vec<&str> = ranked.iter().map(|r| r.id).collect();
+                ids[..3] == ["a", "b", "c"] || ids[..3] == ["b", "a", "c"]
+            })
+            .unwrap();
+        let c_holds = || match (&builtin, &server) {
+            (Some(node), _) => node.holds(key.as_bytes()),
+            (_, Some(server)) => server
+                .holds(key.as_bytes())
+                .and_then(|s| s.value.map(|v| v.to_vec())),
+            _ => unreachable!(),
+        };
+        let put = |value: &str| {
+            let put = proxy.request("PUT", &kv_path(key.as_bytes()), value.as_bytes());
+            assert_eq!(put.status, 204, "{kind:?}: {}", put.text());
+            assert_eq!(put.header("x-hrw-stand-ins"), Some("1"), "{kind:?}");
+        };
+        // a is down: c stands in for it. a comes back empty and b goes: c stands in for b.
+        owners[0].kill();
+        put("v1");
+        owners[0].restart();
+        owners[1].kill();
+        put("v2");
+        assert_eq!(c_holds(), Some(b"v2".to_vec()), "{kind:?}");
+        // a's hint is handed over; b's keeps the copy.
+        let repair = proxy.repair("");
+        assert_eq!(repair["hints_left"], 1, "{kind:?}: {repair}");
+        assert_eq!(
+            owners[0].holds(key.as_bytes()),
+            Some(b"v2".to_vec()),
+            "{kind:?}"
+        );
+        assert_eq!(
+            c_holds(),
+            Some(b"v2".to_vec()),
+            "{kind:?}: released too early"
+        );
+        // b is back: its hint goes, and with the last hint the copy.
+        owners[1].restart();
+        let repair = proxy.repair("");
+        assert_eq!(repair["hints_left"], 0, "{kind:?}: {repair}");
+        assert_eq!(
+            owners[1].holds(key.as_bytes()),
+            Some(b"v2".to_vec()),
+            "{kind:?}"
+        );
+        assert_eq!(c_holds(), None, "{kind:?}: the stand-in kept its copy");
+    }
+}

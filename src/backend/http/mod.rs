@@ -1,6 +1,9 @@
-//! Nodes that take `GET / PUT / DELETE <url>/kv/<key>` over HTTP/1.1, through a pool of
-//! keep-alive connections that the requesting task drives itself: no connection task and no
-//! channel between them, so a backend request costs no extra task wakeups.
+//! Nodes that take `GET / PUT / DELETE <url>/kv/<key>` over HTTP/1.1. Built-in nodes over
+//! plain TCP get one shared keep-alive connection per worker with requests pipelined on it
+//! (`backend::mux`): what a worker's clients ask of a node in one turn leaves in one write, and
+//! the answers come back in one read. Any other node, and a request whose shared connection
+//! ended before answering, goes through a pool of keep-alive connections that the requesting
+//! task drives itself.
 //!
 //! Two kinds of node speak it. The built-in node keeps versions itself: a versioned write
 //! carries `x-hrw-version` and the node applies it only if newer (a DELETE with a version
@@ -12,13 +15,15 @@ mod response;
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
 use self::response::{Answer, ReadError};
+use super::mux::{Protocol, Shared};
 use super::pool::{connect_tcp, io_error, is_reset, Failure, Pool};
 use super::{
     ttl_of, Backend, BackendError, BoxFuture, Condition, HeldHint, HintPage, Listing, Stored, Ttl,
@@ -64,6 +69,31 @@ pub(crate) struct HttpBackend {
     max_value_bytes: usize,
     keeping: Keeping,
     idle: Pool<Conn>,
+    /// The shared pipelined connections, for built-in nodes over plain TCP.
+    shared: Option<Shared<Http>>,
+}
+
+/// HTTP/1.1 answers on a shared connection, in request order; a request expects an answer
+/// body of at most this many bytes.
+struct Http;
+
+impl Protocol for Http {
+    type Expect = usize;
+    type Reply = Answer;
+    type Reader = (OwnedReadHalf, BytesMut);
+
+    fn reader(read: OwnedReadHalf) -> Self::Reader {
+        (read, BytesMut::with_capacity(4096))
+    }
+
+    async fn read(
+        (read, buf): &mut Self::Reader,
+        max_body: usize,
+    ) -> Result<(Answer, bool), Failure> {
+        let answer = response::read_next(read, buf, max_body).await?;
+        let more = answer.keep_alive;
+        Ok((answer, more))
+    }
 }
 
 impl std::fmt::Debug for HttpBackend {
@@ -106,9 +136,13 @@ impl HttpBackend {
         max_value_bytes: usize,
         tls: Option<TlsConnector>,
         keeping: Keeping,
+        builtin: bool,
     ) -> HttpBackend {
+        let authority = format!("{}:{}", url.host, url.port);
         HttpBackend {
-            authority: format!("{}:{}", url.host, url.port),
+            shared: (builtin && tls.is_none())
+                .then(|| Shared::new(authority.clone(), connect_timeout)),
+            authority,
             host: url
                 .host
                 .trim_start_matches('[')
@@ -153,14 +187,25 @@ impl HttpBackend {
         Ok(BufReader::with_capacity(4096, stream))
     }
 
-    /// Sends `call` on a pooled connection (or a new one) and reads the whole answer.
+    /// Sends `call` and reads the whole answer: on the shared connection where there is one,
+    /// else (or when the shared one ended before answering) on a pooled connection or a new
+    /// one.
     async fn send(&self, call: Call<'_>) -> Result<Answer, BackendError> {
+        if let Some(shared) = &self.shared {
+            let mut request = self.head(&call).into_bytes();
+            request.extend_from_slice(call.body);
+            match shared.call_once(request.into(), call.max_answer).await {
+                Err(Failure::Stale) => {}
+                answer => return Ok(answer?),
+            }
+        }
         self.idle
             .exchange(self.connect(), |conn| self.exchange(conn, &call))
             .await
     }
 
-    async fn exchange(&self, mut conn: Conn, call: &Call<'_>) -> Result<Answer, Failure> {
+    /// The request line and headers of `call`, with the request's id and path of proxies.
+    fn head(&self, call: &Call<'_>) -> String {
         let mut head = format!(
             "{} {} HTTP/1.1\r\nhost: {}\r\ncontent-length: {}\r\n",
             call.method,
@@ -180,6 +225,11 @@ impl HttpBackend {
             head.push_str("\r\n");
         }
         head.push_str("\r\n");
+        head
+    }
+
+    async fn exchange(&self, mut conn: Conn, call: &Call<'_>) -> Result<Answer, Failure> {
+        let head = self.head(call);
         let stream = conn.get_mut();
         let written = if call.body.len() <= 16 * 1024 {
             // One write, one packet, for the usual small request.

@@ -69,18 +69,31 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
     conn: &mut R,
     max_body: usize,
 ) -> Result<Answer, ReadError> {
-    let mut buf = BytesMut::with_capacity(1024);
+    read_next(conn, &mut BytesMut::with_capacity(1024), max_body).await
+}
+
+/// Reads the next response on a connection whose replies are pipelined: `buf` holds what was
+/// read past the last response, and keeps what is read past this one.
+pub(crate) async fn read_next<R: AsyncRead + Unpin>(
+    conn: &mut R,
+    buf: &mut BytesMut,
+    max_body: usize,
+) -> Result<Answer, ReadError> {
+    // What is buffered already is parsed before anything is read.
+    let mut buffered = !buf.is_empty();
     let (head_len, status, length, chunked, mut keep_alive, held) = loop {
-        match conn.read_buf(&mut buf).await {
-            Ok(0) if buf.is_empty() => return Err(ReadError::Closed),
-            Ok(0) => return Err(ReadError::Protocol("connection closed mid-response".into())),
-            Ok(_) => {}
-            Err(e) if buf.is_empty() && is_reset(&e) => return Err(ReadError::Closed),
-            Err(e) => return Err(ReadError::Io(e)),
+        if !std::mem::take(&mut buffered) {
+            match conn.read_buf(buf).await {
+                Ok(0) if buf.is_empty() => return Err(ReadError::Closed),
+                Ok(0) => return Err(ReadError::Protocol("connection closed mid-response".into())),
+                Ok(_) => {}
+                Err(e) if buf.is_empty() && is_reset(&e) => return Err(ReadError::Closed),
+                Err(e) => return Err(ReadError::Io(e)),
+            }
         }
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut response = httparse::Response::new(&mut headers);
-        let head_len = match response.parse(&buf) {
+        let head_len = match response.parse(buf) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD_BYTES => continue,
             Ok(httparse::Status::Partial) => {
@@ -133,7 +146,7 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
         }
         while buf.len() < length {
             buf.reserve(length - buf.len());
-            fill(conn, &mut buf, "mid-body").await?;
+            fill(conn, buf, "mid-body").await?;
         }
         buf.split_to(length).freeze()
     } else {
@@ -143,8 +156,8 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
             if buf.len() > max_body {
                 return Err(too_large(max_body));
             }
-            if conn.read_buf(&mut buf).await.map_err(ReadError::Io)? == 0 {
-                break buf.freeze();
+            if conn.read_buf(buf).await.map_err(ReadError::Io)? == 0 {
+                break buf.split().freeze();
             }
         }
     };
@@ -173,19 +186,19 @@ fn crlf(buf: &[u8]) -> Option<usize> {
 /// the trailers.
 async fn read_chunked<R: AsyncRead + Unpin>(
     conn: &mut R,
-    mut buf: BytesMut,
+    buf: &mut BytesMut,
     max_body: usize,
 ) -> Result<Bytes, ReadError> {
     let mut body = BytesMut::new();
     loop {
         let line_end = loop {
-            if let Some(at) = crlf(&buf) {
+            if let Some(at) = crlf(buf) {
                 break at;
             }
             if buf.len() > MAX_CHUNK_LINE {
                 return Err(ReadError::Protocol("chunk size line too long".into()));
             }
-            fill(conn, &mut buf, "in a chunk size line").await?;
+            fill(conn, buf, "in a chunk size line").await?;
         };
         let line = buf.split_to(line_end + 2);
         let size = std::str::from_utf8(&line[..line_end])
@@ -198,13 +211,16 @@ async fn read_chunked<R: AsyncRead + Unpin>(
             // Trailers (usually none) end with an empty line; all of them are bounded.
             let mut trailers = 0usize;
             loop {
-                match crlf(&buf) {
-                    Some(0) => return Ok(body.freeze()),
+                match crlf(buf) {
+                    Some(0) => {
+                        let _ = buf.split_to(2);
+                        return Ok(body.freeze());
+                    }
                     Some(at) => {
                         trailers += at + 2;
                         let _ = buf.split_to(at + 2);
                     }
-                    None => fill(conn, &mut buf, "in the trailers").await?,
+                    None => fill(conn, buf, "in the trailers").await?,
                 }
                 if trailers + buf.len() > MAX_HEAD_BYTES {
                     return Err(ReadError::Protocol("trailers too large".into()));
@@ -216,7 +232,7 @@ async fn read_chunked<R: AsyncRead + Unpin>(
             return Err(too_large(max_body));
         }
         while buf.len() < size + 2 {
-            fill(conn, &mut buf, "mid-chunk").await?;
+            fill(conn, buf, "mid-chunk").await?;
         }
         if &buf[size..size + 2] != b"\r\n" {
             return Err(ReadError::Protocol(
@@ -270,6 +286,31 @@ mod tests {
             .await
             .unwrap();
         assert!(a.body.is_empty() && !a.keep_alive);
+    }
+
+    #[tokio::test]
+    async fn pipelined_answers_are_read_one_after_another_from_what_is_buffered() {
+        let raw = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nv1HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\nHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nv3\r\n0\r\n\r\n";
+        // Read in pieces that cut answers anywhere, and all at once.
+        for piece in [1, 7, raw.len()] {
+            let (client, mut server) = tokio::io::duplex(piece);
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                for part in raw.chunks(piece) {
+                    server.write_all(part).await.unwrap();
+                }
+            });
+            let (mut conn, mut buf) = (client, BytesMut::new());
+            let mut next = async || read_next(&mut conn, &mut buf, 10).await.unwrap();
+            let (a, b, c) = (next().await, next().await, next().await);
+            assert_eq!((a.status, &a.body[..]), (StatusCode::OK, &b"v1"[..]));
+            assert_eq!((b.status, b.body.len()), (StatusCode::NOT_FOUND, 0));
+            assert_eq!(&c.body[..], b"v3");
+            assert!(matches!(
+                read_next(&mut conn, &mut buf, 10).await,
+                Err(ReadError::Closed)
+            ));
+        }
     }
 
     #[tokio::test]

@@ -57,8 +57,14 @@ pub(super) fn hint_key(subject: &[u8]) -> Vec<u8> {
 /// What a hint is about, as its value carries it after the version: the replica id's length
 /// (2 bytes, big-endian), the id, then the key.
 pub(super) fn hint_subject(owner: &str, key: &[u8]) -> Vec<u8> {
-    let owner = &owner.as_bytes()[..owner.len().min(u16::MAX as usize)];
+    // Ids are far shorter; the cap keeps the length off the counts' (see below).
+    let owner = &owner.as_bytes()[..owner.len().min(u16::MAX as usize - 1)];
     [&(owner.len() as u16).to_be_bytes()[..], owner, key].concat()
+}
+
+/// What the count of a key's hints is about: a replica id length no id has, then the key.
+pub(super) fn hint_count_subject(key: &[u8]) -> Vec<u8> {
+    [&[0xff, 0xff][..], key].concat()
 }
 
 /// Unpadded base64url decoded; `None` if it is not.

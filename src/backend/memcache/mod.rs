@@ -1,31 +1,29 @@
 //! memcached nodes over the text protocol (`get`, `set`, `add`, `delete`, `version`), on one
-//! shared connection per node and worker ([`mux`]). Keys memcached cannot hold are mapped by
+//! shared connection per node and worker (`backend::mux`). Keys memcached cannot hold are mapped by
 //! [`memcache_key`]. A hint is an item of its own under the `~hint~` prefix (no client key
 //! maps there), holding the version its replica missed and which replica and key it is for;
 //! hints are found in the key dump and dropped with a compare-and-delete (`md ... C<cas>`,
 //! memcached 1.6's meta delete).
 
 mod keys;
-mod mux;
 mod reply;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::tcp::OwnedReadHalf;
 
 pub use self::keys::memcache_key;
-use self::keys::{hint_key, hint_subject, original_key, HINT_PREFIX};
-use self::mux::{Expect, Mux, Reply};
-use self::reply::{error_reply, read_line};
+use self::keys::{hint_count_subject, hint_key, hint_subject, original_key, HINT_PREFIX};
+use self::reply::{error_reply, read_line, read_value};
+use super::mux::{Protocol, Shared};
 use super::pool::{connect_tcp, io_error, Failure};
 use super::{
     Backend, BackendError, BoxFuture, Condition, HeldHint, HintPage, Listing, Stored, Version,
     Written, MAX_LISTING_BYTES,
 };
 use crate::config::NodeUrl;
-use crate::net::workers;
 use crate::version::{unix_now, MAX_HEADER_LEN};
 
 /// memcached reads an exptime above 30 days as a Unix time, not a duration.
@@ -41,8 +39,53 @@ pub(crate) struct MemcacheBackend {
     max_value_bytes: usize,
     /// Values in the envelope (put-if-newer), or as they are.
     versioned: bool,
-    /// The shared connection of each worker (see [`workers`]), once opened.
-    shared: Box<[Mutex<Option<Arc<Mux>>>]>,
+    /// The shared connection of each worker.
+    shared: Shared<Memcached>,
+}
+
+/// memcached's text protocol on a shared connection: replies come in request order.
+pub(crate) struct Memcached;
+
+/// What a request reads back.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Expect {
+    /// One line (`STORED`, `DELETED`, `VERSION ...`).
+    Line,
+    /// A `get`/`gets` reply: a value of at most this many bytes (and its cas unique), or none.
+    Value { max: usize },
+}
+
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Line(String),
+    Value(Option<(Bytes, Option<u64>)>),
+}
+
+impl Protocol for Memcached {
+    type Expect = Expect;
+    type Reply = Reply;
+    type Reader = BufReader<OwnedReadHalf>;
+
+    fn reader(read: OwnedReadHalf) -> Self::Reader {
+        BufReader::new(read)
+    }
+
+    async fn read(read: &mut Self::Reader, expect: Expect) -> Result<(Reply, bool), Failure> {
+        let line = match read_line(read).await {
+            Ok(Some(line)) => line,
+            Ok(None) => return Err(Failure::Stale),
+            Err(e) => return Err(Failure::Failed(e)),
+        };
+        let reply = match expect {
+            Expect::Line => Reply::Line(line),
+            Expect::Value { max } => Reply::Value(
+                read_value(read, &line, max)
+                    .await
+                    .map_err(Failure::Failed)?,
+            ),
+        };
+        Ok((reply, true))
+    }
 }
 
 impl std::fmt::Debug for MemcacheBackend {
@@ -69,46 +112,24 @@ impl MemcacheBackend {
         max_value_bytes: usize,
         versioned: bool,
     ) -> MemcacheBackend {
+        let addr = format!("{}:{}", url.host, url.port);
         MemcacheBackend {
-            addr: format!("{}:{}", url.host, url.port),
+            shared: Shared::new(addr.clone(), connect_timeout),
+            addr,
             connect_timeout,
             max_value_bytes,
             versioned,
-            shared: (0..=workers::count()).map(|_| Mutex::default()).collect(),
         }
     }
 
-    /// This worker's shared connection, opened if it has none that takes requests; true if
-    /// it was just opened.
-    async fn connection(&self) -> Result<(Arc<Mux>, bool), BackendError> {
-        let slot = &self.shared[workers::slot() % self.shared.len()];
-        if let Some(mux) = crate::lock(slot).as_ref().filter(|m| m.usable()) {
-            return Ok((mux.clone(), false));
-        }
-        let mux = Arc::new(Mux::start(
-            connect_tcp(&self.addr, self.connect_timeout).await?,
-        ));
-        *crate::lock(slot) = Some(mux.clone());
-        Ok((mux, true))
-    }
-
-    /// Sends `request` and reads its reply. A connection found closed before answering (the
-    /// node restarted, or dropped idle connections) is replaced and the request sent again
-    /// once, so a node restart costs no failed request.
+    /// Sends `request` (its parts joined) on this worker's shared connection and reads its
+    /// reply.
     async fn call(&self, request: &[&[u8]], expect: Expect) -> Result<Reply, BackendError> {
         let mut bytes = BytesMut::with_capacity(request.iter().map(|part| part.len()).sum());
         for part in request {
             bytes.put_slice(part);
         }
-        let request = bytes.freeze();
-        let (mux, fresh) = self.connection().await?;
-        match mux.call(request.clone(), expect).await {
-            Err(Failure::Stale) if !fresh => {
-                let (mux, _) = self.connection().await?;
-                Ok(mux.call(request, expect).await?)
-            }
-            reply => Ok(reply?),
-        }
+        self.shared.call(bytes.freeze(), expect).await
     }
 
     /// Sends `request` and reads one reply line.
@@ -218,6 +239,41 @@ impl MemcacheBackend {
 }
 
 impl MemcacheBackend {
+    /// Adds `by` (1 or -1) to the count of `key`'s hints (`incr`/`decr`, atomic on the
+    /// server); the count after, 0 when there is none.
+    async fn count_hints(&self, key: &[u8], by: i8) -> Result<u64, BackendError> {
+        debug_assert!(by == 1 || by == -1);
+        let ckey = hint_key(&hint_count_subject(key));
+        let verb: &[u8] = if by > 0 { b"incr " } else { b"decr " };
+        for _ in 0..MAX_RACES {
+            let line = self.line(&[verb, &ckey, b" 1\r\n"]).await?;
+            if let Ok(count) = line.parse::<u64>() {
+                return Ok(count);
+            }
+            if line != "NOT_FOUND" {
+                return Err(error_reply(&line));
+            }
+            if by < 0 || self.store_raw("add", &ckey, b"1", 0, None).await? {
+                return Ok(u64::from(by > 0));
+            }
+        }
+        Err(BackendError::Server(format!(
+            "a hint count lost {MAX_RACES} races in a row to other writers"
+        )))
+    }
+
+    /// How many hints `key` has (0 when it has no count).
+    async fn hint_count(&self, key: &[u8]) -> Result<u64, BackendError> {
+        let ckey = hint_key(&hint_count_subject(key));
+        Ok(match self.fetch(b"get", &ckey).await? {
+            Some((count, _)) => std::str::from_utf8(&count)
+                .ok()
+                .and_then(|c| c.trim().parse().ok())
+                .unwrap_or(0),
+            None => 0,
+        })
+    }
+
     /// Removes `mkey` (a memcached key as it is) if its cas unique is still `cas`; false if
     /// it changed or went meanwhile.
     async fn delete_if_unchanged(&self, mkey: &[u8], cas: u64) -> Result<bool, BackendError> {
@@ -232,13 +288,24 @@ impl MemcacheBackend {
     }
 
     /// Raises the hint `subject` (see [`hint_subject`]) to `version` unless it holds a newer
-    /// one, with `add` or `cas` as put-if-newer does.
-    async fn raise_hint(&self, subject: &[u8], version: Version) -> Result<(), BackendError> {
+    /// one, with `add` or `cas` as put-if-newer does; a hint added counts toward its key's.
+    async fn raise_hint(
+        &self,
+        subject: &[u8],
+        key: &[u8],
+        version: Version,
+    ) -> Result<(), BackendError> {
         let hkey = hint_key(subject);
         let value = [&version.to_bytes()[..], subject].concat();
         for _ in 0..MAX_RACES {
             let landed = match self.gets_raw(&hkey).await? {
-                None => self.store_raw("add", &hkey, &value, 0, None).await?,
+                None => {
+                    let added = self.store_raw("add", &hkey, &value, 0, None).await?;
+                    if added {
+                        self.count_hints(key, 1).await?;
+                    }
+                    added
+                }
                 Some((held, cas)) => {
                     if held_hint(&held).is_some_and(|h| h.version >= version) {
                         return Ok(());
@@ -380,7 +447,7 @@ impl Backend for MemcacheBackend {
         owner: &'a str,
     ) -> BoxFuture<'a, Result<Written, BackendError>> {
         Box::pin(async move {
-            self.raise_hint(&hint_subject(owner, key), stored.version)
+            self.raise_hint(&hint_subject(owner, key), key, stored.version)
                 .await?;
             self.put_if_newer(key, &stored).await
         })
@@ -417,15 +484,20 @@ impl Backend for MemcacheBackend {
     ) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
             let hkey = hint_key(&hint_subject(owner, key));
-            if let Some((value, cas)) = self.gets_raw(&hkey).await? {
-                if held_hint(&value).is_some_and(|h| h.version > up_to)
-                    || !self.delete_if_unchanged(&hkey, cas).await?
-                {
-                    // Renewed since: it stays, and so does the copy.
-                    return Ok(());
+            let left = match self.gets_raw(&hkey).await? {
+                Some((value, cas)) => {
+                    if held_hint(&value).is_some_and(|h| h.version > up_to)
+                        || !self.delete_if_unchanged(&hkey, cas).await?
+                    {
+                        // Renewed since: it stays, and so does the copy.
+                        return Ok(());
+                    }
+                    self.count_hints(key, -1).await?
                 }
-            }
-            if release {
+                None => self.hint_count(key).await?,
+            };
+            // The copy goes with the key's last hint.
+            if release && left == 0 {
                 if let Some((bytes, cas)) = self.gets(key).await? {
                     if Stored::decode(bytes).version <= up_to {
                         self.delete_if_unchanged(&memcache_key(key), cas).await?;

@@ -174,7 +174,7 @@ async fn hints_on_stand_ins_are_handed_to_the_replica_once_it_is_back_and_the_co
     assert_eq!(
         nodes.node(&stand_in).held(b"k"),
         None,
-        "the stand-in's copy stays"
+        "the stand-in let go of its copy"
     );
     let counts = owner.hints.counts();
     assert_eq!((counts.on_nodes.count, counts.handed_off), (0, 1));

@@ -1,26 +1,30 @@
-//! One connection to a memcached node shared by every request of a worker: requests queue in
-//! order, are written together (what queued while the last write was going out goes in one
-//! `write`), and their replies are read back in the same order, as twemproxy does. Many
-//! requests in flight then cost one send and one wakeup of the node, not one each.
+//! One connection to a node shared by every request of a worker, for protocols whose replies
+//! come back in request order (memcached's text protocol; HTTP/1.1 keep-alive, pipelined):
+//! requests queue in order, are written together (what queued while the last write was going
+//! out goes in one `write`), and their replies are read back in the same order, as twemproxy
+//! does. Many requests in flight then cost one send and one wakeup of the node, not one each.
 //!
 //! A request whose caller gives up before its reply (a timeout, a hedge that lost) marks the
 //! connection retired, as dropping a pooled connection mid-exchange closed it: the requests
 //! already on it still get their replies, new ones go to a new connection, and the old one
-//! closes once it has nothing left to answer (or a reply is 10 s late). Any I/O error ends
-//! the connection and fails what is pending on it.
+//! closes once it has nothing left to answer (or a reply is 10 s late). Any I/O error, or a
+//! reply saying the node closes the connection, ends it and fails what is pending after it as
+//! stale (sent again once, on a new connection, by [`Shared::call`]).
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use super::reply::{read_line, read_value};
-use crate::backend::pool::Failure;
+use super::pool::{connect_tcp, Failure};
+use super::BackendError;
+use crate::net::workers;
 
 /// The most requests written in one `write`.
 const MAX_BATCH: usize = 64;
@@ -28,55 +32,59 @@ const MAX_BATCH: usize = 64;
 /// that was cut off must not keep connections open for good.
 const RETIRED_GRACE: Duration = Duration::from_secs(10);
 
-/// What a request reads back.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Expect {
-    /// One line (`STORED`, `DELETED`, `VERSION ...`).
-    Line,
-    /// A `get`/`gets` reply: a value of at most this many bytes (and its cas unique), or none.
-    Value { max: usize },
+/// How replies of one protocol are read off a shared connection.
+pub(crate) trait Protocol: Send + Sync + 'static {
+    /// What a request expects back (how to read its reply).
+    type Expect: Copy + Send + 'static;
+    type Reply: Send + 'static;
+    /// The read half with whatever it buffers between replies.
+    type Reader: Send + 'static;
+    fn reader(read: OwnedReadHalf) -> Self::Reader;
+    /// Reads one reply; with it, whether the connection carries more (false when the node
+    /// said it closes).
+    fn read(
+        reader: &mut Self::Reader,
+        expect: Self::Expect,
+    ) -> impl Future<Output = Result<(Self::Reply, bool), Failure>> + Send;
 }
 
-#[derive(Debug)]
-pub(super) enum Reply {
-    Line(String),
-    Value(Option<(Bytes, Option<u64>)>),
-}
+type Answer<P> = oneshot::Sender<Result<<P as Protocol>::Reply, Failure>>;
 
-type Answer = oneshot::Sender<Result<Reply, Failure>>;
-
-struct Job {
+struct Job<P: Protocol> {
     request: Bytes,
-    expect: Expect,
-    answer: Answer,
+    expect: P::Expect,
+    answer: Answer<P>,
 }
 
 /// A shared connection's handle; its I/O runs on two tasks of the runtime that opened it.
-#[derive(Debug)]
-pub(super) struct Mux {
-    jobs: mpsc::UnboundedSender<Job>,
+pub(crate) struct Mux<P: Protocol> {
+    jobs: mpsc::UnboundedSender<Job<P>>,
     retired: Arc<Retired>,
 }
 
-impl Mux {
-    pub(super) fn start(stream: TcpStream) -> Mux {
+impl<P: Protocol> Mux<P> {
+    pub(crate) fn start(stream: TcpStream) -> Mux<P> {
         let (read, write) = stream.into_split();
         let (jobs, queued) = mpsc::unbounded_channel();
         let (sent, pending) = mpsc::unbounded_channel();
         let retired = Arc::new(Retired::default());
-        tokio::spawn(write_requests(write, queued, sent));
-        tokio::spawn(read_replies(BufReader::new(read), pending, retired.clone()));
+        tokio::spawn(write_requests::<P>(write, queued, sent));
+        tokio::spawn(read_replies::<P>(P::reader(read), pending, retired.clone()));
         Mux { jobs, retired }
     }
 
     /// Whether new requests may go on this connection.
-    pub(super) fn usable(&self) -> bool {
+    pub(crate) fn usable(&self) -> bool {
         !self.retired.is() && !self.jobs.is_closed()
     }
 
     /// Sends `request` and waits for its reply. [`Failure::Stale`] when the connection
     /// ended before answering.
-    pub(super) async fn call(&self, request: Bytes, expect: Expect) -> Result<Reply, Failure> {
+    pub(crate) async fn call(
+        &self,
+        request: Bytes,
+        expect: P::Expect,
+    ) -> Result<P::Reply, Failure> {
         let (answer, reply) = oneshot::channel();
         let job = Job {
             request,
@@ -90,6 +98,70 @@ impl Mux {
         let reply = reply.await.unwrap_or(Err(Failure::Stale));
         waiting.0 = None;
         reply
+    }
+}
+
+/// A node's shared connections, one per worker (see [`workers`]), each opened when its worker
+/// first needs it and again when it stops taking requests.
+pub(crate) struct Shared<P: Protocol> {
+    addr: String,
+    connect_timeout: Duration,
+    slots: Box<[Slot<P>]>,
+}
+
+/// A worker's shared connection, once opened.
+type Slot<P> = Mutex<Option<Arc<Mux<P>>>>;
+
+impl<P: Protocol> Shared<P> {
+    pub(crate) fn new(addr: String, connect_timeout: Duration) -> Shared<P> {
+        Shared {
+            addr,
+            connect_timeout,
+            slots: (0..=workers::count()).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    /// This worker's shared connection, opened if it has none that takes requests; true if
+    /// it was just opened.
+    async fn connection(&self) -> Result<(Arc<Mux<P>>, bool), BackendError> {
+        let slot = &self.slots[workers::slot() % self.slots.len()];
+        if let Some(mux) = crate::lock(slot).as_ref().filter(|m| m.usable()) {
+            return Ok((mux.clone(), false));
+        }
+        let mux = Arc::new(Mux::start(
+            connect_tcp(&self.addr, self.connect_timeout).await?,
+        ));
+        *crate::lock(slot) = Some(mux.clone());
+        Ok((mux, true))
+    }
+
+    /// Sends `request` and reads its reply. A connection found closed before answering (the
+    /// node restarted, or dropped idle connections) is replaced and the request sent again
+    /// once, so a node restart costs no failed request.
+    pub(crate) async fn call(
+        &self,
+        request: Bytes,
+        expect: P::Expect,
+    ) -> Result<P::Reply, BackendError> {
+        let (mux, fresh) = self.connection().await?;
+        match mux.call(request.clone(), expect).await {
+            Err(Failure::Stale) if !fresh => {
+                let (mux, _) = self.connection().await?;
+                Ok(mux.call(request, expect).await?)
+            }
+            reply => Ok(reply?),
+        }
+    }
+
+    /// Sends `request` once; [`Failure::Stale`] when the connection ended before its reply,
+    /// for the caller to send it again its own way.
+    pub(crate) async fn call_once(
+        &self,
+        request: Bytes,
+        expect: P::Expect,
+    ) -> Result<P::Reply, Failure> {
+        let (mux, _) = self.connection().await?;
+        mux.call(request, expect).await
     }
 }
 
@@ -131,13 +203,18 @@ impl Drop for Waiting<'_> {
 
 /// Writes what is queued, many requests at a time, after handing each request's reply slot
 /// to the reader in the same order.
-async fn write_requests(
+async fn write_requests<P: Protocol>(
     mut write: OwnedWriteHalf,
-    mut queued: mpsc::UnboundedReceiver<Job>,
-    sent: mpsc::UnboundedSender<(Expect, Answer)>,
+    mut queued: mpsc::UnboundedReceiver<Job<P>>,
+    sent: mpsc::UnboundedSender<(P::Expect, Answer<P>)>,
 ) {
     let mut batch = Vec::new();
-    while let Some(job) = queued.recv().await {
+    // Once the reader ends, so does the writer, and the connection closes: a node streaming
+    // an answer that is never read must not keep it open.
+    while let Some(job) = tokio::select! {
+        job = queued.recv() => job,
+        () = sent.closed() => None,
+    } {
         let mut next = Some(job);
         let mut count = 0;
         while let Some(job) = next.take() {
@@ -158,10 +235,10 @@ async fn write_requests(
 }
 
 /// Reads replies in order, each to the request it answers; ends on an I/O or protocol error,
-/// or once the connection is retired and nothing is pending.
-async fn read_replies(
-    mut read: BufReader<OwnedReadHalf>,
-    mut pending: mpsc::UnboundedReceiver<(Expect, Answer)>,
+/// a reply saying the node closes, or once the connection is retired and nothing is pending.
+async fn read_replies<P: Protocol>(
+    mut reader: P::Reader,
+    mut pending: mpsc::UnboundedReceiver<(P::Expect, Answer<P>)>,
     retired: Arc<Retired>,
 ) {
     loop {
@@ -176,40 +253,30 @@ async fn read_replies(
             tokio::time::sleep(RETIRED_GRACE).await;
         };
         let reply = tokio::select! {
-            reply = read_reply(&mut read, expect) => reply,
+            reply = P::read(&mut reader, expect) => reply,
             () = late => Err(Failure::Stale),
         };
-        let failed = reply.is_err();
+        let (reply, more) = match reply {
+            Ok((reply, more)) => (Ok(reply), more),
+            Err(e) => (Err(e), false),
+        };
         let _ = answer.send(reply);
-        if failed {
-            // The stream's position is lost: fail what is pending (dropping its answers).
+        if !more {
+            // The stream's position is lost, or the node closes: fail what is pending
+            // (dropping its answers).
             retired.retire();
             return;
         }
     }
 }
 
-async fn read_reply(read: &mut BufReader<OwnedReadHalf>, expect: Expect) -> Result<Reply, Failure> {
-    let line = match read_line(read).await {
-        Ok(Some(line)) => line,
-        Ok(None) => return Err(Failure::Stale),
-        Err(e) => return Err(Failure::Failed(e)),
-    };
-    match expect {
-        Expect::Line => Ok(Reply::Line(line)),
-        Expect::Value { max } => read_value(read, &line, max)
-            .await
-            .map(Reply::Value)
-            .map_err(Failure::Failed),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     use tokio::net::TcpListener;
 
     use super::*;
+    use crate::backend::memcache::{Expect, Memcached, Reply};
 
     /// A node that answers `version <n>` lines with `VERSION <n>`, in order, after `delay`.
     async fn node(delay: Duration) -> TcpStream {
@@ -237,7 +304,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_requests_each_get_their_own_reply() {
-        let mux = Mux::start(node(Duration::ZERO).await);
+        let mux = Mux::<Memcached>::start(node(Duration::ZERO).await);
         let calls = (0..200).map(|n| {
             let request = Bytes::from(format!("version {n}\r\n"));
             let mux = &mux;
@@ -252,7 +319,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_caller_that_gives_up_retires_the_connection_but_not_the_replies_owed() {
-        let mux = Mux::start(node(Duration::from_millis(200)).await);
+        let mux = Mux::<Memcached>::start(node(Duration::from_millis(200)).await);
         let slow = mux.call(Bytes::from_static(b"version 1\r\n"), Expect::Line);
         assert!(tokio::time::timeout(Duration::from_millis(50), slow)
             .await
@@ -271,7 +338,7 @@ mod tests {
             let (stream, _) = listener.accept().await.unwrap();
             drop(stream);
         });
-        let mux = Mux::start(TcpStream::connect(addr).await.unwrap());
+        let mux = Mux::<Memcached>::start(TcpStream::connect(addr).await.unwrap());
         let reply = mux
             .call(Bytes::from_static(b"version\r\n"), Expect::Line)
             .await;
