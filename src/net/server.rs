@@ -26,6 +26,29 @@ use crate::config::Limits;
 /// their retry.
 const BACKLOG: u32 = 4096;
 
+/// Reads what `stream` has into `buf` without waiting, as `try_read` does; when the read
+/// drained the socket (it gave less than `buf` holds) the stream's readiness is cleared, so
+/// the next `readable()` waits for new bytes instead of costing a read that finds none.
+/// Tokio's `AsyncRead` does the same after a short read; its `try_read` does not.
+pub(crate) fn try_read_drained(stream: &TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::io::{ErrorKind, Read};
+    let mut read = 0;
+    let result = stream.try_io(tokio::io::Interest::READABLE, || {
+        read = (&*socket2::SockRef::from(stream)).read(buf)?;
+        if read > 0 && read < buf.len() {
+            // Tokio clears the readiness it saw before this read, not any newer.
+            Err(ErrorKind::WouldBlock.into())
+        } else {
+            Ok(())
+        }
+    });
+    match result {
+        Err(e) if e.kind() == ErrorKind::WouldBlock && read > 0 => Ok(read),
+        Err(e) => Err(e),
+        Ok(()) => Ok(read),
+    }
+}
+
 /// Binds a listener with a backlog for bursts of new connections.
 pub(crate) fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {

@@ -459,3 +459,46 @@ fn a_stand_in_keeps_its_copy_until_the_last_replica_it_stood_in_for_has_it() {
         assert_eq!(c_holds(), None, "{kind:?}: the stand-in kept its copy");
     }
 }
+
+/// memcached's hints are found in a dump of all its keys: while a node's count of hints is 0,
+/// passes skip it.
+#[test]
+fn a_memcached_node_without_hints_is_not_dumped_every_pass() {
+    use std::io::{BufRead, BufReader, Write};
+    let memcached = Server::start(Kind::Memcached);
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nreplicas: 1\nhints: {{ scan_interval_s: 1 }}\nnodes:\n{}",
+        node_line("m", &memcached.url(), "")
+    );
+    let proxy = Proxy::start(&yaml);
+    put_keys(&proxy, &["a", "b", "c"]);
+    let crawls = || {
+        let mut stream = std::net::TcpStream::connect(memcached.addr).unwrap();
+        stream.write_all(b"stats\r\n").unwrap();
+        let mut starts = None;
+        for line in BufReader::new(stream).lines() {
+            let line = line.unwrap();
+            if let Some(n) = line.strip_prefix("STAT lru_crawler_starts ") {
+                starts = Some(n.trim().parse::<u64>().unwrap());
+            }
+            if line == "END" {
+                break;
+            }
+        }
+        starts.expect("memcached reports lru_crawler_starts")
+    };
+    // Each pass lists the node's hints once: an attempt `op="handoff"` in the metrics.
+    let passes = || {
+        let text = proxy.admin("GET", "/metrics").text();
+        text.lines()
+            .find_map(|l| l.strip_prefix(r#"hrw_node_attempts_total{node="m",op="handoff"} "#))
+            .map_or(0.0, |n| n.parse::<f64>().unwrap())
+    };
+    // The first pass dumps (no count yet) and starts the count at 0; the next ones do not.
+    wait_until("the first pass", || passes() >= 1.0);
+    let after_first = crawls();
+    assert!(after_first >= 1, "the first pass did not dump");
+    let seen = passes();
+    wait_until("three more passes", || passes() >= seen + 3.0);
+    assert_eq!(crawls(), after_first, "passes dumped a node without hints");
+}

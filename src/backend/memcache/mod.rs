@@ -29,6 +29,9 @@ use crate::version::{unix_now, MAX_HEADER_LEN};
 /// memcached reads an exptime above 30 days as a Unix time, not a duration.
 const MAX_RELATIVE_EXPTIME: u32 = 30 * 24 * 3600;
 
+/// The "key" whose hint count is the node's: no client key is empty.
+const ALL_HINTS: &[u8] = b"";
+
 /// Times a put-if-newer starts over after losing a race to another writer.
 const MAX_RACES: usize = 5;
 
@@ -239,8 +242,8 @@ impl MemcacheBackend {
 }
 
 impl MemcacheBackend {
-    /// Adds `by` (1 or -1) to the count of `key`'s hints (`incr`/`decr`, atomic on the
-    /// server); the count after, 0 when there is none.
+    /// Adds `by` (1 or -1) to a count of hints, `key`'s or (for [`ALL_HINTS`]) the node's
+    /// (`incr`/`decr`, atomic on the server); the count after, 0 when there is none.
     async fn count_hints(&self, key: &[u8], by: i8) -> Result<u64, BackendError> {
         debug_assert!(by == 1 || by == -1);
         let ckey = hint_key(&hint_count_subject(key));
@@ -262,16 +265,17 @@ impl MemcacheBackend {
         )))
     }
 
-    /// How many hints `key` has (0 when it has no count).
-    async fn hint_count(&self, key: &[u8]) -> Result<u64, BackendError> {
+    /// A count of hints (see [`MemcacheBackend::count_hints`]) and its cas unique; `None`
+    /// when the node has none (never kept one, or evicted it).
+    async fn hint_count(&self, key: &[u8]) -> Result<Option<(u64, u64)>, BackendError> {
         let ckey = hint_key(&hint_count_subject(key));
-        Ok(match self.fetch(b"get", &ckey).await? {
-            Some((count, _)) => std::str::from_utf8(&count)
+        Ok(self.gets_raw(&ckey).await?.map(|(count, cas)| {
+            let count = std::str::from_utf8(&count)
                 .ok()
                 .and_then(|c| c.trim().parse().ok())
-                .unwrap_or(0),
-            None => 0,
-        })
+                .unwrap_or(0);
+            (count, cas)
+        }))
     }
 
     /// Removes `mkey` (a memcached key as it is) if its cas unique is still `cas`; false if
@@ -303,6 +307,7 @@ impl MemcacheBackend {
                     let added = self.store_raw("add", &hkey, &value, 0, None).await?;
                     if added {
                         self.count_hints(key, 1).await?;
+                        self.count_hints(ALL_HINTS, 1).await?;
                     }
                     added
                 }
@@ -453,13 +458,18 @@ impl Backend for MemcacheBackend {
         })
     }
 
-    /// The hints in the key dump, read one by one; one page.
+    /// The hints in the key dump, read one by one; one page. Skipped while the node's count
+    /// of hints says 0: a dump costs the node a pass over every key.
     fn hints<'a>(
         &'a self,
         _cursor: Option<&'a str>,
         _limit: usize,
     ) -> BoxFuture<'a, Result<HintPage, BackendError>> {
         Box::pin(async move {
+            let counted = self.hint_count(ALL_HINTS).await?;
+            if counted.is_some_and(|(count, _)| count == 0) {
+                return Ok(HintPage::default());
+            }
             let mut hints = Vec::new();
             for hkey in self
                 .dump()
@@ -470,6 +480,14 @@ impl Backend for MemcacheBackend {
                 if let Some((value, _)) = self.gets_raw(hkey).await? {
                     hints.extend(held_hint(&value));
                 }
+            }
+            // No hint: the count starts (a new node, or evicted) or is set right (it drifted:
+            // a hint was evicted) at 0, unless a writer changed it meanwhile.
+            if hints.is_empty() {
+                let all = hint_key(&hint_count_subject(ALL_HINTS));
+                let cas = counted.map(|(_, cas)| cas);
+                let verb = if cas.is_some() { "cas" } else { "add" };
+                self.store_raw(verb, &all, b"0", 0, cas).await?;
             }
             Ok(HintPage { hints, next: None })
         })
@@ -492,9 +510,10 @@ impl Backend for MemcacheBackend {
                         // Renewed since: it stays, and so does the copy.
                         return Ok(());
                     }
+                    self.count_hints(ALL_HINTS, -1).await?;
                     self.count_hints(key, -1).await?
                 }
-                None => self.hint_count(key).await?,
+                None => self.hint_count(key).await?.map_or(0, |(count, _)| count),
             };
             // The copy goes with the key's last hint.
             if release && left == 0 {

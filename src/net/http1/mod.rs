@@ -185,7 +185,7 @@ impl Conn {
     /// from it when nothing is buffered; keeps only what is left over.
     fn read_into_scratch(&mut self, limits: HeadLimits) -> Result<Scratch, RequestError> {
         SCRATCH_BUF.with_borrow_mut(|scratch| {
-            let n = match self.stream.try_read(scratch) {
+            let n = match server::try_read_drained(&self.stream, scratch) {
                 Ok(0) => return Ok(Scratch::Closed),
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(Scratch::More),

@@ -140,12 +140,18 @@ async fn connection<P: Protocol>(
             ready = stream.readable() => if ready.is_err() { return },
             _ = stopped.changed(), if idle => return,
         }
-        buf.reserve(if buf.is_empty() {
+        let chunk = if buf.is_empty() {
             FIRST_READ
         } else {
             READ_CHUNK
-        });
-        match stream.try_read_buf(&mut buf) {
+        };
+        // Into one chunk past what is buffered (zeroed first: a small, bounded cost), so that
+        // a short read clears the socket's readiness.
+        let filled = buf.len();
+        buf.resize(filled + chunk, 0);
+        let read = server::try_read_drained(&stream, &mut buf[filled..]);
+        buf.truncate(filled + *read.as_ref().unwrap_or(&0));
+        match read {
             Ok(0) => return,
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
