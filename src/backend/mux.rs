@@ -7,9 +7,13 @@
 //! A request whose caller gives up before its reply (a timeout, a hedge that lost) marks the
 //! connection retired, as dropping a pooled connection mid-exchange closed it: the requests
 //! already on it still get their replies, new ones go to a new connection, and the old one
-//! closes once it has nothing left to answer (or a reply is 10 s late). Any I/O error, or a
-//! reply saying the node closes the connection, ends it and fails what is pending after it as
-//! stale (sent again once, on a new connection, by [`Shared::call`]).
+//! closes once it has nothing left to answer (or a reply is 10 s late). A caller that gave up
+//! within [`RETIRE_AFTER`] (a hedge that lost) does not retire it. A reply saying the node
+//! closes the connection, or the connection closing before an answer, ends it, and what was
+//! written after is stale: the node never ran it, and [`Shared::call`] sends it again once on a
+//! new connection (so does what was queued and never written). Any other failure (an I/O or
+//! protocol error, an answer too large) ends it too, and what was written after fails: the
+//! node may have run it.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,8 +30,13 @@ use super::pool::{connect_tcp, Failure};
 use super::BackendError;
 use crate::net::workers;
 
-/// The most requests written in one `write`.
+/// The most requests, and about the most bytes, written in one `write`.
 const MAX_BATCH: usize = 64;
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// A caller that gives up sooner than this (a hedge that lost) leaves the connection in
+/// service: its answer is read and dropped. One that waited longer (a timeout: the node may be
+/// cut off or paused) retires it.
+const RETIRE_AFTER: Duration = Duration::from_millis(100);
 /// How long a retired connection waits for each reply still owed before it closes: a node
 /// that was cut off must not keep connections open for good.
 const RETIRED_GRACE: Duration = Duration::from_secs(10);
@@ -94,7 +103,7 @@ impl<P: Protocol> Mux<P> {
         if self.jobs.send(job).is_err() {
             return Err(Failure::Stale);
         }
-        let mut waiting = Waiting(Some(&self.retired));
+        let mut waiting = Waiting(Some((&self.retired, tokio::time::Instant::now())));
         let reply = reply.await.unwrap_or(Err(Failure::Stale));
         waiting.0 = None;
         reply
@@ -191,12 +200,14 @@ impl Retired {
 }
 
 /// Retires the connection if dropped while its reply is still coming.
-struct Waiting<'a>(Option<&'a Retired>);
+struct Waiting<'a>(Option<(&'a Retired, tokio::time::Instant)>);
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        if let Some(retired) = self.0 {
-            retired.retire();
+        if let Some((retired, since)) = self.0 {
+            if since.elapsed() >= RETIRE_AFTER {
+                retired.retire();
+            }
         }
     }
 }
@@ -223,14 +234,21 @@ async fn write_requests<P: Protocol>(
                 return; // the reader ended: the connection is gone
             }
             count += 1;
-            if count < MAX_BATCH {
+            if count < MAX_BATCH && batch.len() < MAX_BATCH_BYTES {
                 next = queued.try_recv().ok();
             }
         }
-        if write.write_all(&batch).await.is_err() {
+        let written = tokio::select! {
+            written = write.write_all(&batch) => written.is_ok(),
+            // A reader that stopped reads nothing more: a node blocked on sending to it
+            // would block this write for good.
+            () = sent.closed() => false,
+        };
+        if !written {
             return; // the reader finds the connection closed and fails what is pending
         }
         batch.clear();
+        batch.shrink_to(MAX_BATCH_BYTES);
     }
 }
 
@@ -254,17 +272,32 @@ async fn read_replies<P: Protocol>(
         };
         let reply = tokio::select! {
             reply = P::read(&mut reader, expect) => reply,
-            () = late => Err(Failure::Stale),
+            () = late => Err(Failure::Failed(BackendError::Timeout(RETIRED_GRACE.as_millis() as u64))),
         };
-        let (reply, more) = match reply {
-            Ok((reply, more)) => (Ok(reply), more),
-            Err(e) => (Err(e), false),
+        // The requests written after this one, when the connection ends here: the node closed
+        // it before answering (it never ran them: they may be sent again), or an answer
+        // failed (it may have run them: they fail).
+        let (reply, after) = match reply {
+            Ok((reply, true)) => (Ok(reply), None),
+            Ok((reply, false)) => (Ok(reply), Some(Failure::Stale)),
+            Err(Failure::Stale) => (Err(Failure::Stale), Some(Failure::Stale)),
+            Err(e) => (
+                Err(e),
+                Some(Failure::Failed(BackendError::Io(
+                    "an earlier answer on the shared connection failed".into(),
+                ))),
+            ),
         };
         let _ = answer.send(reply);
-        if !more {
-            // The stream's position is lost, or the node closes: fail what is pending
-            // (dropping its answers).
+        if let Some(after) = after {
             retired.retire();
+            pending.close();
+            while let Ok((_, answer)) = pending.try_recv() {
+                let _ = answer.send(Err(match &after {
+                    Failure::Stale => Failure::Stale,
+                    Failure::Failed(e) => Failure::Failed(e.clone()),
+                }));
+            }
             return;
         }
     }
@@ -319,9 +352,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_caller_that_gives_up_retires_the_connection_but_not_the_replies_owed() {
-        let mux = Mux::<Memcached>::start(node(Duration::from_millis(200)).await);
+        let mux = Mux::<Memcached>::start(node(Duration::from_millis(300)).await);
+        // A hedge that lost: given up at once, the connection stays.
+        let lost = mux.call(Bytes::from_static(b"version 0\r\n"), Expect::Line);
+        assert!(tokio::time::timeout(Duration::from_millis(10), lost)
+            .await
+            .is_err());
+        assert!(mux.usable(), "a lost hedge retired the connection");
         let slow = mux.call(Bytes::from_static(b"version 1\r\n"), Expect::Line);
-        assert!(tokio::time::timeout(Duration::from_millis(50), slow)
+        assert!(tokio::time::timeout(Duration::from_millis(150), slow)
             .await
             .is_err());
         assert!(!mux.usable(), "retired");

@@ -38,6 +38,8 @@ use crate::version::{
 
 /// The body of an answer to anything but a GET is read and dropped (a health page, an error).
 const MAX_OTHER_BYTES: usize = 1024 * 1024;
+/// The largest request body sent on a shared connection.
+const MAX_SHARED_BODY: usize = 64 * 1024;
 /// Idle connections kept per node.
 const POOL_SIZE: usize = 64;
 
@@ -114,6 +116,10 @@ struct Call<'a> {
     headers: Vec<(&'static str, String)>,
     body: &'a [u8],
     max_answer: usize,
+    /// Whether it may go on the shared connection: not a health probe (which must see the
+    /// node itself answer, not wait behind others), a listing page or a large body (which
+    /// would hold up everything behind it).
+    shared: bool,
 }
 
 impl From<ReadError> for Failure {
@@ -191,7 +197,7 @@ impl HttpBackend {
     /// else (or when the shared one ended before answering) on a pooled connection or a new
     /// one.
     async fn send(&self, call: Call<'_>) -> Result<Answer, BackendError> {
-        if let Some(shared) = &self.shared {
+        if let Some(shared) = self.shared.as_ref().filter(|_| call.shared) {
             let mut request = self.head(&call).into_bytes();
             request.extend_from_slice(call.body);
             match shared.call_once(request.into(), call.max_answer).await {
@@ -269,6 +275,7 @@ impl HttpBackend {
         }
         let call = Call {
             max_answer: MAX_LISTING_BYTES,
+            shared: false,
             ..self.call("GET", path, &[])
         };
         let answer = self.send(call).await?;
@@ -288,6 +295,7 @@ impl HttpBackend {
             headers: Vec::new(),
             body,
             max_answer: MAX_OTHER_BYTES,
+            shared: body.len() <= MAX_SHARED_BODY,
         }
     }
 
@@ -535,11 +543,11 @@ impl Backend for HttpBackend {
     fn health(&self) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
             // A store without a /health route (404) still answered: it is up.
-            match self
-                .send(self.call("GET", "/health".into(), &[]))
-                .await?
-                .status
-            {
+            let probe = Call {
+                shared: false,
+                ..self.call("GET", "/health".into(), &[])
+            };
+            match self.send(probe).await?.status {
                 status if status.is_server_error() => Err(unexpected(status)),
                 _ => Ok(()),
             }

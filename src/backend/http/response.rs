@@ -121,7 +121,11 @@ pub(crate) async fn read_next<R: AsyncRead + Unpin>(
             } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
                 chunked = h.value.eq_ignore_ascii_case(b"chunked");
             } else if h.name.eq_ignore_ascii_case("connection") {
-                keep_alive = !h.value.eq_ignore_ascii_case(b"close");
+                // A list of options: `close` among them closes.
+                keep_alive = !h
+                    .value
+                    .split(|&b| b == b',')
+                    .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
             } else if h.name.eq_ignore_ascii_case(VERSION_HEADER) {
                 held.version = Some(number(h.value, VERSION_HEADER)?);
             } else if h.name.eq_ignore_ascii_case(EXPIRES_HEADER) {
@@ -129,6 +133,12 @@ pub(crate) async fn read_next<R: AsyncRead + Unpin>(
             } else if h.name.eq_ignore_ascii_case(TOMBSTONE_HEADER) {
                 held.tombstone = h.value.eq_ignore_ascii_case(b"true");
             }
+        }
+        // An interim answer (100 Continue, 103 Early Hints) comes before the real one.
+        if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+            let _ = buf.split_to(head_len);
+            buffered = !buf.is_empty();
+            continue;
         }
         break (head_len, status, length, chunked, keep_alive, held);
     };
@@ -286,6 +296,21 @@ mod tests {
             .await
             .unwrap();
         assert!(a.body.is_empty() && !a.keep_alive);
+        let a = parse(
+            b"HTTP/1.1 200 OK\r\nconnection: upgrade, Close\r\ncontent-length: 0\r\n\r\n",
+            10,
+        )
+        .await
+        .unwrap();
+        assert!(!a.keep_alive, "close in a list of options");
+        let a = parse(b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            (a.status, &a.body[..]),
+            (StatusCode::OK, &b"ok"[..]),
+            "an interim answer is skipped"
+        );
     }
 
     #[tokio::test]

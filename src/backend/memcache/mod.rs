@@ -8,6 +8,7 @@
 mod keys;
 mod reply;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -31,6 +32,8 @@ const MAX_RELATIVE_EXPTIME: u32 = 30 * 24 * 3600;
 
 /// The "key" whose hint count is the node's: no client key is empty.
 const ALL_HINTS: &[u8] = b"";
+/// One hint listing in this many dumps the node whatever its count of hints says.
+const FULL_DUMP_EVERY: u64 = 30;
 
 /// Times a put-if-newer starts over after losing a race to another writer.
 const MAX_RACES: usize = 5;
@@ -44,6 +47,8 @@ pub(crate) struct MemcacheBackend {
     versioned: bool,
     /// The shared connection of each worker.
     shared: Shared<Memcached>,
+    /// Hint listings so far, for [`FULL_DUMP_EVERY`].
+    hint_passes: AtomicU64,
 }
 
 /// memcached's text protocol on a shared connection: replies come in request order.
@@ -122,6 +127,7 @@ impl MemcacheBackend {
             connect_timeout,
             max_value_bytes,
             versioned,
+            hint_passes: AtomicU64::new(0),
         }
     }
 
@@ -304,10 +310,14 @@ impl MemcacheBackend {
         for _ in 0..MAX_RACES {
             let landed = match self.gets_raw(&hkey).await? {
                 None => {
+                    // Counted first: a count too high costs a dump or keeps a copy a while;
+                    // one too low would hide a hint.
+                    self.count_hints(ALL_HINTS, 1).await?;
+                    self.count_hints(key, 1).await?;
                     let added = self.store_raw("add", &hkey, &value, 0, None).await?;
-                    if added {
-                        self.count_hints(key, 1).await?;
-                        self.count_hints(ALL_HINTS, 1).await?;
+                    if !added {
+                        self.count_hints(key, -1).await?;
+                        self.count_hints(ALL_HINTS, -1).await?;
                     }
                     added
                 }
@@ -466,8 +476,12 @@ impl Backend for MemcacheBackend {
         _limit: usize,
     ) -> BoxFuture<'a, Result<HintPage, BackendError>> {
         Box::pin(async move {
+            // Every so often a dump whatever the count says: a count lost with its item
+            // (evicted) or with a reply that never came must not hide hints for good.
+            let pass = self.hint_passes.fetch_add(1, Ordering::Relaxed);
             let counted = self.hint_count(ALL_HINTS).await?;
-            if counted.is_some_and(|(count, _)| count == 0) {
+            if !pass.is_multiple_of(FULL_DUMP_EVERY) && counted.is_some_and(|(count, _)| count == 0)
+            {
                 return Ok(HintPage::default());
             }
             let mut hints = Vec::new();
