@@ -216,8 +216,9 @@ fn the_status_page_shows_nodes_health_reloads_and_where_a_key_lives() {
         }
 
         let screenshot = browser.screenshot().await.unwrap();
-        let path =
-            std::env::var("HRW_SCREENSHOT").unwrap_or_else(|_| "target/status-page.png".into());
+        // Cargo's scratch directory for integration tests, wherever the target directory is.
+        let path = std::env::var("HRW_SCREENSHOT")
+            .unwrap_or_else(|_| format!("{}/status-page.png", env!("CARGO_TARGET_TMPDIR")));
         std::fs::write(&path, screenshot).unwrap_or_else(|e| panic!("write {path}: {e}"));
 
         // On a phone's width the page reflows: only the wide tables scroll, inside their
