@@ -9,6 +9,7 @@
 //! and first in every repair.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use futures_util::StreamExt;
 use tokio::time::Instant;
 
 use super::{Cluster, Member, OnNodes, Op, Snapshot};
-use crate::backend::HeldHint;
+use crate::backend::{BackendError, HeldHint};
 
 /// Hints asked for per page, and handed over at the same time.
 const PAGE: usize = 500;
@@ -69,12 +70,8 @@ pub(crate) async fn hand_over(cluster: &Cluster, snap: &Snapshot, only: Option<&
         }
         let mut cursor: Option<String> = None;
         loop {
-            let deadline = Instant::now() + snap.config.timeouts.request();
             let call = holder.backend.hints(cursor.as_deref(), PAGE);
-            let page = match cluster
-                .attempt(snap, holder, Op::Handoff, b"", deadline, call)
-                .await
-            {
+            let page = match attempt(cluster, snap, holder, b"", call).await {
                 Ok(page) => page,
                 Err(e) => {
                     if let Some(unlogged) = cluster.may_log_repeat(holder) {
@@ -147,25 +144,14 @@ async fn hand_one<'a>(
     if !readmitting && targets.iter().any(|t| !t.health.is_up()) {
         return (hint, false);
     }
-    let request = snap.config.timeouts.request();
     let call = holder.backend.get(&hint.key);
-    let Ok(stored) = cluster
-        .attempt(
-            snap,
-            holder,
-            Op::Handoff,
-            &hint.key,
-            Instant::now() + request,
-            call,
-        )
-        .await
-    else {
+    let Ok(stored) = attempt(cluster, snap, holder, &hint.key, call).await else {
         return (hint, false);
     };
     // Where the hint and the value are two steps (memcached), the hint may be ahead of a
     // value still on its way: only what was copied is handed over, until the write has had
     // time to land or fail.
-    let settled = hint_age(hint) > 2 * request;
+    let settled = hint_age(hint) > 2 * snap.config.timeouts.request();
     let up_to = match &stored {
         Some(s) if s.version < hint.version && !settled => s.version,
         None if !settled => return (hint, false),
@@ -192,15 +178,7 @@ async fn hand_one<'a>(
         .backend
         .drop_hint(&hint.key, &hint.owner, up_to, !belongs);
     let dropped = up_to == hint.version
-        && cluster
-            .attempt(
-                snap,
-                holder,
-                Op::Handoff,
-                &hint.key,
-                Instant::now() + request,
-                call,
-            )
+        && attempt(cluster, snap, holder, &hint.key, call)
             .await
             .is_ok();
     if dropped {
@@ -210,6 +188,20 @@ async fn hand_one<'a>(
         }
     }
     (hint, dropped)
+}
+
+/// One attempt of a pass on `node`, with an attempt's time of its own.
+async fn attempt<T>(
+    cluster: &Cluster,
+    snap: &Snapshot,
+    node: &Member,
+    key: &[u8],
+    call: impl Future<Output = Result<T, BackendError>>,
+) -> Result<T, BackendError> {
+    let deadline = Instant::now() + snap.config.timeouts.request();
+    cluster
+        .attempt(snap, node, Op::Handoff, key, deadline, call)
+        .await
 }
 
 /// How long ago the write a hint is for was made, by its version's clock.
