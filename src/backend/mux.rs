@@ -12,8 +12,8 @@
 //! closes the connection, or the connection closing before an answer, ends it, and what was
 //! written after is stale: the node never ran it, and [`Shared::call`] sends it again once on a
 //! new connection (so does what was queued and never written). Any other failure (an I/O or
-//! protocol error, an answer too large) ends it too, and what was written after fails: the
-//! node may have run it.
+//! protocol error, an answer too large) ends it too, and what was written after is orphaned:
+//! the node may have run it, so only the caller can say whether to send it again.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -276,26 +276,22 @@ async fn read_replies<P: Protocol>(
         };
         // The requests written after this one, when the connection ends here: the node closed
         // it before answering (it never ran them: they may be sent again), or an answer
-        // failed (it may have run them: they fail).
+        // failed (it may have run them: orphaned, for their callers to judge).
         let (reply, after) = match reply {
             Ok((reply, true)) => (Ok(reply), None),
-            Ok((reply, false)) => (Ok(reply), Some(Failure::Stale)),
-            Err(Failure::Stale) => (Err(Failure::Stale), Some(Failure::Stale)),
-            Err(e) => (
-                Err(e),
-                Some(Failure::Failed(BackendError::Io(
-                    "an earlier answer on the shared connection failed".into(),
-                ))),
-            ),
+            Ok((reply, false)) => (Ok(reply), Some(true)),
+            Err(Failure::Stale) => (Err(Failure::Stale), Some(true)),
+            Err(e) => (Err(e), Some(false)),
         };
         let _ = answer.send(reply);
-        if let Some(after) = after {
+        if let Some(stale) = after {
             retired.retire();
             pending.close();
             while let Ok((_, answer)) = pending.try_recv() {
-                let _ = answer.send(Err(match &after {
-                    Failure::Stale => Failure::Stale,
-                    Failure::Failed(e) => Failure::Failed(e.clone()),
+                let _ = answer.send(Err(if stale {
+                    Failure::Stale
+                } else {
+                    Failure::Orphaned
                 }));
             }
             return;

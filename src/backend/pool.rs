@@ -35,6 +35,9 @@ pub(crate) async fn connect_tcp(addr: &str, timeout: Duration) -> Result<TcpStre
 pub(crate) enum Failure {
     /// The connection was found closed or reset before any answer: retry on a new one.
     Stale,
+    /// Written on a shared connection behind an answer that failed: the node may have run
+    /// it, so only a request that is safe to repeat is sent again.
+    Orphaned,
     Failed(BackendError),
 }
 
@@ -48,6 +51,9 @@ impl From<Failure> for BackendError {
     fn from(f: Failure) -> BackendError {
         match f {
             Failure::Stale => BackendError::Io("connection closed before an answer".into()),
+            Failure::Orphaned => {
+                BackendError::Io("an earlier answer on the shared connection failed".into())
+            }
             Failure::Failed(e) => e,
         }
     }
@@ -113,7 +119,9 @@ impl<C> Pool<C> {
         if let Some(conn) = self.take() {
             match exchange(conn).await {
                 Err(Failure::Stale) => self.clear(),
-                Err(Failure::Failed(e)) => return Err(e),
+                Err(failure @ (Failure::Failed(_) | Failure::Orphaned)) => {
+                    return Err(failure.into())
+                }
                 Ok(answer) => return Ok(answer),
             }
         }

@@ -201,7 +201,9 @@ impl HttpBackend {
             let mut request = self.head(&call).into_bytes();
             request.extend_from_slice(call.body);
             match shared.call_once(request.into(), call.max_answer).await {
-                Err(Failure::Stale) => {}
+                // Everything a built-in node is asked is safe to repeat (reads, put-if-newer,
+                // put-if-absent, dropping a hint): what it may have run is sent again too.
+                Err(Failure::Stale | Failure::Orphaned) => {}
                 answer => return Ok(answer?),
             }
         }
