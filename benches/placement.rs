@@ -2,16 +2,18 @@
 //! equal and mixed weights, against the crates hrw-hash and rendezvous_hash on the same keys
 //! and nodes (equal weights).
 //!
-//! Then top-3 of 1,000 and 10,000 equal nodes by rendezvous and by consistent placement (100
-//! points per unit of weight), over 65,536 keys so that the points' lookups are not all in
-//! cache.
+//! Then top-3 of 10 to 1,000,000 equal nodes by each placement function (consistent at 100
+//! points per unit of weight, or fewer where a ring could not hold them; hierarchical in
+//! groups of at most the default 256, or `GROUP_SIZE`), over 65,536 keys so that the lookups
+//! are not all in cache (`LARGE_N=1000000` for one size only). Beside each hierarchical ring
+//! it prints how the nodes' exact shares spread around their weight's (1.0 = weight / sum).
 //!
 //! cargo bench --bench placement
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use hrwproxy::routing::{key_hash, Placement, Ring};
+use hrwproxy::routing::{key_hash, Placement, Ring, DEFAULT_GROUP_SIZE, MAX_POINTS};
 
 const SIZES: [usize; 4] = [3, 10, 100, 1000];
 
@@ -88,18 +90,34 @@ fn large(c: &mut Criterion) {
         .map(|i| key_hash(format!("key-{i}").as_bytes()))
         .collect();
     let mut group = c.benchmark_group("top3-large");
-    for n in [1000, 10_000] {
+    group.sample_size(20);
+    let only: Option<usize> = std::env::var("LARGE_N").ok().and_then(|n| n.parse().ok());
+    for n in [10, 1000, 10_000, 100_000, 1_000_000] {
+        if only.is_some_and(|only| only != n) {
+            continue;
+        }
         let ids = ids(n);
+        // 100 points per unit of weight, fewer where that passes the most points a ring holds.
         let consistent = Placement::Consistent {
-            points_per_weight: 100.0,
+            points_per_weight: (MAX_POINTS / n).min(100) as f64,
+        };
+        let hierarchical = Placement::Hierarchical {
+            group_size: std::env::var("GROUP_SIZE")
+                .ok()
+                .and_then(|g| g.parse().ok())
+                .unwrap_or(DEFAULT_GROUP_SIZE),
         };
         for (label, placement) in [
             ("rendezvous", Placement::Rendezvous),
             ("consistent", consistent),
+            ("hierarchical", hierarchical),
         ] {
             let nodes = ids.iter().map(|id| (id.as_str(), 1.0, None));
             let ring = Ring::with_placement(nodes, placement).unwrap();
             ring.prepare();
+            if let Some(groups) = ring.groups() {
+                print_share_spread(&ring, groups);
+            }
             group.bench_with_input(BenchmarkId::new(label, n), &ring, |b, ring| {
                 let mut i = 0;
                 b.iter(|| {
@@ -110,6 +128,19 @@ fn large(c: &mut Criterion) {
         }
     }
     group.finish();
+}
+
+/// The nodes' exact shares over their weight's (all weights equal here): spread and extremes.
+fn print_share_spread(ring: &Ring, groups: usize) {
+    let n = ring.len();
+    let mut relative: Vec<f64> = (0..n).map(|i| ring.share(i) * n as f64).collect();
+    relative.sort_by(f64::total_cmp);
+    let sd = (relative.iter().map(|x| (x - 1.0).powi(2)).sum::<f64>() / n as f64).sqrt();
+    println!(
+        "hierarchical n={n}: {groups} groups, share / weight's: sd {sd:.3}, min {:.3}, max {:.3}",
+        relative[0],
+        relative[n - 1]
+    );
 }
 
 criterion_group!(benches, placement, large);

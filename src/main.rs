@@ -20,7 +20,8 @@ use hrwproxy::config;
         Try it: hrwproxy demo, then curl -X PUT --data-binary hello localhost:8080/kv/greeting\n\
         and open the status page at http://127.0.0.1:9090/.\n\
         Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to change how much, and\n\
-        log_format: json in the config for one JSON object per line."
+        log_format: json in the config for one JSON object per line. A config file larger\n\
+        than 8 MiB is refused; HRWPROXY_MAX_CONFIG_BYTES sets another limit, in bytes."
 )]
 struct Cli {
     #[command(subcommand)]

@@ -17,9 +17,12 @@ pub use self::schema::{
     Timeouts, TlsConfig, Versioning, Weight, Zone,
 };
 pub use self::url::{NodeUrl, Scheme};
-pub use self::yaml::{MAX_CONFIG_BYTES, MAX_DEPTH};
+pub use self::yaml::{max_config_bytes, MAX_CONFIG_BYTES, MAX_CONFIG_BYTES_VAR, MAX_DEPTH};
 
-use crate::routing::{point_counts, Placement, Ring, RingError, MAX_POINTS, MAX_REPLICAS};
+use crate::routing::{
+    point_counts, Placement, Ring, RingError, MAX_GROUP_SIZE, MAX_POINTS, MAX_REPLICAS,
+    MIN_GROUP_SIZE,
+};
 
 /// The longest `reload_poll_s` and `handoff_window_s` accepted.
 pub const MAX_RELOAD_POLL_S: u64 = 24 * 3600;
@@ -81,7 +84,7 @@ pub struct Config {
     pub nodes: Vec<NodeSpec>,
 }
 
-/// The text of a config file, refused if larger than [`MAX_CONFIG_BYTES`] or not UTF-8.
+/// The text of a config file, refused if larger than [`max_config_bytes`] or not UTF-8.
 pub fn read_file(path: &Path) -> Result<String, ConfigError> {
     yaml::read_bounded(path)
 }
@@ -329,8 +332,13 @@ fn validate(text: &str, file: schema::File) -> Result<Config, ConfigError> {
             "tls: cert_file and key_file go together".into(),
         ));
     }
-    let placement = placement_of(&file.placement, file.points_per_weight, &nodes)
-        .map_err(|message| at_key("placement", message))?;
+    let placement = placement_of(
+        file.placement,
+        file.points_per_weight,
+        file.group_size,
+        &nodes,
+    )
+    .map_err(|message| at_key("placement", message))?;
     Ok(Config {
         listen: file.listen,
         admin: file.admin,
@@ -363,14 +371,24 @@ fn validate(text: &str, file: schema::File) -> Result<Config, ConfigError> {
 }
 
 /// The placement function, checked: with `consistent`, every node gets at least one point and
-/// all of them fit in [`MAX_POINTS`].
+/// all of them fit in [`MAX_POINTS`]; with `hierarchical`, a group size in range.
 fn placement_of(
-    kind: &schema::PlacementKind,
+    kind: schema::PlacementKind,
     per_weight: f64,
+    group_size: u32,
     nodes: &[NodeSpec],
 ) -> Result<Placement, String> {
-    if *kind == schema::PlacementKind::Rendezvous {
-        return Ok(Placement::Rendezvous);
+    match kind {
+        schema::PlacementKind::Rendezvous => return Ok(Placement::Rendezvous),
+        schema::PlacementKind::Hierarchical => {
+            if !(MIN_GROUP_SIZE..=MAX_GROUP_SIZE).contains(&group_size) {
+                return Err(format!(
+                    "group_size: {group_size} must be from {MIN_GROUP_SIZE} to {MAX_GROUP_SIZE}"
+                ));
+            }
+            return Ok(Placement::Hierarchical { group_size });
+        }
+        schema::PlacementKind::Consistent => {}
     }
     if !(per_weight.is_finite() && per_weight >= 1.0) {
         return Err(format!(

@@ -37,6 +37,7 @@ pub(super) struct File {
     pub read_load_factor: Option<f64>,
     pub placement: PlacementKind,
     pub points_per_weight: f64,
+    pub group_size: u32,
     pub hints: HintLimits,
     pub log_format: LogFormat,
     // The resilience settings sit at the top level of the file.
@@ -79,6 +80,7 @@ impl Default for File {
             read_load_factor: None,
             placement: PlacementKind::Rendezvous,
             points_per_weight: 100.0,
+            group_size: crate::routing::DEFAULT_GROUP_SIZE,
             hints: HintLimits::default(),
             log_format: LogFormat::Text,
             eject_after: r.eject_after,
@@ -245,13 +247,15 @@ pub enum Quorum {
     Strict,
 }
 
-/// The placement function: weighted rendezvous (the default), or consistent hashing on points
-/// for memberships so large that scoring every node per key costs too much.
+/// The placement function: weighted rendezvous (the default), or for memberships so large that
+/// scoring every node per key costs too much, rendezvous within groups found by a tree
+/// (hierarchical) or consistent hashing on points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PlacementKind {
     Rendezvous,
     Consistent,
+    Hierarchical,
 }
 
 /// How log lines are written to stderr: for people, or one JSON object per line for log

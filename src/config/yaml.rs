@@ -1,6 +1,6 @@
 //! Reading config text within bounds, and finding lines for errors found after parsing. A
 //! config is read whole, so it is bounded before the YAML parser sees it: at most
-//! [`MAX_CONFIG_BYTES`], nested at most [`MAX_DEPTH`] deep. A file past either is refused at
+//! [`max_config_bytes`], nested at most [`MAX_DEPTH`] deep. A file past either is refused at
 //! once with a clear error, instead of keeping a core busy for minutes.
 
 use std::io::Read;
@@ -8,12 +8,39 @@ use std::path::Path;
 
 use super::error::ConfigError;
 
-/// The largest config file read: ample for tens of thousands of nodes.
+/// The largest config file read unless [`MAX_CONFIG_BYTES_VAR`] says otherwise: ample for
+/// about a hundred thousand nodes.
 pub const MAX_CONFIG_BYTES: usize = 8 * 1024 * 1024;
+/// The environment variable that raises (or lowers) the limit, in bytes: a million nodes take
+/// about 60 MB.
+pub const MAX_CONFIG_BYTES_VAR: &str = "HRWPROXY_MAX_CONFIG_BYTES";
+
+/// The largest config text accepted: [`MAX_CONFIG_BYTES_VAR`] where it is set to a number of
+/// bytes (a value that is not one is ignored, with a warning), else [`MAX_CONFIG_BYTES`].
+pub fn max_config_bytes() -> usize {
+    static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| match std::env::var(MAX_CONFIG_BYTES_VAR) {
+        Err(_) => MAX_CONFIG_BYTES,
+        Ok(value) => value.trim().parse().unwrap_or_else(|_| {
+            tracing::warn!(
+                "{MAX_CONFIG_BYTES_VAR}={value:?} is not a number of bytes; \
+                 the limit stays {MAX_CONFIG_BYTES}"
+            );
+            MAX_CONFIG_BYTES
+        }),
+    })
+}
+
+/// Why text of `len` bytes is refused.
+fn too_large(what: &str, limit: usize) -> String {
+    format!(
+        "the {what} is larger than {limit} bytes (set {MAX_CONFIG_BYTES_VAR} to raise the limit)"
+    )
+}
 /// The deepest nesting of mappings and sequences accepted; a real config needs four.
 pub const MAX_DEPTH: usize = 32;
 
-/// The text of a config file, refused if it is larger than [`MAX_CONFIG_BYTES`].
+/// The text of a config file, refused if it is larger than [`max_config_bytes`].
 pub(crate) fn read_bounded(path: &Path) -> Result<String, ConfigError> {
     let read_error = |reason: String| ConfigError::Read {
         path: path.display().to_string(),
@@ -21,13 +48,12 @@ pub(crate) fn read_bounded(path: &Path) -> Result<String, ConfigError> {
     };
     let file = std::fs::File::open(path).map_err(|e| read_error(e.to_string()))?;
     let mut bytes = Vec::new();
-    file.take(MAX_CONFIG_BYTES as u64 + 1)
+    let limit = max_config_bytes();
+    file.take(limit as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| read_error(e.to_string()))?;
-    if bytes.len() > MAX_CONFIG_BYTES {
-        return Err(read_error(format!(
-            "the file is larger than {MAX_CONFIG_BYTES} bytes"
-        )));
+    if bytes.len() > limit {
+        return Err(read_error(too_large("file", limit)));
     }
     String::from_utf8(bytes).map_err(|e| {
         read_error(format!(
@@ -37,7 +63,7 @@ pub(crate) fn read_bounded(path: &Path) -> Result<String, ConfigError> {
     })
 }
 
-/// Refuses text larger than [`MAX_CONFIG_BYTES`] or nested deeper than [`MAX_DEPTH`], naming
+/// Refuses text larger than [`max_config_bytes`] or nested deeper than [`MAX_DEPTH`], naming
 /// the line where the limit is passed. One pass, no allocation: it runs before the parser.
 ///
 /// Block collections nest by indentation and by `- ` entries that start on the same line;
@@ -45,10 +71,9 @@ pub(crate) fn read_bounded(path: &Path) -> Result<String, ConfigError> {
 /// a plain value such as a password is just a character). Quoted scalars (with `\` escapes in
 /// double quotes and `''` in single quotes) and comments are skipped.
 pub(crate) fn check_bounds(text: &str) -> Result<(), ConfigError> {
-    if text.len() > MAX_CONFIG_BYTES {
-        return Err(ConfigError::invalid(format!(
-            "the config is larger than {MAX_CONFIG_BYTES} bytes"
-        )));
+    let limit = max_config_bytes();
+    if text.len() > limit {
+        return Err(ConfigError::invalid(too_large("config", limit)));
     }
     let mut scan = Scan::default();
     for (number, line) in text.lines().enumerate() {

@@ -1,7 +1,9 @@
 //! What a membership change does to placement, before it is made: each node's share of the
 //! keyspace before and after, and how many keys change replicas (`hrwproxy plan`, reload logs).
 
-use super::rendezvous::{key_hash, Ring};
+use std::collections::HashMap;
+
+use super::rendezvous::{key_hash, Placement, Ring};
 
 /// One node's place in a change; `None` where the node is absent on that side.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,10 +61,11 @@ impl ChangeSummary {
             })
             .collect();
         // For each node of the new ring, its slot in `nodes`.
+        let old_slots: HashMap<&str, usize> = (0..old.len()).map(|i| (old.id(i), i)).collect();
         let mut slot_of_new = Vec::with_capacity(new.len());
         for i in 0..new.len() {
-            let slot = match old.index_of(new.id(i)) {
-                Some(slot) => slot,
+            let slot = match old_slots.get(new.id(i)) {
+                Some(&slot) => slot,
                 None => {
                     nodes.push(NodeShare {
                         id: new.id(i).to_owned(),
@@ -152,7 +155,12 @@ impl ChangeSummary {
             zone.before = zone_before[i] as f64 / slots(r_old.min(old.len())).max(1.0);
             zone.after = zone_after[i] as f64 / slots(r_new.min(new.len())).max(1.0);
         }
-        let expected_primaries_changed = expected_primary_change(&nodes);
+        let tree = |ring: &Ring| matches!(ring.placement(), Placement::Hierarchical { .. });
+        let expected_primaries_changed = if tree(old) || tree(new) {
+            expected_tree_change(&nodes)
+        } else {
+            expected_primary_change(&nodes)
+        };
         ChangeSummary {
             keys_sampled: keys,
             nodes,
@@ -228,6 +236,23 @@ fn expected_primary_change(nodes: &[NodeShare]) -> Option<f64> {
     Some(1.0 - survivors / (survivors + others))
 }
 
+/// With hierarchical placement, while no group splits or merges and each group only loses or
+/// only gains nodes, a key changes primary exactly when its share moves: half the sum of the
+/// shares' changes (the removed nodes' shares, or the added ones'). A split or merge moves more.
+fn expected_tree_change(nodes: &[NodeShare]) -> Option<f64> {
+    let mut moved = 0.0;
+    for node in nodes {
+        if node.weight_before.is_some()
+            && node.weight_after.is_some()
+            && node.weight_before != node.weight_after
+        {
+            return None;
+        }
+        moved += (node.primary_after.unwrap_or(0.0) - node.primary_before.unwrap_or(0.0)).abs();
+    }
+    Some(moved / 2.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +269,26 @@ mod tests {
         let d = s.nodes.iter().find(|n| n.id == "d").unwrap();
         assert_eq!((d.primary_before, d.primary_after), (None, Some(0.25)));
         assert!((d.replica_after - 0.5).abs() < 0.01 && d.replica_before == 0.0);
+    }
+
+    #[test]
+    fn removing_a_node_from_a_tree_moves_its_share() {
+        let ids: Vec<String> = (0..400).map(|i| format!("n{i}")).collect();
+        let tree = |ids: &[String]| {
+            let nodes = ids.iter().map(|id| (id.as_str(), 1.0, None));
+            Ring::with_placement(nodes, Placement::Hierarchical { group_size: 64 }).unwrap()
+        };
+        let (old, new) = (tree(&ids), tree(&ids[1..]));
+        assert_eq!(old.groups(), new.groups());
+        let s = ChangeSummary::sample((&old, 1), (&new, 1), 200_000);
+        let expected = s.expected_primaries_changed.unwrap();
+        assert!((expected - old.share(0)).abs() < 1e-12, "{expected}");
+        let moved = s.primaries_changed;
+        assert!(
+            (moved - old.share(0)).abs() < 0.002,
+            "{moved} against {}",
+            old.share(0)
+        );
     }
 
     #[test]

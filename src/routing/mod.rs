@@ -19,8 +19,11 @@ mod rendezvous;
 pub use plan::misses_to_stop;
 pub use rendezvous::{
     key_hash, mix, node_seed, point_counts, points_of, score, Placement, Ranked, Ring, RingError,
-    TopR, KEY_SEED, MAX_POINTS, MAX_REPLICAS, MAX_WEIGHT, MIN_WEIGHT, NODE_SEED,
+    TopR, DEFAULT_GROUP_SIZE, KEY_SEED, MAX_GROUP_SIZE, MAX_POINTS, MAX_REPLICAS, MAX_WEIGHT,
+    MIN_GROUP_SIZE, MIN_WEIGHT, NODE_SEED, TREE_SEED,
 };
 
+#[cfg(test)]
+mod hierarchical_tests;
 #[cfg(test)]
 mod tests;

@@ -100,6 +100,28 @@ fn check_prints_ok_or_the_line_and_fails() {
 }
 
 #[test]
+fn a_config_past_the_size_limit_is_refused_until_the_limit_is_raised() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.yaml");
+    let config = path.to_str().unwrap();
+    let padding = "#".repeat(hrwproxy::config::MAX_CONFIG_BYTES);
+    write_file(
+        &path,
+        &format!("{padding}\nnodes:\n  - {{ id: a, url: \"http://127.0.0.1:1\" }}\n"),
+    );
+    let (ok, text) = run(&["check", "--config", config]);
+    assert!(!ok);
+    assert!(text.contains("HRWPROXY_MAX_CONFIG_BYTES"), "{text}");
+    let raised = Command::new(BIN)
+        .args(["check", "--config", config])
+        .env("HRWPROXY_MAX_CONFIG_BYTES", "20000000")
+        .output()
+        .unwrap();
+    assert!(raised.status.success());
+    assert_eq!(raised.stdout, b"ok\n");
+}
+
+#[test]
 fn help_explains_every_subcommand() {
     let (ok, help) = run(&["--help"]);
     assert!(ok);

@@ -1,16 +1,19 @@
 //! Weighted rendezvous (highest-random-weight) placement: the contract every client must share.
 
 use std::cmp::Ordering;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 
 use twox_hash::XxHash3_64;
 
 use self::points::Consistent;
 pub use self::points::{point_counts, points_of, MAX_POINTS};
+use self::tree::Tree;
+pub use self::tree::{DEFAULT_GROUP_SIZE, MAX_GROUP_SIZE, MIN_GROUP_SIZE, TREE_SEED};
 use self::zones::{Zones, ZonesBuilder};
 
 mod points;
+mod tree;
 mod zones;
 
 /// Seed of the xxh3-64 hash of a key (the plain, unseeded xxh3-64).
@@ -91,6 +94,8 @@ pub enum RingError {
     },
     #[error("{0} points in all; consistent placement holds at most {MAX_POINTS} (lower points_per_weight or the weights)")]
     TooManyPoints(usize),
+    #[error("group_size {0} must be from {MIN_GROUP_SIZE} to {MAX_GROUP_SIZE}")]
+    BadGroupSize(u32),
 }
 
 /// How keys are placed on nodes.
@@ -102,6 +107,9 @@ pub enum Placement {
     /// Consistent hashing on points: each node owns `weight * points_per_weight` points on a
     /// circle; a key's ranking is the order nodes are first met clockwise from its hash.
     Consistent { points_per_weight: f64 },
+    /// Rendezvous within groups of at most `group_size` nodes, found by walking a binary tree
+    /// derived from the node ids: a lookup scores one group, not every node.
+    Hierarchical { group_size: u32 },
 }
 
 /// One node as the placement function sees it: an id and a weight.
@@ -113,25 +121,61 @@ struct RingNode {
 }
 
 /// Nodes of one weight: within a class, the order by score equals the order by raw bits, so
-/// only the class's top-r need a logarithm.
-#[derive(Debug, Clone)]
+/// only the class's top-r need a logarithm. Its members are `start..end` of a [`Classes`].
+#[derive(Debug, Clone, Copy)]
 struct WeightClass {
     weight: f64,
-    /// The members' node seeds, contiguous, so the scan touches nothing else.
-    seeds: Box<[u64]>,
-    /// The members' ring indices, beside `seeds`.
-    members: Box<[u32]>,
+    start: u32,
+    end: u32,
+}
+
+/// Nodes grouped by weight: every class's node seeds contiguous, so a scan touches nothing
+/// else, and their ring indices beside them. One table for a whole ring, or for all the groups
+/// of a tree (each group a run of classes).
+#[derive(Debug, Clone, Default)]
+struct Classes {
+    seeds: Vec<u64>,
+    members: Vec<u32>,
+    classes: Vec<WeightClass>,
+}
+
+impl Classes {
+    /// Adds `members` (indices into `nodes`) as classes of one weight each; returns the
+    /// numbers of those classes.
+    fn add(&mut self, nodes: &[RingNode], members: &[u32]) -> std::ops::Range<u32> {
+        let first = self.classes.len() as u32;
+        let mut by_weight = members.to_vec();
+        by_weight.sort_by_key(|&i| nodes[i as usize].weight.to_bits());
+        for class in
+            by_weight.chunk_by(|&a, &b| nodes[a as usize].weight == nodes[b as usize].weight)
+        {
+            let start = self.seeds.len() as u32;
+            self.seeds
+                .extend(class.iter().map(|&i| nodes[i as usize].seed));
+            self.members.extend_from_slice(class);
+            self.classes.push(WeightClass {
+                weight: nodes[class[0] as usize].weight,
+                start,
+                end: self.seeds.len() as u32,
+            });
+        }
+        first..self.classes.len() as u32
+    }
 }
 
 /// The placement table of one membership: nodes in configuration order, grouped by weight.
 #[derive(Debug, Clone)]
 pub struct Ring {
     nodes: Box<[RingNode]>,
-    classes: Box<[WeightClass]>,
+    total_weight: f64,
+    /// All nodes by weight class (rendezvous; with a tree, its groups' classes are its own).
+    classes: Classes,
     /// With zones: each node's zone number (a node without a zone has one of its own).
     zones: Option<Zones>,
     /// With consistent placement: every node's points, sorted once something needs them.
     consistent: Option<Consistent>,
+    /// With hierarchical placement: the tree of groups.
+    tree: Option<Tree>,
 }
 
 /// A node's place in a key's ranking, as [`Ring::rank_all`] reports it.
@@ -351,47 +395,55 @@ impl Ring {
         if built.len() > u32::MAX as usize {
             return Err(RingError::TooManyNodes);
         }
-        // Classes in the order their first node appears; found by the weight's bits.
-        let mut classes: Vec<(f64, Vec<u32>)> = Vec::new();
-        let mut class_of: HashMap<u64, usize> = HashMap::new();
-        for (i, node) in built.iter().enumerate() {
-            let class = *class_of.entry(node.weight.to_bits()).or_insert_with(|| {
-                classes.push((node.weight, Vec::new()));
-                classes.len() - 1
-            });
-            classes[class].1.push(i as u32);
-        }
-        let classes = classes
-            .into_iter()
-            .map(|(weight, members)| WeightClass {
-                weight,
-                seeds: members.iter().map(|&i| built[i as usize].seed).collect(),
-                members: members.into(),
-            })
-            .collect();
-        let consistent = match placement {
-            Placement::Rendezvous => None,
+        let (mut consistent, mut tree, mut classes) = (None, None, Classes::default());
+        match placement {
+            Placement::Rendezvous => {
+                let all: Vec<u32> = (0..built.len() as u32).collect();
+                classes.add(&built, &all);
+            }
             Placement::Consistent { points_per_weight } => {
                 point_counts(built.iter().map(|n| (&*n.id, n.weight)), points_per_weight)?;
-                Some(Consistent::new(points_per_weight))
+                consistent = Some(Consistent::new(points_per_weight));
             }
-        };
+            Placement::Hierarchical { group_size } => {
+                if !(MIN_GROUP_SIZE..=MAX_GROUP_SIZE).contains(&group_size) {
+                    return Err(RingError::BadGroupSize(group_size));
+                }
+                tree = Some(Tree::build(&built, group_size));
+            }
+        }
         Ok(Ring {
+            total_weight: built.iter().map(|n| n.weight).sum(),
             nodes: built.into(),
             classes,
             zones: zones.finish(),
             consistent,
+            tree,
         })
     }
 
     /// The placement function this ring uses.
     pub fn placement(&self) -> Placement {
-        match &self.consistent {
-            None => Placement::Rendezvous,
-            Some(c) => Placement::Consistent {
+        match (&self.consistent, &self.tree) {
+            (Some(c), _) => Placement::Consistent {
                 points_per_weight: c.per_weight,
             },
+            (None, Some(tree)) => Placement::Hierarchical {
+                group_size: tree.group_size,
+            },
+            (None, None) => Placement::Rendezvous,
         }
+    }
+
+    /// With hierarchical placement, how many groups its tree has.
+    pub fn groups(&self) -> Option<usize> {
+        Some(self.tree()?.groups())
+    }
+
+    /// With hierarchical placement, the group of the node at `index` (a number that names
+    /// the group within this ring only).
+    pub fn group_of(&self, index: usize) -> Option<u32> {
+        Some(self.tree()?.group(index).0)
     }
 
     /// The zone of the node at `index`, if it was given one.
@@ -421,15 +473,42 @@ impl Ring {
         self.nodes[index].weight
     }
 
-    /// The node's share of the keyspace: its weight over the sum of weights.
+    /// The node's share of the keyspace (the keys it is first in the ranking for): its weight
+    /// over the sum of weights; with hierarchical placement, over its group's weight, times
+    /// the group's share.
     pub fn share(&self, index: usize) -> f64 {
-        let total: f64 = self.nodes.iter().map(|n| n.weight).sum();
-        self.nodes[index].weight / total
+        let weight = self.nodes[index].weight;
+        match self.tree() {
+            Some(tree) => weight * tree.group(index).1,
+            None => weight / self.total_weight,
+        }
     }
 
     /// The index of the node with this id, if it is in the ring.
     pub fn index_of(&self, id: &str) -> Option<usize> {
         self.nodes.iter().position(|n| &*n.id == id)
+    }
+
+    /// The ranking order as an [`Ordering`], best first.
+    fn order(&self, a: &Candidate, b: &Candidate) -> Ordering {
+        if self.better(a, b) {
+            Ordering::Less
+        } else if self.better(b, a) {
+            Ordering::Greater
+        } else {
+            Ordering::Equal
+        }
+    }
+
+    /// The node at `index` scored for a key.
+    fn candidate(&self, index: u32, key_hash: u64) -> Candidate {
+        let node = &self.nodes[index as usize];
+        let mixed = mix(key_hash, node.seed);
+        Candidate {
+            index,
+            u53: u53(mixed),
+            score: score(node.weight, mixed),
+        }
     }
 
     /// Ranking order: higher score first, then higher raw bits, then the smaller id.
@@ -454,6 +533,9 @@ impl Ring {
     /// r, the rest are the best remaining nodes in rank order. The first replica is the best
     /// node either way. One scan, no sort, no allocation.
     pub fn top(&self, key_hash: u64, r: usize) -> TopR {
+        if let Some(tree) = self.tree() {
+            return self.top_of_tree(tree, key_hash, r);
+        }
         match (self.points(), &self.zones) {
             (Some(points), _) => self.top_of_points(points, key_hash, r),
             (None, None) => self.top_of_ranking(key_hash, r),
@@ -465,6 +547,9 @@ impl Ring {
     /// the zone rule: where a sloppy quorum looks for nodes to stand in for replicas that are
     /// out of service (the ranking's next nodes after the replicas).
     pub fn ranking_head(&self, key_hash: u64, k: usize) -> TopR {
+        if let Some(tree) = self.tree() {
+            return self.head_of_tree(tree, key_hash, k);
+        }
         match self.points() {
             Some(points) => points.top(key_hash, k.min(MAX_REPLICAS).min(self.nodes.len())),
             None => self.top_of_ranking(key_hash, k),
@@ -476,18 +561,40 @@ impl Ring {
     fn top_of_ranking(&self, key_hash: u64, r: usize) -> TopR {
         let r = r.min(MAX_REPLICAS).min(self.nodes.len());
         let mut best = TopR::EMPTY;
-        if r == 0 {
-            return best;
+        let all = 0..self.classes.classes.len() as u32;
+        let (best_cand, best_len) = self.best_of_classes(&self.classes, all, key_hash, r);
+        for (slot, cand) in best.indices.iter_mut().zip(&best_cand[..best_len]) {
+            *slot = cand.index;
         }
+        best.len = best_len as u8;
+        best
+    }
+
+    /// The best `min(r, MAX_REPLICAS)` of the nodes in classes `which` of `table` for a key,
+    /// best first (the scores filled in only where there is more than one class).
+    fn best_of_classes(
+        &self,
+        table: &Classes,
+        which: std::ops::Range<u32>,
+        key_hash: u64,
+        r: usize,
+    ) -> ([Candidate; MAX_REPLICAS], usize) {
+        let classes = &table.classes[which.start as usize..which.end as usize];
+        let r = r.min(MAX_REPLICAS);
         let mut best_cand = [Candidate::NONE; MAX_REPLICAS];
         let mut best_len = 0usize;
-        for class in self.classes.iter() {
+        if r == 0 {
+            return (best_cand, 0);
+        }
+        for class in classes {
             // Within a class every score is the same increasing function of u53, so rank by
             // the raw bits and score only the class winners.
             let mut kept = Kept::new(r);
             // Four nodes at a time: their mixes run in parallel and one comparison skips
             // all four in the common case.
-            let mut chunks = class.seeds.chunks_exact(4);
+            let (start, end) = (class.start as usize, class.end as usize);
+            let (seeds, members) = (&table.seeds[start..end], &table.members[start..end]);
+            let mut chunks = seeds.chunks_exact(4);
             for (chunk_no, chunk) in chunks.by_ref().enumerate() {
                 let bits = [
                     u53(mix(key_hash, chunk[0])),
@@ -499,29 +606,23 @@ impl Ring {
                     continue;
                 }
                 for (k, &b) in bits.iter().enumerate() {
-                    kept.offer(self, class.members[chunk_no * 4 + k], b);
+                    kept.offer(self, members[chunk_no * 4 + k], b);
                 }
             }
-            let done = class.seeds.len() - chunks.remainder().len();
+            let done = seeds.len() - chunks.remainder().len();
             for (k, &seed) in chunks.remainder().iter().enumerate() {
-                kept.offer(self, class.members[done + k], u53(mix(key_hash, seed)));
+                kept.offer(self, members[done + k], u53(mix(key_hash, seed)));
             }
             let (mut local, local_len) = (kept.list, kept.len);
-            if self.classes.len() == 1 {
-                best_cand = local;
-                best_len = local_len;
-                break;
+            if classes.len() == 1 {
+                return (local, local_len);
             }
             for cand in &mut local[..local_len] {
                 cand.score = class.weight / -unit_interval(cand.u53).ln();
                 self.insert(&mut best_cand, &mut best_len, r, *cand);
             }
         }
-        for (slot, cand) in best.indices.iter_mut().zip(&best_cand[..best_len]) {
-            *slot = cand.index;
-        }
-        best.len = best_len as u8;
-        best
+        (best_cand, best_len)
     }
 
     /// Inserts `cand` into the sorted prefix `list[..*len]` holding at most `r` entries.
@@ -555,28 +656,13 @@ impl Ring {
         if let Some(c) = &self.consistent {
             return self.rank_by_points(c, key_hash);
         }
-        let mut cands: Vec<Candidate> = self
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(index, node)| {
-                let mixed = mix(key_hash, node.seed);
-                Candidate {
-                    index: index as u32,
-                    u53: u53(mixed),
-                    score: score(node.weight, mixed),
-                }
-            })
+        if let Some(tree) = self.tree() {
+            return self.rank_by_tree(tree, key_hash);
+        }
+        let mut cands: Vec<Candidate> = (0..self.nodes.len() as u32)
+            .map(|index| self.candidate(index, key_hash))
             .collect();
-        cands.sort_by(|a, b| {
-            if self.better(a, b) {
-                Ordering::Less
-            } else if self.better(b, a) {
-                Ordering::Greater
-            } else {
-                Ordering::Equal
-            }
-        });
+        cands.sort_by(|a, b| self.order(a, b));
         cands
             .into_iter()
             .map(|c| self.ranked(c.index as usize, c.score))
