@@ -76,7 +76,9 @@ impl Default for Health {
                 ejections: 0,
                 up_since: Instant::now(),
                 last_error: None,
-                latencies: Vec::with_capacity(SAMPLES),
+                // Grown by the first samples: a node never asked holds none (a million
+                // configured nodes would otherwise hold 512 MB of empty rings).
+                latencies: Vec::new(),
                 next_sample: 0,
                 p95_micros: None,
                 last_logged: None,
@@ -129,6 +131,9 @@ impl Health {
         let Some(latency) = latency else { return };
         let micros = latency.as_micros().min(u128::from(u32::MAX)) as u32;
         if s.latencies.len() < SAMPLES {
+            if s.latencies.capacity() == 0 {
+                s.latencies.reserve_exact(SAMPLES);
+            }
             s.latencies.push(micros);
         } else {
             let at = s.next_sample;

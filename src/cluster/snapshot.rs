@@ -2,7 +2,6 @@
 //! start to end: the config, the placement (ring and members, in the same order by
 //! construction) and the earlier placements whose handoff window is still open.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -13,7 +12,7 @@ use crate::backend::Backend;
 use crate::config::{Config, NodeSpec, Scheme};
 use crate::metrics::{node_label, Metrics};
 use crate::net::auth::Tokens;
-use crate::routing::{key_hash, Ring, TopR, MAX_REPLICAS};
+use crate::routing::{key_hash, IdMap, IdSet, Ring, TopR, MAX_REPLICAS};
 
 #[derive(Debug)]
 pub(crate) struct Snapshot {
@@ -37,7 +36,7 @@ pub(crate) struct Placement {
     pub ring: Ring,
     pub replicas: usize,
     pub members: Box<[Arc<Member>]>,
-    by_id: HashMap<Arc<str>, usize>,
+    by_id: IdMap<Arc<str>, usize>,
 }
 
 /// Opens a client for a node of a config: `backend::connect`, or a fake in unit tests.
@@ -171,7 +170,7 @@ impl Snapshot {
             })
             .collect();
         if let Some(prev) = previous {
-            let kept: HashSet<&str> = members.iter().map(|m| m.metrics.label()).collect();
+            let kept: IdSet<&str> = members.iter().map(|m| m.metrics.label()).collect();
             for old in prev.placement.members.iter() {
                 if !kept.contains(old.metrics.label()) {
                     metrics.forget(&old.metrics);

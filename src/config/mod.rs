@@ -3,6 +3,7 @@
 //! can be found, the line and column.
 
 mod error;
+mod pieces;
 mod schema;
 mod url;
 mod yaml;
@@ -92,9 +93,18 @@ pub fn read_file(path: &Path) -> Result<String, ConfigError> {
 /// The `log_format:` of a config file, read before logging starts: `Text` when the file
 /// cannot be read or says nothing valid (loading it then reports why).
 pub fn log_format_of(path: &Path) -> LogFormat {
-    read_file(path)
-        .ok()
-        .and_then(|text| serde_yaml::from_str::<serde_yaml::Value>(&text).ok())
+    let Ok(text) = read_file(path) else {
+        return LogFormat::Text;
+    };
+    // Its own line is read alone, not the whole file (which may hold a million nodes); a
+    // file in flow style, with no such line, is parsed whole.
+    let line = yaml::top_level_key_line(&text, "log_format");
+    let yaml = match line.and_then(|line| text.lines().nth(line - 1)) {
+        Some(line) => serde_yaml::from_str::<serde_yaml::Value>(line),
+        None if text.contains("log_format") => serde_yaml::from_str(&text),
+        None => return LogFormat::Text,
+    };
+    yaml.ok()
         .and_then(|yaml| serde_yaml::from_value(yaml.get("log_format")?.clone()).ok())
         .unwrap_or(LogFormat::Text)
 }
@@ -108,7 +118,17 @@ impl Config {
     /// Parses and validates YAML text.
     pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
         yaml::check_bounds(text)?;
-        let file: schema::File = serde_yaml::from_str(text).map_err(|e| parse_error(text, &e))?;
+        let parse = |text: &str| -> Result<schema::File, ConfigError> {
+            serde_yaml::from_str(text).map_err(|e| parse_error(text, &e))
+        };
+        let file = match pieces::cut(text) {
+            Some(cut) => {
+                let mut file = parse(&cut.head)?;
+                file.nodes = Some(cut.nodes(text)?);
+                file
+            }
+            None => parse(text)?,
+        };
         validate(text, file)
     }
 
@@ -144,14 +164,23 @@ impl Config {
 /// A parser error with its position; a repeated key is reported where it repeats (the parser
 /// itself points at the mapping that holds it).
 fn parse_error(text: &str, e: &serde_yaml::Error) -> ConfigError {
-    let loc = e.location();
+    parse_error_with(text, e.to_string(), e.location(), 0)
+}
+
+/// [`parse_error`] for a `message` found by parsing a part of `text` that starts after
+/// `lines_before` lines.
+fn parse_error_with(
+    text: &str,
+    message: String,
+    loc: Option<serde_yaml::Location>,
+    lines_before: usize,
+) -> ConfigError {
     // serde_yaml appends " at line L column C"; the position is reported separately.
-    let message = e.to_string();
     let message = match message.rfind(" at line ") {
         Some(at) if loc.is_some() => message[..at].to_owned(),
         _ => message,
     };
-    let mut position = loc.map(|l| (l.line(), l.column()));
+    let mut position = loc.map(|l| (l.line() + lines_before, l.column()));
     let duplicate = message
         .split("duplicate field `")
         .nth(1)
@@ -188,7 +217,7 @@ fn validate(text: &str, file: schema::File) -> Result<Config, ConfigError> {
             "nodes: at least one node is required".into(),
         ));
     }
-    let mut seen = std::collections::HashSet::with_capacity(n);
+    let mut seen = crate::routing::IdSet::with_capacity_and_hasher(n, Default::default());
     for (i, node) in nodes.iter().enumerate() {
         if !seen.insert(node.id.as_str()) {
             let line = yaml::id_line(text, node.id.as_str(), 2);
@@ -426,6 +455,27 @@ mod tests {
     const TWO: &str = "nodes:\n  - { id: a, url: \"http://127.0.0.1:7001\" }\n  - { id: b, url: \"http://127.0.0.1:7002\" }\n";
 
     #[test]
+    fn the_log_format_is_read_from_its_own_line_or_the_whole_flow_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        for (text, format) in [
+            (
+                format!("log_format: json   # one object a line\n{TWO}"),
+                LogFormat::Json,
+            ),
+            (
+                format!("{{ log_format: json, nodes: [{{ id: a, url: \"http://h:1\" }}] }}"),
+                LogFormat::Json,
+            ),
+            (TWO.to_string(), LogFormat::Text),
+            (format!("log_format: sideways\n{TWO}"), LogFormat::Text),
+        ] {
+            std::fs::write(&path, &text).unwrap();
+            assert_eq!(log_format_of(&path), format, "{text}");
+        }
+    }
+
+    #[test]
     fn defaults() {
         let c = Config::from_yaml(TWO).unwrap();
         assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
@@ -485,7 +535,7 @@ mod tests {
             ),
             (
                 "placement: sideways\nnodes:\n  - { id: a, url: \"http://h:1\" }\n",
-                "unknown variant `sideways`, expected `rendezvous` or `consistent`",
+                "unknown variant `sideways`, expected one of `rendezvous`, `consistent`, `hierarchical`",
             ),
             ("replicas: 2\n", "missing field `nodes`"),
             (

@@ -1,9 +1,8 @@
 //! What a membership change does to placement, before it is made: each node's share of the
 //! keyspace before and after, and how many keys change replicas (`hrwproxy plan`, reload logs).
 
-use std::collections::HashMap;
-
 use super::rendezvous::{key_hash, Placement, Ring};
+use super::IdMap;
 
 /// One node's place in a change; `None` where the node is absent on that side.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,7 +60,7 @@ impl ChangeSummary {
             })
             .collect();
         // For each node of the new ring, its slot in `nodes`.
-        let old_slots: HashMap<&str, usize> = (0..old.len()).map(|i| (old.id(i), i)).collect();
+        let old_slots: IdMap<&str, usize> = (0..old.len()).map(|i| (old.id(i), i)).collect();
         let mut slot_of_new = Vec::with_capacity(new.len());
         for i in 0..new.len() {
             let slot = match old_slots.get(new.id(i)) {

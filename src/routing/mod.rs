@@ -13,9 +13,11 @@
 //! ```
 
 pub mod change;
+mod id_hash;
 mod plan;
 mod rendezvous;
 
+pub use id_hash::{IdHashing, IdMap, IdSet};
 pub use plan::misses_to_stop;
 pub use rendezvous::{
     key_hash, mix, node_seed, point_counts, points_of, score, Placement, Ranked, Ring, RingError,

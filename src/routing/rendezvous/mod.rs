@@ -1,7 +1,6 @@
 //! Weighted rendezvous (highest-random-weight) placement: the contract every client must share.
 
 use std::cmp::Ordering;
-use std::collections::HashSet;
 use std::fmt;
 
 use twox_hash::XxHash3_64;
@@ -11,6 +10,7 @@ pub use self::points::{point_counts, points_of, MAX_POINTS};
 use self::tree::Tree;
 pub use self::tree::{DEFAULT_GROUP_SIZE, MAX_GROUP_SIZE, MIN_GROUP_SIZE, TREE_SEED};
 use self::zones::{Zones, ZonesBuilder};
+use super::{IdHashing, IdSet};
 
 mod points;
 mod tree;
@@ -365,7 +365,8 @@ impl Ring {
         let mut built: Vec<RingNode> = Vec::new();
         let mut zones = ZonesBuilder::default();
         // Hashed, not scanned: tens of thousands of nodes are checked in milliseconds.
-        let mut seen: HashSet<&str> = HashSet::new();
+        let nodes = nodes.into_iter();
+        let mut seen: IdSet<&str> = IdSet::with_capacity_and_hasher(nodes.size_hint().0, IdHashing);
         for (id, weight, zone) in nodes {
             if id.is_empty() {
                 return Err(RingError::EmptyId);

@@ -3,7 +3,7 @@
 //! than r, the rest are the best remaining nodes in rank order. A node without a zone is a
 //! zone of its own.
 
-use std::collections::HashMap;
+use crate::routing::IdMap;
 
 use super::{mix, score, u53, Candidate, Ring, TopR, MAX_REPLICAS};
 
@@ -37,7 +37,7 @@ impl Zones {
 pub(super) struct ZonesBuilder<'a> {
     of_node: Vec<u32>,
     names: Vec<Option<Box<str>>>,
-    number: HashMap<&'a str, u32>,
+    number: IdMap<&'a str, u32>,
 }
 
 impl<'a> ZonesBuilder<'a> {
