@@ -464,7 +464,7 @@ mod tests {
                 LogFormat::Json,
             ),
             (
-                format!("{{ log_format: json, nodes: [{{ id: a, url: \"http://h:1\" }}] }}"),
+                "{ log_format: json, nodes: [{ id: a, url: \"http://h:1\" }] }".to_string(),
                 LogFormat::Json,
             ),
             (TWO.to_string(), LogFormat::Text),
