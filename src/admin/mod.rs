@@ -85,7 +85,10 @@ async fn handle(admin: &Arc<Admin>, req: Request<Incoming>) -> Response<Body> {
     };
     match (path, req.method()) {
         ("/metrics", &Method::GET) => metrics(admin, &snap),
-        ("/admin/nodes", &Method::GET) => respond::json(StatusCode::OK, &nodes(&snap)),
+        ("/admin/nodes", &Method::GET) => match NodesPage::of(req.uri().query()) {
+            Ok(page) => page.respond(&snap),
+            Err(e) => respond::rejection(&e),
+        },
         ("/admin/hotkeys", &Method::GET) => match hot_keys_limit(req.uri().query()) {
             Ok(limit) => respond::json(StatusCode::OK, &hot_keys(admin, &snap, limit)),
             Err(e) => respond::rejection(&e),
@@ -140,19 +143,19 @@ fn status_page() -> Response<Body> {
 
 fn metrics(admin: &Admin, snap: &Snapshot) -> Response<Body> {
     let progress = admin.repairs.progress();
-    let total = total_weight(snap);
+    let placement = &snap.placement;
     let state = ScrapeState {
         generation: snap.generation,
-        nodes: snap
-            .placement
+        nodes: placement
             .members
             .iter()
-            .map(|m| {
+            .enumerate()
+            .map(|(i, m)| {
                 let hints = m.hints.counts();
                 NodeState {
                     id: m.id(),
                     ejected: !m.health.is_up(),
-                    share: m.spec.weight.get() / total,
+                    share: placement.ring.share(i),
                     in_flight: m.in_flight.load(std::sync::atomic::Ordering::Relaxed),
                     hints: hints.queued,
                     hints_on_nodes: hints.on_nodes.count,
@@ -224,7 +227,14 @@ fn config(admin: &Admin, snap: &Snapshot) -> Response<Body> {
         }),
         replicas: snap.config.replicas,
         write_quorum: snap.config.write_quorum,
-        nodes: nodes(snap),
+        nodes: node_views(snap, (0..snap.placement.members.len()).take(NODES_PAGE)),
+        nodes_total: snap.placement.members.len(),
+        nodes_up: snap
+            .placement
+            .members
+            .iter()
+            .filter(|m| m.health.is_up())
+            .count(),
         handoff_from: snap
             .open_windows()
             .map(|w| WindowView {
@@ -237,29 +247,99 @@ fn config(admin: &Admin, snap: &Snapshot) -> Response<Body> {
     respond::json(StatusCode::OK, &view)
 }
 
-fn total_weight(snap: &Snapshot) -> f64 {
-    snap.placement
-        .members
-        .iter()
-        .map(|m| m.spec.weight.get())
-        .sum()
+/// Nodes in one answer of `/admin/nodes` unless `limit` says otherwise, and in
+/// `/admin/config`.
+pub(crate) const NODES_PAGE: usize = 10_000;
+/// The most `limit` may ask for.
+const MAX_NODES_PAGE: usize = 100_000;
+
+/// `GET /admin/nodes?offset=N&limit=M&q=text`: the nodes whose id contains `q`, from the
+/// `offset`-th of them, at most `limit`.
+#[derive(Debug, PartialEq)]
+struct NodesPage {
+    offset: usize,
+    limit: usize,
+    q: String,
 }
 
-/// Each node with its weight, share of primaries, health and last error.
-fn nodes(snap: &Snapshot) -> Vec<NodeView> {
-    let total = total_weight(snap);
+impl NodesPage {
+    fn of(query: Option<&str>) -> Result<NodesPage, RequestError> {
+        let mut page = NodesPage {
+            offset: 0,
+            limit: NODES_PAGE,
+            q: String::new(),
+        };
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let number = |most: usize| {
+                value.parse().ok().filter(|n| *n <= most).ok_or_else(|| {
+                    RequestError::BadQuery(format!("{name}: {value:?} must be from 0 to {most}"))
+                })
+            };
+            match name {
+                "offset" => page.offset = number(usize::MAX)?,
+                "limit" => page.limit = number(MAX_NODES_PAGE)?,
+                "q" if value.is_empty() => page.q.clear(),
+                "q" => {
+                    let value = value.replace('+', " ");
+                    page.q =
+                        String::from_utf8_lossy(&key::decode(&value, usize::MAX)?).into_owned();
+                }
+                _ => {
+                    return Err(RequestError::BadQuery(format!(
+                        "unknown parameter {name:?}; use offset, limit and q"
+                    )))
+                }
+            }
+        }
+        Ok(page)
+    }
+
+    /// The page as a JSON array, with `X-Total-Count` (the nodes that match) and, when more
+    /// follow, a `Link` to the next page.
+    fn respond(&self, snap: &Snapshot) -> Response<Body> {
+        let members = &snap.placement.members;
+        let matching = (0..members.len()).filter(|&i| members[i].id().contains(&self.q));
+        let (mut total, mut chosen) = (0, Vec::new());
+        for i in matching {
+            if total >= self.offset && chosen.len() < self.limit {
+                chosen.push(i);
+            }
+            total += 1;
+        }
+        let mut resp = respond::json(StatusCode::OK, &node_views(snap, chosen.into_iter()));
+        let headers = resp.headers_mut();
+        headers.insert("x-total-count", total.into());
+        let next = self.offset.saturating_add(self.limit);
+        if next < total {
+            let mut q = String::new();
+            key::encode_into(self.q.as_bytes(), &mut q);
+            let link = format!(
+                "</admin/nodes?offset={next}&limit={}&q={q}>; rel=\"next\"",
+                self.limit
+            );
+            if let Ok(link) = link.parse() {
+                headers.insert(hyper::header::LINK, link);
+            }
+        }
+        resp
+    }
+}
+
+/// The nodes at `indices` with their weight, share of primaries, health and last error.
+fn node_views(snap: &Snapshot, indices: impl Iterator<Item = usize>) -> Vec<NodeView> {
     let now = Instant::now();
-    snap.placement
-        .members
-        .iter()
-        .map(|m| {
+    let placement = &snap.placement;
+    indices
+        .map(|i| {
+            let m = &placement.members[i];
             let hints = m.hints.counts();
             NodeView {
                 id: m.id().to_owned(),
                 zone: m.spec.zone.as_ref().map(|z| z.as_str().to_owned()),
                 url: m.spec.url.base.clone(),
                 weight: m.spec.weight.get(),
-                share: m.spec.weight.get() / total,
+                share: placement.ring.share(i),
                 health: m.health.phase().name().to_owned(),
                 ejected_for_ms: match m.health.phase() {
                     Phase::Ejected { until } => {

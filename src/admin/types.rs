@@ -21,7 +21,13 @@ pub(crate) struct ConfigView {
     pub last_error: Option<ErrorView>,
     pub replicas: usize,
     pub write_quorum: usize,
+    /// The first [`super::NODES_PAGE`] nodes; the rest through `/admin/nodes?offset=`.
     pub nodes: Vec<NodeView>,
+    /// Every node, and those in service.
+    #[serde(default)]
+    pub nodes_total: usize,
+    #[serde(default)]
+    pub nodes_up: usize,
     /// The handoff windows open, newest first.
     pub handoff_from: Vec<WindowView>,
     /// The last applied reloads (up to 10), newest first.

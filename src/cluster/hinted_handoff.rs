@@ -6,7 +6,9 @@
 //! the hint; the stand-in lets go of its copy too when it is no replica of the key. An owner
 //! removed from the config has its hints handed to the key's current replicas instead.
 //! Passes run every `hints.scan_interval_s`, when a node is readmitted (before it serves),
-//! and first in every repair.
+//! and first in every repair. A pass lists at most [`HOLDERS_PER_PASS`] nodes: a larger
+//! membership is listed in turn, a round of passes covering it all, so that a million nodes
+//! are not all asked at once, every few seconds.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,6 +23,8 @@ use crate::backend::{BackendError, HeldHint};
 
 /// Hints asked for per page, and handed over at the same time.
 const PAGE: usize = 500;
+/// The most nodes one pass lists.
+pub(crate) const HOLDERS_PER_PASS: usize = 1000;
 const CONCURRENCY: usize = 16;
 /// How often the driver looks at the config again while passes are off.
 const IDLE: Duration = Duration::from_secs(1);
@@ -35,6 +39,14 @@ pub(crate) struct Pass {
     pub left: u64,
     /// Nodes whose hints could not be listed (to the end).
     pub unlisted: u64,
+}
+
+/// Where the passes over a large membership are: the next node to list, and what the round's
+/// passes so far found left held for each owner.
+#[derive(Debug, Default)]
+pub(crate) struct Round {
+    next: usize,
+    held: HashMap<String, OnNodes>,
 }
 
 /// Runs passes until aborted: every scan interval, and sooner when woken.
@@ -63,8 +75,20 @@ pub(crate) async fn hand_over(cluster: &Cluster, snap: &Snapshot, only: Option<&
     if !snap.config.versioned() {
         return pass;
     }
+    let members = &snap.placement.members;
+    // This pass's nodes: all of them, or the next in turn.
+    let (turn, round_ends) = if members.len() <= HOLDERS_PER_PASS {
+        (0..members.len(), true)
+    } else {
+        let mut round = crate::lock(&cluster.hint_round);
+        let start = round.next.min(members.len());
+        let end = (start + HOLDERS_PER_PASS).min(members.len());
+        round.next = if end == members.len() { 0 } else { end };
+        (start..end, end == members.len())
+    };
+    let whole = turn.len() == members.len();
     let mut held: HashMap<String, OnNodes> = HashMap::new();
-    for holder in snap.placement.members.iter() {
+    for holder in members[turn].iter() {
         if !holder.backend.keeps_hints() || !holder.health.is_up() {
             continue;
         }
@@ -106,10 +130,23 @@ pub(crate) async fn hand_over(cluster: &Cluster, snap: &Snapshot, only: Option<&
             }
         }
     }
-    for member in snap.placement.members.iter() {
-        if only.is_none_or(|o| o == member.id()) {
-            let left = held.remove(member.id()).unwrap_or_default();
-            member.hints.found_on_nodes(left);
+    // What is left held is known per owner once every node was listed: in this pass, or in
+    // the round this pass ends (a pass for one owner only does not count toward a round).
+    if !whole && only.is_none() {
+        let mut round = crate::lock(&cluster.hint_round);
+        for (owner, left) in held.drain() {
+            round.held.entry(owner).or_default().merge(left);
+        }
+        if round_ends {
+            held = std::mem::take(&mut round.held);
+        }
+    }
+    if whole || (round_ends && only.is_none()) {
+        for member in members.iter() {
+            if only.is_none_or(|o| o == member.id()) {
+                let left = held.remove(member.id()).unwrap_or_default();
+                member.hints.found_on_nodes(left);
+            }
         }
     }
     if pass.handed_off > 0 {

@@ -55,6 +55,15 @@ pub(crate) struct OnNodes {
 }
 
 impl OnNodes {
+    /// Adds what another pass found.
+    pub(crate) fn merge(&mut self, other: OnNodes) {
+        self.count += other.count;
+        self.oldest = match (self.oldest, other.oldest) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
     pub(crate) fn add(&mut self, version: Version) {
         self.count += 1;
         self.oldest = Some(self.oldest.map_or(version, |o| o.min(version)));

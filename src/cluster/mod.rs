@@ -85,6 +85,8 @@ pub(crate) struct Cluster {
     pub probes: Notify,
     /// Wakes the hinted handoff driver: the membership changed.
     pub hints_due: Notify,
+    /// Where the hinted handoff passes over a large membership are.
+    pub hint_round: Mutex<hinted_handoff::Round>,
     pub log_budget: LogBudget,
 }
 
@@ -100,6 +102,7 @@ impl Cluster {
             ejections: Mutex::new(()),
             probes: Notify::new(),
             hints_due: Notify::new(),
+            hint_round: Mutex::default(),
             log_budget: LogBudget::default(),
         })
     }

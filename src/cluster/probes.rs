@@ -22,6 +22,10 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// How long after a replay to a node in service the next may start: a node that fails its
 /// replays is not hammered with them.
 const REPLAY_PAUSE: Duration = Duration::from_secs(1);
+/// The most nodes in service actively checked per health check interval: a larger membership
+/// is checked in turn (a million nodes at the default 2 s: each every 2,000 s, not 500,000
+/// probes a second). Failures of requests still eject a node at once.
+pub(crate) const CHECKS_PER_INTERVAL: usize = 1000;
 
 /// Why a node is probed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +48,8 @@ pub(crate) async fn drive(cluster: Arc<Cluster>) {
     // When each node in service may have its hints replayed again.
     let mut next_replay: HashMap<String, Instant> = HashMap::new();
     let mut next_check = Instant::now();
+    // The first of the nodes the next active checks are for.
+    let mut check_from = 0usize;
     loop {
         drop(cluster.log_budget.roll());
         cluster.release_closed_windows();
@@ -51,15 +57,25 @@ pub(crate) async fn drive(cluster: Arc<Cluster>) {
         let now = Instant::now();
         let interval = snap.config.resilience.health_check_interval_ms;
         let check_now = interval > 0 && now >= next_check;
-        if check_now {
+        let members = &snap.placement.members;
+        let checked = if check_now {
             next_check = now + Duration::from_millis(interval);
-        }
+            let from = if check_from >= members.len() {
+                0
+            } else {
+                check_from
+            };
+            check_from = from + CHECKS_PER_INTERVAL;
+            from..from + CHECKS_PER_INTERVAL
+        } else {
+            0..0
+        };
         let mut wake = now + MAX_SLEEP;
         next_replay.retain(|_, at| *at > now);
         if interval > 0 {
             wake = wake.min(next_check);
         }
-        for member in snap.placement.members.iter() {
+        for (at, member) in members.iter().enumerate() {
             let purpose = match member.health.phase() {
                 // Probing with no probe running: its probe ended without a verdict.
                 Phase::Ejected { .. } | Phase::Probing if member.health.start_probing(now) => {
@@ -69,7 +85,7 @@ pub(crate) async fn drive(cluster: Arc<Cluster>) {
                     wake = wake.min(until);
                     continue;
                 }
-                Phase::Up if check_now => Purpose::Check,
+                Phase::Up if checked.contains(&at) => Purpose::Check,
                 Phase::Up if !member.hints.is_empty() => match next_replay.get(member.id()) {
                     Some(&at) if at > now => {
                         wake = wake.min(at);

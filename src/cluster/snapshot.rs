@@ -147,6 +147,15 @@ impl Snapshot {
                         && (spec.url.scheme != Scheme::Https
                             || prev.backend_trust == files.backend_trust)
                 });
+                let label = node_label(spec.id.as_str(), own_series(at));
+                // Unchanged in every way: the same member, so that the handoff windows of a
+                // large membership share its members instead of holding copies.
+                match earlier {
+                    Some(old) if reusable && old.spec == *spec && old.metrics.label() == label => {
+                        return old.clone();
+                    }
+                    _ => {}
+                }
                 let backend = match earlier {
                     Some(old) if reusable => old.backend.clone(),
                     _ => connect(spec, &config, files),
@@ -158,12 +167,7 @@ impl Snapshot {
                     in_flight: earlier.map(|m| m.in_flight.clone()).unwrap_or_default(),
                     hints: earlier.map(|m| m.hints.clone()).unwrap_or_default(),
                     metrics: match earlier {
-                        Some(old)
-                            if old.metrics.label()
-                                == node_label(spec.id.as_str(), own_series(at)) =>
-                        {
-                            old.metrics.clone()
-                        }
+                        Some(old) if old.metrics.label() == label => old.metrics.clone(),
                         _ => metrics.node(spec.id.as_str(), own_series(at)),
                     },
                 })

@@ -138,6 +138,39 @@ async fn the_driver_readmits_only_after_a_passing_probe_and_forgets_removed_node
     driver.abort();
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_large_membership_is_checked_in_turn() {
+    use super::probes::CHECKS_PER_INTERVAL;
+    let names: Vec<String> = (0..CHECKS_PER_INTERVAL * 5 / 2)
+        .map(|i| format!("n{i}"))
+        .collect();
+    let ids: Vec<&str> = names.iter().map(String::as_str).collect();
+    let nodes = TestCluster::new("health_check_interval_ms: 100", &ids);
+    let driver = tokio::spawn(probes::drive(nodes.cluster.clone()));
+    let checked = || {
+        ids.iter()
+            .filter(|id| nodes.node(id).calls(Op::Health) > 0)
+            .count()
+    };
+    // Intervals start at 0, 100 and 200 ms: the first two check 1000 nodes each, the third
+    // the last 500; then the turn starts over.
+    let most = || ids.iter().map(|id| nodes.node(id).calls(Op::Health)).max();
+    for (after_ms, expected, most_checks) in [
+        (50, 1000, 1),
+        (150, 2000, 1),
+        (250, 2500, 1),
+        (350, 2500, 2),
+    ] {
+        tokio::time::sleep(Duration::from_millis(if after_ms == 50 { 50 } else { 100 })).await;
+        assert_eq!(
+            (checked(), most()),
+            (expected, Some(most_checks)),
+            "after {after_ms} ms"
+        );
+    }
+    driver.abort();
+}
+
 /// Active checks of every node failing together keep to the cap (the race itself, with real
 /// threads, is `the_ejection_cap_holds_when_every_node_fails_at_once`).
 #[tokio::test(start_paused = true)]

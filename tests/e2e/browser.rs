@@ -154,6 +154,28 @@ fn the_status_page_shows_nodes_health_reloads_and_where_a_key_lives() {
             await_text(&browser, &health, "every node up", |t| t.starts_with("up")).await;
         }
         await_text(&browser, "#generation", "generation 1", |t| t == "1").await;
+        await_text(&browser, "#nodes-shown", "the page of nodes", |t| {
+            t == "1–3 of 3"
+        })
+        .await;
+
+        // The search box keeps the nodes whose id holds its text.
+        let search = browser.find(Locator::Css("#node-search")).await.unwrap();
+        search.send_keys("b").await.unwrap();
+        await_text(&browser, "#nodes-shown", "the one match", |t| {
+            t == "1–1 of 1"
+        })
+        .await;
+        assert_eq!(
+            text_of(&browser, "#nodes tr[data-node='a'] td.health").await,
+            ""
+        );
+        search.clear().await.unwrap();
+        search.send_keys(" ").await.unwrap();
+        await_text(&browser, "#nodes-shown", "every node again", |t| {
+            t == "1–3 of 3"
+        })
+        .await;
 
         // A node killed is seen ejected once requests and probes fail on it.
         nodes[1].kill();

@@ -293,3 +293,55 @@ fn the_hottest_key_tops_the_hot_keys_with_its_replicas() {
     );
     assert_eq!(proxy.admin("GET", "/admin/hotkeys?limit=0").status, 400);
 }
+
+#[test]
+fn the_node_list_comes_in_pages_searchable_by_id() {
+    let mut yaml = "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nhealth_check_interval_ms: 0\nhints: { scan_interval_s: 0 }\nnodes:\n".to_string();
+    for i in 0..25 {
+        yaml += &format!("  - {{ id: n{i}, url: \"http://127.0.0.1:{}\" }}\n", 1 + i);
+    }
+    let proxy = Proxy::start(&yaml);
+    let page = |query: &str| {
+        let resp = proxy.admin("GET", &format!("/admin/nodes{query}"));
+        assert_eq!(resp.status, 200, "{query}: {}", resp.text());
+        let ids: Vec<String> = serde_json::from_slice::<Vec<serde_json::Value>>(&resp.body)
+            .unwrap()
+            .iter()
+            .map(|n| n["id"].as_str().unwrap().to_owned())
+            .collect();
+        let total = resp.header("x-total-count").map(str::to_owned);
+        (ids, total, resp.header("link").map(str::to_owned))
+    };
+    let (all, total, next) = page("");
+    assert_eq!((all.len(), total.as_deref(), next), (25, Some("25"), None));
+    let (first, _, next) = page("?limit=10");
+    assert_eq!(first, all[..10]);
+    assert_eq!(
+        next.as_deref(),
+        Some("</admin/nodes?offset=10&limit=10&q=>; rel=\"next\"")
+    );
+    let (last, _, next) = page("?offset=20&limit=10");
+    assert_eq!((last, next), (all[20..].to_vec(), None));
+    assert_eq!(
+        page("?q=&limit=25").0,
+        all,
+        "an empty search keeps every node"
+    );
+    let (found, total, _) = page("?q=n1");
+    assert_eq!(found.len(), 11, "n1 and n10 to n19: {found:?}");
+    assert_eq!(total.as_deref(), Some("11"));
+    assert!(found.iter().all(|id| id.contains("n1")));
+    for bad in ["?limit=100001", "?offset=x", "?sort=id"] {
+        assert_eq!(
+            proxy.admin("GET", &format!("/admin/nodes{bad}")).status,
+            400,
+            "{bad}"
+        );
+    }
+    let config: serde_json::Value =
+        serde_json::from_slice(&proxy.admin("GET", "/admin/config").body).unwrap();
+    assert_eq!(
+        (config["nodes_total"].as_u64(), config["nodes_up"].as_u64()),
+        (Some(25), Some(25))
+    );
+}

@@ -225,3 +225,43 @@ async fn a_slow_replica_is_hedged_to_replicas_only_never_to_a_stand_in() {
         assert_eq!(nodes.node(&id).calls(Op::Get), 0, "{id} was asked");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_large_membership_is_listed_in_turn_and_its_hints_counted_once_the_round_ends() {
+    use crate::cluster::hinted_handoff::HOLDERS_PER_PASS;
+    let names: Vec<String> = (0..HOLDERS_PER_PASS * 5 / 2)
+        .map(|i| format!("n{i}"))
+        .collect();
+    let ids: Vec<&str> = names.iter().map(String::as_str).collect();
+    let nodes = TestCluster::new(&format!("replicas: 2\nwrite_quorum: 2\n{FAST}"), &ids);
+    let path = data_path(&nodes);
+    let snap = nodes.snapshot();
+    let (owners, stand_in) = (replicas(&snap, "k"), stand_ins(&snap, "k")[0].clone());
+    nodes.node(&owners[1]).go_down();
+    put(&path, "k", "v").await.version.unwrap();
+    let owner = snap.placement.member(&owners[1]).unwrap().clone();
+    let at = |id: &str| {
+        snap.placement
+            .members
+            .iter()
+            .position(|m| m.id() == id)
+            .unwrap()
+    };
+    // Three passes make a round: the hint is found by the one that lists its holder, the
+    // replica's listing fails in the one that lists it, and the count is known at the end.
+    for pass_no in 0..3 {
+        let pass = hand_over(&nodes.cluster, &snap, None).await;
+        assert_eq!(
+            pass.found,
+            u64::from(at(&stand_in) / HOLDERS_PER_PASS == pass_no)
+        );
+        assert_eq!(
+            pass.unlisted,
+            u64::from(at(&owners[1]) / HOLDERS_PER_PASS == pass_no)
+        );
+        let counted = owner.hints.counts().on_nodes.count;
+        assert_eq!(counted, u64::from(pass_no == 2), "after pass {pass_no}");
+    }
+    let calls: usize = ids.iter().map(|id| nodes.node(id).calls(Op::List)).sum();
+    assert_eq!(calls, ids.len(), "each node was listed once in the round");
+}
