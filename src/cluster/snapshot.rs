@@ -12,7 +12,7 @@ use crate::backend::Backend;
 use crate::config::{Config, NodeSpec, Scheme};
 use crate::metrics::{node_label, Metrics};
 use crate::net::auth::Tokens;
-use crate::routing::{key_hash, IdMap, IdSet, Ring, TopR, MAX_REPLICAS};
+use crate::routing::{key_hash, node_seed, IdMap, IdSet, Ring, TopR, MAX_REPLICAS};
 
 #[derive(Debug)]
 pub(crate) struct Snapshot {
@@ -36,7 +36,9 @@ pub(crate) struct Placement {
     pub ring: Ring,
     pub replicas: usize,
     pub members: Box<[Arc<Member>]>,
-    by_id: IdMap<Arc<str>, usize>,
+    /// Each member's index by its node seed: 16 bytes a node, where a map by id would hold a
+    /// copy of every id. Two ids with one seed (never seen; 64 bits) keep the first here.
+    by_seed: IdMap<u64, u32>,
 }
 
 /// Opens a client for a node of a config: `backend::connect`, or a fake in unit tests.
@@ -71,7 +73,11 @@ impl Placement {
     }
 
     pub(crate) fn member(&self, id: &str) -> Option<&Arc<Member>> {
-        self.by_id.get(id).map(|&i| &self.members[i])
+        let found = &self.members[*self.by_seed.get(&node_seed(id))? as usize];
+        if found.id() == id {
+            return Some(found);
+        }
+        self.members.iter().find(|m| m.id() == id)
     }
 
     /// Whether `other` places every key the same: the same ids, weights, zones and replica
@@ -181,11 +187,10 @@ impl Snapshot {
                 }
             }
         }
-        let by_id = members
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (Arc::from(m.id()), i))
-            .collect();
+        let mut by_seed = IdMap::with_capacity_and_hasher(members.len(), Default::default());
+        for (i, m) in members.iter().enumerate() {
+            by_seed.entry(node_seed(m.id())).or_insert(i as u32);
+        }
         // Consistent placement's table is built here, with the reload, not by a request.
         let ring = config.ring();
         ring.prepare();
@@ -194,7 +199,7 @@ impl Snapshot {
             ring,
             replicas: config.replicas,
             members,
-            by_id,
+            by_seed,
         });
         let now = Instant::now();
         let mut windows = Vec::new();

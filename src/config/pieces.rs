@@ -139,7 +139,11 @@ impl Cut<'_> {
                 .collect()
         });
         parsed.sort_unstable_by_key(|(i, _)| *i);
-        let mut nodes = Vec::new();
+        let count = parsed
+            .iter()
+            .map(|(_, p)| p.as_ref().map_or(0, Vec::len))
+            .sum();
+        let mut nodes = Vec::with_capacity(count);
         for (_, piece) in parsed {
             nodes.extend(piece?);
         }

@@ -174,7 +174,16 @@ impl ChangeSummary {
 /// The summary as `hrwproxy plan` prints it.
 pub fn render(s: &ChangeSummary, replicas_before: usize, replicas_after: usize) -> String {
     use std::fmt::Write;
-    let pct = |f: Option<f64>| f.map_or_else(|| "-".to_string(), |f| format!("{:.2}%", f * 100.0));
+    // Two decimals, or enough to show a share of a large membership (0.0001% of a million).
+    let pct = |f: Option<f64>| {
+        f.map_or_else(
+            || "-".to_string(),
+            |f| match f * 100.0 {
+                p if p == 0.0 || p >= 0.01 => format!("{p:.2}%"),
+                p => format!("{p:.6}%"),
+            },
+        )
+    };
     let weight = |w: Option<f64>| w.map_or_else(|| "-".to_string(), |w| w.to_string());
     let mut out = String::new();
     let _ = writeln!(
