@@ -76,14 +76,17 @@ pub(crate) async fn hand_over(cluster: &Cluster, snap: &Snapshot, only: Option<&
         return pass;
     }
     let members = &snap.placement.members;
-    // This pass's nodes: all of them, or the next in turn.
+    // This pass's nodes: all of them, or the next in turn (a pass for one owner lists them
+    // too, but leaves the turn to the round).
     let (turn, round_ends) = if members.len() <= HOLDERS_PER_PASS {
         (0..members.len(), true)
     } else {
         let mut round = crate::lock(&cluster.hint_round);
         let start = round.next.min(members.len());
         let end = (start + HOLDERS_PER_PASS).min(members.len());
-        round.next = if end == members.len() { 0 } else { end };
+        if only.is_none() {
+            round.next = if end == members.len() { 0 } else { end };
+        }
         (start..end, end == members.len())
     };
     let whole = turn.len() == members.len();

@@ -140,6 +140,8 @@ impl Snapshot {
                 && prev.config.versioning == config.versioning
         };
         let own_series = |at: usize| at < config.metrics_node_limit;
+        // Entries that reach one node the same way share its client, and so its connections.
+        let mut clients: IdMap<_, Arc<dyn Backend>> = IdMap::default();
         let members: Box<[Arc<Member>]> = config
             .nodes
             .iter()
@@ -154,18 +156,22 @@ impl Snapshot {
                             || prev.backend_trust == files.backend_trust)
                 });
                 let label = node_label(spec.id.as_str(), own_series(at));
+                let reach = (&spec.url.base, &spec.url.credentials, spec.store);
                 // Unchanged in every way: the same member, so that the handoff windows of a
                 // large membership share its members instead of holding copies.
                 match earlier {
                     Some(old) if reusable && old.spec == *spec && old.metrics.label() == label => {
+                        clients.entry(reach).or_insert_with(|| old.backend.clone());
                         return old.clone();
                     }
                     _ => {}
                 }
-                let backend = match earlier {
-                    Some(old) if reusable => old.backend.clone(),
+                let backend = match (earlier, clients.get(&reach)) {
+                    (Some(old), _) if reusable => old.backend.clone(),
+                    (_, Some(shared)) => shared.clone(),
                     _ => connect(spec, &config, files),
                 };
+                clients.entry(reach).or_insert_with(|| backend.clone());
                 Arc::new(Member {
                     spec: spec.clone(),
                     backend,

@@ -210,3 +210,42 @@ async fn a_closed_window_gives_its_placement_back_without_a_reload() {
     );
     driver.abort();
 }
+
+#[test]
+fn entries_that_reach_one_node_the_same_way_share_its_client() {
+    use super::{Files, Snapshot};
+    use crate::backend::Backend;
+    use crate::config::Config;
+    use crate::metrics::Metrics;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let yaml = "nodes:\n  - { id: a, url: \"http://shared.fake:1\" }\n  - { id: b, url: \"http://shared.fake:1\" }\n  - { id: c, url: \"http://shared.fake:1\", store: plain }\n  - { id: d, url: \"http://other.fake:1\" }\n";
+    let opened = AtomicUsize::new(0);
+    let connect = |_: &crate::config::NodeSpec, _: &Config, _: &Files| -> Arc<dyn Backend> {
+        opened.fetch_add(1, Ordering::Relaxed);
+        Arc::new(crate::backend::fake::FakeBackend::default())
+    };
+    let build = |yaml: &str, previous: Option<&Snapshot>| {
+        let config = Config::from_yaml(yaml).unwrap();
+        Snapshot::build(
+            config,
+            &Files::default(),
+            1,
+            previous,
+            &Metrics::default(),
+            &connect,
+        )
+    };
+    let snap = build(yaml, None);
+    let client = |snap: &Snapshot, id: &str| snap.placement.member(id).unwrap().backend.clone();
+    assert!(Arc::ptr_eq(&client(&snap, "a"), &client(&snap, "b")));
+    assert!(
+        !Arc::ptr_eq(&client(&snap, "a"), &client(&snap, "c")),
+        "another store, another client"
+    );
+    assert_eq!(opened.load(Ordering::Relaxed), 3);
+    // A new entry for the same node, after a reload, takes the client the others kept.
+    let more = format!("{yaml}  - {{ id: e, url: \"http://shared.fake:1\" }}\n");
+    let next = build(&more, Some(&snap));
+    assert!(Arc::ptr_eq(&client(&next, "e"), &client(&snap, "a")));
+    assert_eq!(opened.load(Ordering::Relaxed), 3);
+}

@@ -365,7 +365,7 @@ impl Zone {
 /// What an HTTP node is: the built-in node (or anything speaking its protocol: versions in
 /// `x-hrw-version` headers, compared on the node), or any other store taking PUT, GET and
 /// DELETE (versions in an envelope around the value, compared by reading first).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Store {
     #[default]
