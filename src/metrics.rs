@@ -169,12 +169,15 @@ pub(crate) struct Metrics {
     node_oldest_hint: Family<NodeLabel, Gauge>,
     rebalance_keys: Family<StageLabel, Gauge>,
     hot_keys_share: Family<TopLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// The one [`NodeMetrics`] every node past `metrics_node_limit` shares.
+    other_nodes: Mutex<Option<Arc<NodeMetrics>>>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let mut m = Metrics {
             registry: Registry::default(),
+            other_nodes: Mutex::default(),
             requests: Family::default(),
             request_duration: Family::new_with_constructor(latency_histogram),
             node_attempts: Family::default(),
@@ -433,8 +436,16 @@ impl Metrics {
     /// The handles of one node's metrics, under its id if `own_series`, else under
     /// [`OTHER_NODES`]; made when the node joins so that the request path neither allocates
     /// label strings nor looks families up.
-    pub(crate) fn node(&self, id: &str, own_series: bool) -> NodeMetrics {
-        let label = node_label(id, own_series);
+    pub(crate) fn node(&self, id: &str, own_series: bool) -> Arc<NodeMetrics> {
+        if own_series {
+            return Arc::new(self.new_node(id));
+        }
+        crate::lock(&self.other_nodes)
+            .get_or_insert_with(|| Arc::new(self.new_node(OTHER_NODES)))
+            .clone()
+    }
+
+    fn new_node(&self, label: &str) -> NodeMetrics {
         let attempts = |op| {
             self.node_attempts.get_or_create_owned(&NodeOpLabels {
                 node: label.to_owned(),
@@ -455,6 +466,10 @@ impl Metrics {
     /// membership that shrinks gives back their memory and its scrape shrinks with it.
     pub(crate) fn forget(&self, node: &NodeMetrics) {
         let label = &node.label;
+        if label == OTHER_NODES {
+            // Nodes that come under it later get series of their own again.
+            *crate::lock(&self.other_nodes) = None;
+        }
         for op in NODE_OPS {
             self.node_attempts.remove(&NodeOpLabels {
                 node: label.clone(),

@@ -13,14 +13,16 @@ use crate::metrics::NodeMetrics;
 
 #[derive(Debug)]
 pub(crate) struct Member {
-    pub spec: NodeSpec,
+    /// The config's own entry, shared.
+    pub spec: Arc<NodeSpec>,
     pub backend: Arc<dyn Backend>,
     pub health: Arc<Health>,
     /// Attempts on the node not yet answered.
     pub in_flight: Arc<AtomicU64>,
     /// Writes it missed, to replay before it serves again.
     pub hints: Arc<Hints>,
-    pub metrics: NodeMetrics,
+    /// Its own, or the one all nodes past `metrics_node_limit` share.
+    pub metrics: Arc<NodeMetrics>,
 }
 
 impl Member {

@@ -10,6 +10,7 @@ mod yaml;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use self::error::ConfigError;
@@ -82,7 +83,8 @@ pub struct Config {
     pub limits: Limits,
     pub auth: AuthConfig,
     pub tls: TlsConfig,
-    pub nodes: Vec<NodeSpec>,
+    /// Shared with the members built from them: a million nodes are held once.
+    pub nodes: Vec<Arc<NodeSpec>>,
 }
 
 /// The text of a config file, refused if larger than [`max_config_bytes`] or not UTF-8.
@@ -395,7 +397,7 @@ fn validate(text: &str, file: schema::File) -> Result<Config, ConfigError> {
         limits: file.limits,
         auth: file.auth,
         tls: file.tls,
-        nodes,
+        nodes: nodes.into_iter().map(Arc::new).collect(),
     })
 }
 
