@@ -60,5 +60,15 @@ pub async fn status(admin: String, token_file: Option<PathBuf>) -> anyhow::Resul
             n.last_error.as_ref().map_or("-", |e| e.message.as_str())
         )?;
     }
+    if config.nodes_total > config.nodes.len() {
+        writeln!(
+            out,
+            "... and {} more nodes ({} of {} up): GET /admin/nodes?offset={}&q=<id> for the rest",
+            config.nodes_total - config.nodes.len(),
+            config.nodes_up,
+            config.nodes_total,
+            config.nodes.len()
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -345,3 +345,36 @@ fn the_node_list_comes_in_pages_searchable_by_id() {
         (Some(25), Some(25))
     );
 }
+
+#[test]
+fn status_lists_the_first_ten_thousand_nodes_and_counts_the_rest() {
+    let mut yaml = "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nhealth_check_interval_ms: 0\nhints: { scan_interval_s: 0 }\nnodes:\n".to_string();
+    for i in 0..10_005 {
+        yaml += &format!(
+            "  - {{ id: n{i}, url: \"http://127.0.0.1:{}\" }}\n",
+            1 + i % 60000
+        );
+    }
+    let proxy = Proxy::start(&yaml);
+    let out = Command::new(BIN)
+        .args(["status", "--admin", &proxy.admin_addr.to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("n") && l[1..2].parse::<u8>().is_ok())
+            .count(),
+        10_000
+    );
+    let last = text.lines().last().unwrap();
+    assert!(
+        last.starts_with("... and 5 more nodes (10005 of 10005 up): GET /admin/nodes?offset=10000"),
+        "{last}"
+    );
+}
