@@ -378,7 +378,7 @@ pub(crate) fn node_label(id: &str, own_series: bool) -> &str {
 }
 
 /// One node's attempt counters and latency histogram.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct NodeMetrics {
     /// The node's id, or [`OTHER_NODES`].
     label: String,
@@ -386,7 +386,7 @@ pub(crate) struct NodeMetrics {
     attempts: [Counter; NODE_OPS.len()],
     duration: Histogram,
     /// The kinds of failure counted so far, whose series go with the node.
-    failure_kinds: Arc<Mutex<Vec<&'static str>>>,
+    failure_kinds: Mutex<Vec<&'static str>>,
 }
 
 impl NodeMetrics {
@@ -458,7 +458,7 @@ impl Metrics {
             duration: self.node_attempt_duration.get_or_create_owned(&NodeLabel {
                 node: label.to_owned(),
             }),
-            failure_kinds: Arc::default(),
+            failure_kinds: Mutex::default(),
         }
     }
 

@@ -21,7 +21,7 @@ pub(crate) struct ConfigView {
     pub last_error: Option<ErrorView>,
     pub replicas: usize,
     pub write_quorum: usize,
-    /// The first [`super::NODES_PAGE`] nodes; the rest through `/admin/nodes?offset=`.
+    /// The first [`super::nodes::NODES_PAGE`] nodes; the rest through `/admin/nodes?offset=`.
     pub nodes: Vec<NodeView>,
     /// Every node, and those in service.
     #[serde(default)]

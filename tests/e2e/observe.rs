@@ -198,20 +198,39 @@ fn request_ids_are_kept_returned_and_sent_to_http_backends() {
     );
 }
 
-#[test]
-fn status_shows_nodes_health_and_reload_state() {
-    let nodes = start_nodes(&["a", "b"]);
-    let proxy = Proxy::start(&config_yaml(&nodes, ""));
+/// What `hrwproxy status` prints for `proxy`; it must succeed.
+fn status_of(proxy: &Proxy) -> String {
     let out = Command::new(BIN)
         .args(["status", "--admin", &proxy.admin_addr.to_string()])
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    text
+}
+
+/// A config of `count` nodes `n0`, `n1`, ... at loopback ports nothing listens on, with no
+/// background traffic to them.
+fn unreachable_nodes(count: usize) -> String {
+    let mut yaml = "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nhealth_check_interval_ms: 0\nhints: { scan_interval_s: 0 }\nnodes:\n".to_string();
+    for i in 0..count {
+        yaml += &format!(
+            "  - {{ id: n{i}, url: \"http://127.0.0.1:{}\" }}\n",
+            1 + i % 60000
+        );
+    }
+    yaml
+}
+
+#[test]
+fn status_shows_nodes_health_and_reload_state() {
+    let nodes = start_nodes(&["a", "b"]);
+    let proxy = Proxy::start(&config_yaml(&nodes, ""));
+    let text = status_of(&proxy);
     assert!(text.starts_with("generation 1 "), "{text}");
     assert!(text.contains("last reload: ok"), "{text}");
     for id in ["a", "b"] {
@@ -296,11 +315,7 @@ fn the_hottest_key_tops_the_hot_keys_with_its_replicas() {
 
 #[test]
 fn the_node_list_comes_in_pages_searchable_by_id() {
-    let mut yaml = "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nhealth_check_interval_ms: 0\nhints: { scan_interval_s: 0 }\nnodes:\n".to_string();
-    for i in 0..25 {
-        yaml += &format!("  - {{ id: n{i}, url: \"http://127.0.0.1:{}\" }}\n", 1 + i);
-    }
-    let proxy = Proxy::start(&yaml);
+    let proxy = Proxy::start(&unreachable_nodes(25));
     let page = |query: &str| {
         let resp = proxy.admin("GET", &format!("/admin/nodes{query}"));
         assert_eq!(resp.status, 200, "{query}: {}", resp.text());
@@ -348,24 +363,7 @@ fn the_node_list_comes_in_pages_searchable_by_id() {
 
 #[test]
 fn status_lists_the_first_ten_thousand_nodes_and_counts_the_rest() {
-    let mut yaml = "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nhealth_check_interval_ms: 0\nhints: { scan_interval_s: 0 }\nnodes:\n".to_string();
-    for i in 0..10_005 {
-        yaml += &format!(
-            "  - {{ id: n{i}, url: \"http://127.0.0.1:{}\" }}\n",
-            1 + i % 60000
-        );
-    }
-    let proxy = Proxy::start(&yaml);
-    let out = Command::new(BIN)
-        .args(["status", "--admin", &proxy.admin_addr.to_string()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = status_of(&Proxy::start(&unreachable_nodes(10_005)));
     assert_eq!(
         text.lines()
             .filter(|l| l.starts_with("n") && l[1..2].parse::<u8>().is_ok())
